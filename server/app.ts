@@ -1,0 +1,189 @@
+/**
+ * Assembles the service: database + migrations, the Koa application (error mapping, observability, the
+ * authorisation seam, FHIR REST, health and metrics), and its HTTP server.
+ */
+import { createServer, type Server } from 'node:http';
+import type { AddressInfo } from 'node:net';
+import Koa from 'koa';
+import Router from '@koa/router';
+import { OperationOutcomeError } from '@medplum/core';
+import type { Config } from './config.ts';
+import { openDatabase, type Database } from './db/database.ts';
+import { migrate } from './db/migrate.ts';
+import { loadDefinitions } from './fhir/definitions.ts';
+import { fail, outcome, statusOf } from './fhir/errors.ts';
+import { Repository } from './fhir/repository.ts';
+import { route, type FhirContext, type FhirRequest, type Prefer } from './fhir/router.ts';
+import { processBundle } from './fhir/bundle.ts';
+import { authMiddleware, resolveBootstrapToken, type Principal } from './http/auth.ts';
+import { readBody } from './http/body.ts';
+import { createLogger, createMetrics, observe, type Logger } from './http/observability.ts';
+
+export interface Huren {
+  config: Config;
+  db: Database;
+  logger: Logger;
+  server: Server;
+  /** Base URL actually listened on, e.g. http://127.0.0.1:8080 */
+  url: string;
+  bootstrapToken: string;
+  generatedToken: boolean;
+  close(): Promise<void>;
+}
+
+export async function start(config: Config): Promise<Huren> {
+  const logger = createLogger(config.logLevel);
+  loadDefinitions();
+  const db = await openDatabase({ url: config.databaseUrl, dataDir: config.inMemory ? undefined : `${config.dataDir}/pglite` });
+  const applied = await migrate(db);
+  if (applied.length > 0) logger.info({ applied, engine: db.engine }, 'migrations applied');
+  const { token, generated } = resolveBootstrapToken(config.bootstrapToken, config.dataDir);
+  const app = createApp(config, db, logger, token);
+  const server = createServer(app.callback());
+  server.keepAliveTimeout = 65_000;
+  await new Promise<void>((resolve, reject) => {
+    server.once('error', reject);
+    server.listen(config.port, config.host, () => resolve());
+  });
+  const address = server.address() as AddressInfo;
+  const host = config.host === '0.0.0.0' || config.host === '::' ? '127.0.0.1' : config.host;
+  return {
+    config,
+    db,
+    logger,
+    server,
+    url: `http://${host}:${address.port}`,
+    bootstrapToken: token,
+    generatedToken: generated,
+    async close() {
+      await new Promise<void>((resolve) => {
+        server.close(() => resolve());
+        server.closeAllConnections();
+      });
+      await db.close();
+    },
+  };
+}
+
+export function createApp(config: Config, db: Database, logger: Logger, bootstrapToken: string): Koa {
+  const app = new Koa({ proxy: !!config.publicUrl });
+  const metrics = createMetrics();
+  const repo = new Repository(db);
+
+  app.use(observe(logger, metrics));
+  app.use(errors(logger));
+  app.use(async (ctx, next) => {
+    ctx.set('X-Content-Type-Options', 'nosniff');
+    ctx.set('Cache-Control', 'no-store');
+    await next();
+  });
+  app.use(authMiddleware(bootstrapToken));
+
+  const router = new Router();
+  router.get('/healthz', (ctx) => {
+    ctx.body = { status: 'ok' };
+  });
+  router.get('/readyz', async (ctx) => {
+    try {
+      await db.query('SELECT 1');
+      ctx.body = { status: 'ready', database: db.engine };
+    } catch {
+      ctx.status = 503;
+      ctx.body = { status: 'unavailable', database: db.engine };
+    }
+  });
+  router.get('/metrics', async (ctx) => {
+    ctx.type = metrics.registry.contentType;
+    ctx.body = await metrics.registry.metrics();
+  });
+  app.use(router.routes());
+  app.use(router.allowedMethods());
+
+  app.use(async (ctx, next) => {
+    if (ctx.path !== '/fhir' && !ctx.path.startsWith('/fhir/')) return next();
+    const format = ctx.query._format;
+    if ((typeof format === 'string' && /xml/i.test(format)) || (/xml/i.test(ctx.get('accept')) && !/json|\*\/\*/i.test(ctx.get('accept')))) {
+      throw fail(406, 'not-supported', 'Only JSON is supported (application/fhir+json)');
+    }
+    const baseUrl = `${config.publicUrl ?? `${ctx.protocol}://${ctx.host}`}/fhir`;
+    const body = ['POST', 'PUT', 'PATCH'].includes(ctx.method)
+      ? await readBody(ctx, { maxBytes: config.maxBodyBytes, maxDepth: config.maxJsonDepth })
+      : undefined;
+    const request: FhirRequest = {
+      method: ctx.method === 'HEAD' ? 'GET' : ctx.method,
+      path: decodePath(ctx.path.slice('/fhir'.length)),
+      query: [...new URLSearchParams(ctx.querystring)] as [string, string][],
+      body,
+      ifMatch: ctx.get('if-match') || undefined,
+      ifNoneExist: ctx.get('if-none-exist') || undefined,
+      ifNoneMatch: ctx.get('if-none-match') || undefined,
+      prefer: parsePrefer(ctx.get('prefer')),
+    };
+    const fctx: FhirContext = { repo, baseUrl, principal: ctx.state.principal as Principal, processBundle };
+    const res = await route(fctx, request);
+    ctx.status = res.status;
+    if (res.resource?.meta?.versionId) ctx.set('ETag', `W/"${res.resource.meta.versionId}"`);
+    if (res.resource?.meta?.lastUpdated) ctx.set('Last-Modified', new Date(res.resource.meta.lastUpdated).toUTCString());
+    if (res.location) {
+      ctx.set('Location', res.location);
+      if (res.status === 201) ctx.set('Content-Location', res.location);
+    }
+    for (const [k, v] of Object.entries(res.headers ?? {})) ctx.set(k, v);
+    if (res.body) {
+      ctx.type = 'application/fhir+json; charset=utf-8';
+      ctx.body = ctx.query._pretty === 'true' ? JSON.stringify(res.body, null, 2) : JSON.stringify(res.body);
+    }
+  });
+
+  app.use(async (ctx) => {
+    throw fail(404, 'not-found', `Nothing at ${ctx.method} ${ctx.path.slice(0, 100)}`);
+  });
+  return app;
+}
+
+/** Maps every error to an OperationOutcome; unknown errors are 500s, logged without their data. */
+function errors(logger: Logger): Koa.Middleware {
+  return async (ctx, next) => {
+    try {
+      await next();
+    } catch (err) {
+      let status = statusOf(err);
+      let body;
+      if (err instanceof OperationOutcomeError) {
+        body = err.outcome;
+      } else {
+        const httpStatus = (err as { status?: number; expose?: boolean }).status;
+        if (httpStatus && httpStatus >= 400 && httpStatus < 500) {
+          status = httpStatus;
+          body = outcome('error', 'invalid', (err as Error).message.slice(0, 200));
+        } else {
+          const e = err as Error & { code?: string };
+          logger.error({ requestId: ctx.state.requestId, err: { name: e.name, code: e.code, stack: e.stack?.split('\n').slice(0, 6).join('\n') } }, 'unhandled error');
+          body = outcome('fatal', 'exception', `Internal error (request ${ctx.state.requestId ?? 'unknown'})`);
+        }
+      }
+      ctx.status = status;
+      ctx.type = 'application/fhir+json; charset=utf-8';
+      ctx.body = JSON.stringify(body);
+    }
+  };
+}
+
+function decodePath(path: string): string {
+  try {
+    return decodeURIComponent(path);
+  } catch {
+    throw fail(400, 'invalid', 'Malformed URL encoding in the path');
+  }
+}
+
+export function parsePrefer(header: string): Prefer {
+  const prefer: Prefer = {};
+  for (const part of header.split(/[,;]/).map((s) => s.trim())) {
+    const [k, v] = part.split('=').map((s) => s?.trim().replace(/^"|"$/g, ''));
+    if (k === 'return' && (v === 'minimal' || v === 'representation' || v === 'OperationOutcome')) prefer.return = v;
+    if (k === 'handling' && (v === 'strict' || v === 'lenient')) prefer.handling = v;
+    if (k === 'respond-async') prefer.respondAsync = true;
+  }
+  return prefer;
+}

@@ -1,0 +1,44 @@
+/** Configuration from the environment (DESIGN.md §6a). */
+import { resolve } from 'node:path';
+
+export interface Config {
+  port: number;
+  host: string;
+  /** PGlite files, the bootstrap token and (later) the embedded chain live here. */
+  dataDir: string;
+  /** A PostgreSQL server instead of PGlite. */
+  databaseUrl?: string;
+  /** Use an in-memory PGlite (tests). */
+  inMemory: boolean;
+  bootstrapToken?: string;
+  /** Largest accepted request body, in bytes (default 16 MiB). */
+  maxBodyBytes: number;
+  /** Deepest accepted JSON nesting (default 64). */
+  maxJsonDepth: number;
+  /** Public base URL of the server, if it sits behind a proxy; otherwise derived from the request. */
+  publicUrl?: string;
+  logLevel: string;
+}
+
+export function loadConfig(env: NodeJS.ProcessEnv = process.env, overrides: Partial<Config> = {}): Config {
+  return {
+    port: intEnv(env.PORT, 8080),
+    host: env.HOST ?? '0.0.0.0',
+    dataDir: resolve(env.HUREN_DATA_DIR ?? './data'),
+    databaseUrl: env.DATABASE_URL || undefined,
+    inMemory: env.HUREN_IN_MEMORY === '1',
+    bootstrapToken: env.HUREN_BOOTSTRAP_TOKEN || undefined,
+    maxBodyBytes: intEnv(env.HUREN_MAX_BODY_BYTES, 16 * 1024 * 1024),
+    maxJsonDepth: intEnv(env.HUREN_MAX_JSON_DEPTH, 64),
+    publicUrl: env.HUREN_PUBLIC_URL?.replace(/\/$/, '') || undefined,
+    logLevel: env.LOG_LEVEL ?? 'info',
+    ...overrides,
+  };
+}
+
+function intEnv(value: string | undefined, fallback: number): number {
+  if (value === undefined || value === '') return fallback;
+  const n = Number(value);
+  if (!Number.isInteger(n) || n < 0) throw new Error(`Expected a non-negative integer, got '${value}'`);
+  return n;
+}

@@ -1,0 +1,214 @@
+/**
+ * Batch and transaction Bundles (FHIR R4 http.html#transaction).
+ * - batch: each entry on its own, each answered with its own status.
+ * - transaction: all or nothing, in the spec's order (DELETE, POST, PUT/PATCH, GET); `urn:uuid:` fullUrls
+ *   and conditional references resolved and rewritten; plain creates written with one statement per table.
+ *   A failing entry rolls everything back and the error names it (`Bundle.entry[i]`).
+ */
+import { randomUUID } from 'node:crypto';
+import { OperationOutcomeError } from '@medplum/core';
+import type { Bundle, BundleEntry, OperationOutcome, Resource } from '@medplum/fhirtypes';
+import { badRequest, FhirError, statusOf } from './errors.ts';
+import { isSupportedResourceType } from './definitions.ts';
+import { route, type FhirContext, type FhirRequest, type FhirResponse, type Prefer } from './router.ts';
+import { assertValid } from './validate.ts';
+
+const ORDER: Record<string, number> = { DELETE: 0, POST: 1, PUT: 2, PATCH: 2, GET: 3, HEAD: 3 };
+
+export async function processBundle(ctx: FhirContext, body: unknown, prefer: Prefer): Promise<Bundle> {
+  const bundle = body as Bundle;
+  if (!bundle || bundle.resourceType !== 'Bundle') throw badRequest('Expected a Bundle', 'Bundle');
+  if (bundle.type !== 'batch' && bundle.type !== 'transaction') {
+    throw badRequest(`Bundle.type must be batch or transaction, not '${String(bundle.type)}'`, 'Bundle.type');
+  }
+  const entries = bundle.entry ?? [];
+  if (!Array.isArray(entries)) throw badRequest('Bundle.entry must be an array', 'Bundle.entry');
+  entries.forEach((e, i) => checkEntry(e, i));
+  return bundle.type === 'batch' ? batch(ctx, entries, prefer) : transaction(ctx, entries, prefer);
+}
+
+function checkEntry(entry: BundleEntry, i: number): void {
+  const where = `Bundle.entry[${i}]`;
+  const method = entry?.request?.method;
+  if (!method || !(method in ORDER)) throw badRequest(`${where}.request.method is missing or not supported`, `${where}.request.method`);
+  if (typeof entry.request?.url !== 'string' || entry.request.url === '') throw badRequest(`${where}.request.url is required`, `${where}.request.url`);
+  if ((method === 'POST' || method === 'PUT') && (!entry.resource || typeof entry.resource !== 'object')) {
+    throw badRequest(`${where}.resource is required for ${method}`, `${where}.resource`);
+  }
+}
+
+async function batch(ctx: FhirContext, entries: BundleEntry[], prefer: Prefer): Promise<Bundle> {
+  const out: BundleEntry[] = [];
+  for (const [i, entry] of entries.entries()) {
+    try {
+      const res = await route(ctx, toRequest(entry, prefer));
+      out.push(responseEntry(ctx, res));
+    } catch (err) {
+      const status = statusOf(err);
+      if (status >= 500) throw err;
+      out.push({ response: { status: String(status), outcome: annotate(err, i).outcome } });
+    }
+  }
+  return { resourceType: 'Bundle', type: 'batch-response', entry: out };
+}
+
+async function transaction(ctx: FhirContext, entries: BundleEntry[], prefer: Prefer): Promise<Bundle> {
+  const order = entries.map((_, i) => i).sort((a, b) => ORDER[entries[a].request!.method!] - ORDER[entries[b].request!.method!] || a - b);
+  const results: FhirResponse[] = new Array(entries.length);
+  await ctx.repo.transaction(async (repo) => {
+    const tctx: FhirContext = { ...ctx, repo };
+    // 1. resolve the identity of every created or conditionally updated entry
+    const refMap = new Map<string, string>();
+    const plainCreates: number[] = [];
+    const matched = new Map<number, string>();
+    for (const i of order) {
+      const entry = entries[i];
+      const method = entry.request!.method!;
+      const url = entry.request!.url!;
+      await at(i, async () => {
+        if (method === 'POST') {
+          const type = entry.resource!.resourceType;
+          if (!isSupportedResourceType(type) || url.split('?')[0] !== type) {
+            throw badRequest(`request.url '${url.slice(0, 80)}' does not match resourceType '${String(type)}'`, 'request.url');
+          }
+          let id: string;
+          if (entry.request!.ifNoneExist) {
+            const ids = await repo.conditionalMatch(type, entry.request!.ifNoneExist, 'request.ifNoneExist');
+            if (ids.length > 1) throw new FhirError(412, conflictOutcome(`ifNoneExist matched ${ids.length} resources`, 'request.ifNoneExist'));
+            if (ids.length === 1) matched.set(i, ids[0]);
+            id = ids[0] ?? randomUUID();
+          } else {
+            id = randomUUID();
+          }
+          if (!matched.has(i)) plainCreates.push(i);
+          entry.resource = { ...entry.resource!, id };
+          if (entry.fullUrl) refMap.set(entry.fullUrl, `${type}/${id}`);
+        } else if (method === 'PUT' && entry.fullUrl && url.includes('?')) {
+          const [type, query] = url.split('?', 2);
+          const ids = await repo.conditionalMatch(type, query, 'request.url');
+          if (ids.length > 1) throw new FhirError(412, conflictOutcome(`Conditional update matched ${ids.length} resources`, 'request.url'));
+          const id = ids[0] ?? entry.resource!.id ?? randomUUID();
+          entry.resource = { ...entry.resource!, id };
+          entry.request = { ...entry.request!, url: `${type}/${id}` };
+          refMap.set(entry.fullUrl, `${type}/${id}`);
+        } else if (method === 'PUT' && entry.fullUrl && entry.resource) {
+          const id = url.split('/')[1];
+          if (id) refMap.set(entry.fullUrl, `${entry.resource.resourceType}/${id}`);
+        }
+      });
+    }
+    // 2. rewrite references to other entries and conditional references
+    for (const i of order) {
+      const entry = entries[i];
+      if (!entry.resource) continue;
+      await at(i, async () => {
+        entry.resource = (await rewrite(entry.resource, refMap, async (ref, path) =>
+          repo.resolveConditionalReference(ref, `resource.${path}`)
+        )) as Resource;
+        if (entry.request!.url!.startsWith('urn:')) entry.request!.url = refMap.get(entry.request!.url!) ?? entry.request!.url;
+      });
+    }
+    // 3. validate the plain creates up front, then write them in one go
+    for (const i of plainCreates) await at(i, async () => assertValid(entries[i].resource, `Bundle.entry[${i}].resource`));
+    const created = plainCreates.length > 0 ? await repo.createMany(plainCreates.map((i) => entries[i].resource!)) : [];
+    plainCreates.forEach((i, k) => {
+      results[i] = { status: 201, resource: created[k], body: created[k], location: `${ctx.baseUrl}/${created[k].resourceType}/${created[k].id}/_history/1` };
+    });
+    for (const [i, id] of matched) {
+      const resource = await repo.read(entries[i].resource!.resourceType, id);
+      results[i] = { status: 200, resource, body: resource };
+    }
+    // 4. everything else in order
+    for (const i of order) {
+      if (results[i]) continue;
+      results[i] = await at(i, () => route(tctx, toRequest(entries[i], prefer)));
+    }
+  });
+  return {
+    resourceType: 'Bundle',
+    type: 'transaction-response',
+    entry: results.map((r) => responseEntry(ctx, r, prefer)),
+  };
+}
+
+/** Runs `fn` for entry `i`, re-throwing any error with the entry named. */
+async function at<T>(i: number, fn: () => Promise<T>): Promise<T> {
+  try {
+    return await fn();
+  } catch (err) {
+    throw annotate(err, i);
+  }
+}
+
+function annotate(err: unknown, i: number): FhirError {
+  if (!(err instanceof OperationOutcomeError)) throw err;
+  const where = `Bundle.entry[${i}]`;
+  const issues = (err.outcome.issue ?? []).map((issue) => ({
+    ...issue,
+    diagnostics: `${where}: ${issue.details?.text ?? issue.diagnostics ?? 'failed'}`,
+    expression: (issue.expression?.length ? issue.expression : ['']).map((e) => {
+      if (e.startsWith('Bundle.entry[')) return e;
+      if (/^[A-Z][A-Za-z]+(\.|$)/.test(e)) return `${where}.resource${e.replace(/^[A-Za-z]+/, '')}`;
+      return e ? `${where}.${e}` : where;
+    }),
+  }));
+  return new FhirError(statusOf(err), { resourceType: 'OperationOutcome', issue: issues });
+}
+
+function conflictOutcome(text: string, expression: string): OperationOutcome {
+  return { resourceType: 'OperationOutcome', issue: [{ severity: 'error', code: 'multiple-matches', details: { text }, expression: [expression] }] };
+}
+
+/** Walks a resource and rewrites `reference` strings found in `refMap` or written as conditional references. */
+async function rewrite(value: unknown, refMap: Map<string, string>, resolve: (ref: string, path: string) => Promise<string>, path = ''): Promise<unknown> {
+  if (Array.isArray(value)) {
+    const out = [];
+    for (const [k, v] of value.entries()) out.push(await rewrite(v, refMap, resolve, `${path}[${k}]`));
+    return out;
+  }
+  if (value && typeof value === 'object') {
+    const out: Record<string, unknown> = {};
+    for (const [k, v] of Object.entries(value)) {
+      const p = path ? `${path}.${k}` : k;
+      if (k === 'reference' && typeof v === 'string') {
+        if (refMap.has(v)) out[k] = refMap.get(v);
+        else if (/^[A-Z][A-Za-z]+\?/.test(v)) out[k] = await resolve(v, p);
+        else out[k] = v;
+      } else {
+        out[k] = await rewrite(v, refMap, resolve, p);
+      }
+    }
+    return out;
+  }
+  return value;
+}
+
+function toRequest(entry: BundleEntry, prefer: Prefer): FhirRequest {
+  const url = entry.request!.url!;
+  const [path, qs] = url.split('?', 2);
+  return {
+    method: entry.request!.method!,
+    path,
+    query: qs ? ([...new URLSearchParams(qs)] as [string, string][]) : [],
+    body: entry.resource,
+    ifMatch: entry.request!.ifMatch,
+    ifNoneExist: entry.request!.ifNoneExist,
+    ifNoneMatch: entry.request!.ifNoneMatch,
+    prefer,
+  };
+}
+
+function responseEntry(ctx: FhirContext, res: FhirResponse, prefer?: Prefer): BundleEntry {
+  const r = res.resource;
+  const includeBody = prefer?.return !== 'minimal' && res.body;
+  return {
+    ...(r?.id ? { fullUrl: `${ctx.baseUrl}/${r.resourceType}/${r.id}` } : {}),
+    ...(includeBody ? { resource: res.body } : {}),
+    response: {
+      status: String(res.status),
+      ...(res.location ? { location: res.location } : {}),
+      ...(r?.meta?.versionId ? { etag: `W/"${r.meta.versionId}"` } : {}),
+      ...(r?.meta?.lastUpdated ? { lastModified: r.meta.lastUpdated } : {}),
+    },
+  };
+}

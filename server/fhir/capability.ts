@@ -1,0 +1,80 @@
+/**
+ * The CapabilityStatement, generated from what the server really does: every resource type it stores, the
+ * search parameters it indexes, the interactions the router implements and the registered operations.
+ */
+import type { CapabilityStatement, CapabilityStatementRestResource } from '@medplum/fhirtypes';
+import { searchParams, supportedResourceTypes } from './definitions.ts';
+import { operations } from './operations/registry.ts';
+import { version } from '../version.ts';
+
+const cache = new Map<string, CapabilityStatement>();
+
+export function capabilityStatement(baseUrl: string): CapabilityStatement {
+  let cs = cache.get(baseUrl);
+  if (cs) return cs;
+  const resources: CapabilityStatementRestResource[] = supportedResourceTypes().map((type) => {
+    const params = [...searchParams(type).values()];
+    const refs = params.filter((p) => p.type === 'reference');
+    return {
+      type: type as CapabilityStatementRestResource['type'],
+      interaction: ['read', 'vread', 'update', 'patch', 'delete', 'history-instance', 'history-type', 'create', 'search-type'].map((code) => ({
+        code: code as 'read',
+      })),
+      versioning: 'versioned-update',
+      readHistory: true,
+      updateCreate: true,
+      conditionalCreate: true,
+      conditionalRead: 'not-supported',
+      conditionalUpdate: true,
+      conditionalDelete: 'single',
+      referencePolicy: ['literal', 'logical', 'local'],
+      searchInclude: refs.map((p) => `${type}:${p.code}`),
+      searchRevInclude: [],
+      searchParam: [
+        { name: '_id', type: 'token', definition: 'http://hl7.org/fhir/SearchParameter/Resource-id' },
+        { name: '_lastUpdated', type: 'date', definition: 'http://hl7.org/fhir/SearchParameter/Resource-lastUpdated' },
+        ...params.map((p) => ({ name: p.code, type: p.type, definition: p.definition.url, documentation: p.definition.description })),
+      ],
+      operation: operations
+        .filter((o) => o.definition.type || o.definition.instance)
+        .filter((o) => !o.definition.resource?.length || o.definition.resource.includes(type as never) || o.definition.resource.includes('Resource' as never))
+        .map((o) => ({ name: o.name, definition: o.definition.url as string })),
+    };
+  });
+  // _revinclude: every reference parameter that can point at the type
+  const byTarget = new Map<string, string[]>();
+  for (const type of supportedResourceTypes()) {
+    for (const p of searchParams(type).values()) {
+      if (p.type !== 'reference') continue;
+      for (const t of p.targets) byTarget.set(t, [...(byTarget.get(t) ?? []), `${type}:${p.code}`]);
+    }
+  }
+  for (const r of resources) r.searchRevInclude = byTarget.get(r.type) ?? [];
+
+  cs = {
+    resourceType: 'CapabilityStatement',
+    status: 'active',
+    date: new Date().toISOString(),
+    publisher: 'Huren',
+    kind: 'instance',
+    software: { name: 'Huren', version },
+    implementation: { description: 'Huren FHIR R4 server for mutual recognition of lab and examination results', url: baseUrl },
+    fhirVersion: '4.0.1',
+    format: ['application/fhir+json', 'application/json'],
+    patchFormat: ['application/json-patch+json'],
+    rest: [
+      {
+        mode: 'server',
+        security: {
+          cors: true,
+          description: 'Every request except this statement and the health endpoints needs a bearer token (Authorization: Bearer …).',
+        },
+        resource: resources,
+        interaction: [{ code: 'transaction' }, { code: 'batch' }, { code: 'history-system' }],
+        operation: operations.filter((o) => o.definition.system).map((o) => ({ name: o.name, definition: o.definition.url as string })),
+      },
+    ],
+  };
+  cache.set(baseUrl, cs);
+  return cs;
+}

@@ -1,0 +1,36 @@
+/**
+ * The FHIR operations the server offers. Each lives in its own file with its OperationDefinition in
+ * `profiles/`; this registry is what the router and the CapabilityStatement read.
+ */
+import { readFileSync } from 'node:fs';
+import { fileURLToPath } from 'node:url';
+import type { OperationDefinition } from '@medplum/fhirtypes';
+import type { FhirContext, FhirRequest, FhirResponse } from '../router.ts';
+import { validateOperation } from './validate.ts';
+
+export interface Operation {
+  name: string;
+  definition: OperationDefinition;
+  methods: string[];
+  handle(ctx: FhirContext, req: FhirRequest, target: { type?: string; id?: string }): Promise<FhirResponse>;
+}
+
+const PROFILES_DIR = fileURLToPath(new URL('../../../profiles/', import.meta.url));
+
+export function loadDefinition(file: string): OperationDefinition {
+  return JSON.parse(readFileSync(`${PROFILES_DIR}${file}`, 'utf8')) as OperationDefinition;
+}
+
+export const operations: Operation[] = [validateOperation];
+
+/** The operation `$name` at the given level, if the server offers it there. */
+export function findOperation(name: string, type: string | undefined, instance: boolean): Operation | undefined {
+  const op = operations.find((o) => o.name === name);
+  if (!op) return undefined;
+  const d = op.definition;
+  if (!type && !d.system) return undefined;
+  if (type && !instance && !d.type) return undefined;
+  if (instance && !d.instance) return undefined;
+  if (type && d.resource?.length && !d.resource.includes(type as never) && !d.resource.includes('Resource' as never)) return undefined;
+  return op;
+}

@@ -1,0 +1,262 @@
+/**
+ * FHIR semantics over the store: versioned create/read/update/patch/delete, conditional forms, history,
+ * search. Every write is validated, then written with its index rows in one transaction.
+ */
+import { randomUUID } from 'node:crypto';
+import type { Bundle, OperationOutcomeIssue, Resource } from '@medplum/fhirtypes';
+import canonicalize from 'canonicalize';
+import fastJsonPatch from 'fast-json-patch';
+import type { Database, Sql } from '../db/database.ts';
+import { badRequest, fail, gone, notFound, preconditionFailed } from './errors.ts';
+import { isSupportedResourceType } from './definitions.ts';
+import { writeVersions, type NewVersion } from './store.ts';
+import { assertValid } from './validate.ts';
+import { parseSearch, type SearchRequest } from './search/parse.ts';
+import { findIds, runSearch } from './search/execute.ts';
+
+export interface WriteResult {
+  resource: Resource;
+  /** 201 for a new resource, 200 otherwise. */
+  status: 200 | 201;
+  /** True when nothing was written (conditional create matched, or an update changed nothing). */
+  unchanged?: boolean;
+  warnings?: OperationOutcomeIssue[];
+}
+
+export interface HistoryOptions {
+  since?: string;
+  count: number;
+  offset: number;
+}
+
+interface CurrentRow {
+  version: number;
+  deleted: boolean;
+  content: Resource;
+}
+
+export class Repository {
+  constructor(
+    readonly db: Database,
+    private readonly sql: Sql = db,
+    private readonly inTransaction = false
+  ) {}
+
+  /** Runs `fn` with a repository bound to one transaction (joins the current one if any). */
+  async transaction<T>(fn: (repo: Repository) => Promise<T>): Promise<T> {
+    if (this.inTransaction) return fn(this);
+    return this.db.transaction((sql) => fn(new Repository(this.db, sql, true)));
+  }
+
+  async read(type: string, id: string): Promise<Resource> {
+    checkType(type);
+    const rows = await this.sql.query<CurrentRow>('SELECT version, deleted, content FROM resource WHERE type = $1 AND id = $2', [type, id]);
+    if (rows.length === 0) throw notFound(`${type}/${id} not found`);
+    if (rows[0].deleted) throw gone(`${type}/${id} was deleted`);
+    return present(rows[0].content);
+  }
+
+  async vread(type: string, id: string, version: string): Promise<Resource> {
+    checkType(type);
+    if (!/^\d{1,9}$/.test(version)) throw notFound(`${type}/${id}/_history/${version} not found`);
+    const rows = await this.sql.query<CurrentRow>(
+      'SELECT version, deleted, content FROM resource_history WHERE type = $1 AND id = $2 AND version = $3',
+      [type, id, Number(version)]
+    );
+    if (rows.length === 0) throw notFound(`${type}/${id}/_history/${version} not found`);
+    if (rows[0].deleted) throw gone(`${type}/${id}/_history/${version} is a deletion`);
+    return present(rows[0].content);
+  }
+
+  /** Creates a resource (server-assigned id unless `id` is given by a transaction's pre-assignment). */
+  async create(resource: Resource, options: { ifNoneExist?: string; id?: string } = {}): Promise<WriteResult> {
+    const warnings = assertValid(resource);
+    if (options.ifNoneExist) {
+      return this.transaction(async (repo) => {
+        const match = await repo.conditionalMatch(resource.resourceType, options.ifNoneExist as string, 'If-None-Exist');
+        if (match.length === 1) return { resource: await repo.read(resource.resourceType, match[0]), status: 200 as const, unchanged: true };
+        if (match.length > 1) throw preconditionFailed(`If-None-Exist matched ${match.length} resources`, 'If-None-Exist');
+        return repo.insertNew(resource, options.id, warnings);
+      });
+    }
+    return this.transaction((repo) => repo.insertNew(resource, options.id, warnings));
+  }
+
+  /** Creates many new resources with one statement per table (ids already assigned, already valid). */
+  async createMany(resources: Resource[]): Promise<Resource[]> {
+    const now = new Date().toISOString();
+    const stored = resources.map((r) => stamp(r, r.id ?? randomUUID(), 1, now));
+    await this.transaction((repo) => writeVersions(repo.sql, stored.map((resource) => ({ resource, method: 'POST', isNew: true }))));
+    return stored;
+  }
+
+  private async insertNew(resource: Resource, id: string | undefined, warnings: OperationOutcomeIssue[]): Promise<WriteResult> {
+    const stored = stamp(resource, id ?? randomUUID(), 1, new Date().toISOString());
+    await writeVersions(this.sql, [{ resource: stored, method: 'POST', isNew: true }]);
+    return { resource: stored, status: 201, warnings };
+  }
+
+  /** Update (or create with a client id); `ifMatch` is a version number to check. */
+  async update(resource: Resource, options: { ifMatch?: string; method?: 'PUT' | 'PATCH' } = {}): Promise<WriteResult> {
+    const warnings = assertValid(resource);
+    const type = resource.resourceType;
+    const id = resource.id;
+    if (!id) throw badRequest('Resource id is required for update', `${type}.id`);
+    return this.transaction(async (repo) => {
+      const current = await repo.lockCurrent(type, id);
+      if (options.ifMatch !== undefined && (!current || String(current.version) !== options.ifMatch)) {
+        throw preconditionFailed(`Version conflict: ${type}/${id} is at version ${current?.version ?? 'none'}, not ${options.ifMatch}`, 'If-Match');
+      }
+      if (current && !current.deleted && sameContent(current.content, resource)) {
+        return { resource: present(current.content), status: 200 as const, unchanged: true, warnings };
+      }
+      const stored = stamp(resource, id, (current?.version ?? 0) + 1, new Date().toISOString());
+      await writeVersions(repo.sql, [{ resource: stored, method: options.method ?? 'PUT', isNew: !current }]);
+      return { resource: stored, status: current ? (200 as const) : (201 as const), warnings };
+    });
+  }
+
+  /** Conditional update: `PUT Type?query`. */
+  async conditionalUpdate(resource: Resource, query: string): Promise<WriteResult> {
+    assertValid(resource);
+    return this.transaction(async (repo) => {
+      const match = await repo.conditionalMatch(resource.resourceType, query, 'url');
+      if (match.length > 1) throw preconditionFailed(`Conditional update matched ${match.length} resources`);
+      if (match.length === 0) {
+        if (resource.id) return repo.update(resource);
+        return repo.create(resource);
+      }
+      if (resource.id && resource.id !== match[0]) {
+        throw badRequest(`Resource id ${resource.id} does not match the resource found (${match[0]})`, `${resource.resourceType}.id`);
+      }
+      return repo.update({ ...resource, id: match[0] });
+    });
+  }
+
+  /** JSON Patch (RFC 6902). */
+  async patch(type: string, id: string, operations: unknown, ifMatch?: string): Promise<WriteResult> {
+    checkType(type);
+    if (!Array.isArray(operations)) throw badRequest('A JSON Patch body must be an array of operations');
+    return this.transaction(async (repo) => {
+      const current = await repo.lockCurrent(type, id);
+      if (!current) throw notFound(`${type}/${id} not found`);
+      if (current.deleted) throw gone(`${type}/${id} was deleted`);
+      const opError = fastJsonPatch.validate(operations as fastJsonPatch.Operation[], current.content);
+      if (opError?.name === 'TEST_OPERATION_FAILED') throw preconditionFailed('JSON Patch test operation failed', `Patch[${opError.index}]`);
+      if (opError) throw badRequest(`Invalid JSON Patch: ${opError.message.split('\n')[0]}`, `Patch[${opError.index}]`);
+      let patched: Resource;
+      try {
+        patched = fastJsonPatch.applyPatch(structuredClone(current.content), operations as fastJsonPatch.Operation[], false, false).newDocument;
+      } catch (err) {
+        const e = err as { name?: string; message: string; index?: number };
+        if (e.name === 'TEST_OPERATION_FAILED' || /Test operation failed/.test(e.message)) {
+          throw preconditionFailed('JSON Patch test operation failed', `Patch[${e.index ?? 0}]`);
+        }
+        throw badRequest(`JSON Patch failed: ${e.message.split('\n')[0]}`, `Patch[${e.index ?? 0}]`);
+      }
+      if (patched.resourceType !== type || patched.id !== id) throw badRequest('A patch cannot change resourceType or id');
+      return repo.update(patched, { ifMatch, method: 'PATCH' });
+    });
+  }
+
+  async delete(type: string, id: string): Promise<void> {
+    checkType(type);
+    await this.transaction(async (repo) => {
+      const current = await repo.lockCurrent(type, id);
+      if (!current || current.deleted) return; // deleting twice is not an error
+      const stub = stamp({ resourceType: type } as Resource, id, current.version + 1, new Date().toISOString());
+      await writeVersions(repo.sql, [{ resource: stub, method: 'DELETE', isNew: false }]);
+    });
+  }
+
+  async conditionalDelete(type: string, query: string): Promise<number> {
+    return this.transaction(async (repo) => {
+      const match = await repo.conditionalMatch(type, query, 'url');
+      if (match.length > 1) throw preconditionFailed(`Conditional delete matched ${match.length} resources`);
+      for (const id of match) await repo.delete(type, id);
+      return match.length;
+    });
+  }
+
+  async search(request: SearchRequest, baseUrl: string): Promise<Bundle> {
+    return runSearch(this.sql, request, baseUrl);
+  }
+
+  async history(type: string | undefined, id: string | undefined, options: HistoryOptions): Promise<{ rows: HistoryRow[]; total?: number }> {
+    if (type) checkType(type);
+    const where: string[] = [];
+    const params: unknown[] = [];
+    if (type) where.push(`type = $${params.push(type)}`);
+    if (id) where.push(`id = $${params.push(id)}`);
+    if (options.since) where.push(`last_updated >= $${params.push(options.since)}::timestamptz`);
+    const whereSql = where.length ? `WHERE ${where.join(' AND ')}` : '';
+    const rows = await this.sql.query<HistoryRow>(
+      `SELECT type, id, version, deleted, method, content FROM resource_history ${whereSql}
+       ORDER BY last_updated DESC, id, version DESC LIMIT ${options.count + 1} OFFSET ${options.offset}`,
+      params
+    );
+    if (id && type && rows.length === 0 && options.offset === 0 && !options.since) {
+      throw notFound(`${type}/${id} not found`);
+    }
+    return { rows };
+  }
+
+  /** Ids matching a conditional URL's query, serialised per (type, query) so concurrent twins agree. */
+  async conditionalMatch(type: string, query: string, where: string): Promise<string[]> {
+    checkType(type);
+    const pairs = [...new URLSearchParams(query)] as [string, string][];
+    if (pairs.length === 0) throw badRequest('A conditional request needs search parameters', where);
+    const request = parseSearch(type, pairs);
+    if (request.unknown.length > 0) throw badRequest(`Unknown search parameter '${request.unknown[0]}' in conditional request`, where);
+    const key = `${type}?${pairs.map(([k, v]) => `${k}=${v}`).sort().join('&')}`;
+    await this.sql.query('SELECT pg_advisory_xact_lock(hashtext($1))', [key]);
+    return findIds(this.sql, request, 2);
+  }
+
+  private async lockCurrent(type: string, id: string): Promise<CurrentRow | undefined> {
+    const rows = await this.sql.query<CurrentRow>('SELECT version, deleted, content FROM resource WHERE type = $1 AND id = $2 FOR UPDATE', [type, id]);
+    return rows[0];
+  }
+
+  /** Resolves a conditional reference (`Patient?identifier=…`) to `Type/id`; exactly one match required. */
+  async resolveConditionalReference(reference: string, where: string): Promise<string> {
+    const [type, query] = reference.split('?', 2);
+    const ids = await this.conditionalMatch(type, query ?? '', where);
+    if (ids.length !== 1) throw fail(ids.length === 0 ? 404 : 412, ids.length === 0 ? 'not-found' : 'multiple-matches', `Conditional reference ${type}?… matched ${ids.length} resources`, where);
+    return `${type}/${ids[0]}`;
+  }
+}
+
+export interface HistoryRow {
+  type: string;
+  id: string;
+  version: number;
+  deleted: boolean;
+  method: string;
+  content: Resource;
+}
+
+function checkType(type: string): void {
+  if (!isSupportedResourceType(type)) throw notFound(`Unknown resource type '${type}'`);
+}
+
+/** Sets id and server-owned meta fields (keeps profile, tag, security, source). */
+function stamp(resource: Resource, id: string, version: number, lastUpdated: string): Resource {
+  const { resourceType, id: _old, meta, ...rest } = resource as Resource & Record<string, unknown>;
+  return { resourceType, id, meta: { ...meta, versionId: String(version), lastUpdated }, ...rest } as Resource;
+}
+
+/** Orders the top-level keys as FHIR JSON usually reads (the store's JSONB does not keep key order). */
+export function present(content: Resource): Resource {
+  const { resourceType, id, meta, ...rest } = content as Resource & Record<string, unknown>;
+  return { resourceType, ...(id !== undefined ? { id } : {}), ...(meta ? { meta } : {}), ...rest } as Resource;
+}
+
+function sameContent(current: Resource, next: Resource): boolean {
+  const strip = (r: Resource) => {
+    const { meta, ...rest } = r as Resource & Record<string, unknown>;
+    const { versionId, lastUpdated, ...keptMeta } = (meta ?? {}) as Record<string, unknown>;
+    return canonicalize({ ...rest, meta: keptMeta });
+  };
+  return strip(current) === strip(next);
+}

@@ -1,0 +1,241 @@
+/**
+ * The FHIR REST interactions, independent of HTTP: the Koa layer and the batch/transaction processor both
+ * turn a request into a `FhirRequest` and send it here, so an entry in a Bundle behaves exactly like the same
+ * request sent alone.
+ */
+import type { Bundle, OperationOutcome, Resource } from '@medplum/fhirtypes';
+import type { Repository } from './repository.ts';
+import { badRequest, fail, informational, notFound, outcome } from './errors.ts';
+import { isSupportedResourceType } from './definitions.ts';
+import { parseSearch, DEFAULT_COUNT, MAX_COUNT } from './search/parse.ts';
+import { capabilityStatement } from './capability.ts';
+import { findOperation } from './operations/registry.ts';
+import type { Principal } from '../http/auth.ts';
+
+export interface FhirRequest {
+  method: string;
+  /** Path below the FHIR base, without leading slash: `Patient/123/_history/2`. */
+  path: string;
+  query: [string, string][];
+  body?: unknown;
+  ifMatch?: string;
+  ifNoneExist?: string;
+  ifNoneMatch?: string;
+  prefer: Prefer;
+}
+
+export interface Prefer {
+  return?: 'minimal' | 'representation' | 'OperationOutcome';
+  handling?: 'strict' | 'lenient';
+  respondAsync?: boolean;
+}
+
+export interface FhirResponse {
+  status: number;
+  body?: Resource;
+  /** Set for a single-resource answer: Location, ETag and Last-Modified are derived from it. */
+  resource?: Resource;
+  location?: string;
+  headers?: Record<string, string>;
+}
+
+export interface FhirContext {
+  repo: Repository;
+  baseUrl: string;
+  principal: Principal;
+  /** Processes a batch/transaction Bundle (injected to avoid a module cycle). */
+  processBundle(ctx: FhirContext, bundle: unknown, prefer: Prefer): Promise<Bundle>;
+}
+
+export async function route(ctx: FhirContext, req: FhirRequest): Promise<FhirResponse> {
+  const segments = req.path.split('/').filter((s) => s.length > 0);
+  const [type, second, third, fourth] = segments;
+  const method = req.method.toUpperCase();
+
+  if (segments.length === 0) {
+    if (method === 'POST') return { status: 200, body: await ctx.processBundle(ctx, req.body, req.prefer) };
+    throw fail(405, 'not-supported', `${method} on the FHIR base is not supported`);
+  }
+  if (type === 'metadata' && segments.length === 1 && method === 'GET') {
+    return { status: 200, body: capabilityStatement(ctx.baseUrl) };
+  }
+  if (type === '_history' && segments.length === 1 && method === 'GET') return history(ctx, req, undefined, undefined);
+  if (type.startsWith('$')) return operation(ctx, req, type.slice(1), undefined, undefined);
+  if (!isSupportedResourceType(type)) throw notFound(`Unknown resource type '${type}'`);
+
+  if (segments.length === 1) {
+    switch (method) {
+      case 'GET':
+        return search(ctx, type, req.query, req.prefer);
+      case 'POST':
+        return create(ctx, type, req);
+      case 'PUT':
+        return writeAnswer(ctx, req, await ctx.repo.conditionalUpdate(ensureBody(req, type), conditionalQuery(req)));
+      case 'DELETE': {
+        const n = await ctx.repo.conditionalDelete(type, conditionalQuery(req));
+        return { status: 200, body: informational(n === 0 ? 'No resource matched; nothing deleted' : 'Deleted') };
+      }
+    }
+    throw fail(405, 'not-supported', `${method} is not supported on ${type}`);
+  }
+  if (second === '_search' && segments.length === 2 && method === 'POST') {
+    return search(ctx, type, [...req.query, ...formPairs(req.body)], req.prefer);
+  }
+  if (second === '_history' && segments.length === 2 && method === 'GET') return history(ctx, req, type, undefined);
+  if (second.startsWith('$') && segments.length === 2) return operation(ctx, req, second.slice(1), type, undefined);
+
+  const id = second;
+  if (segments.length === 2) {
+    switch (method) {
+      case 'GET': {
+        const resource = await ctx.repo.read(type, id);
+        if (req.ifNoneMatch && req.ifNoneMatch.replace(/^W\//, '') === `"${resource.meta?.versionId}"`) return { status: 304 };
+        return { status: 200, resource, body: resource };
+      }
+      case 'PUT': {
+        const body = ensureBody(req, type);
+        if (body.id !== id) throw badRequest(`The resource id (${body.id ?? 'missing'}) must match the URL id (${id})`, `${type}.id`);
+        return writeAnswer(ctx, req, await ctx.repo.update(body, { ifMatch: etagVersion(req.ifMatch) }));
+      }
+      case 'PATCH':
+        return writeAnswer(ctx, req, await ctx.repo.patch(type, id, req.body, etagVersion(req.ifMatch)));
+      case 'DELETE':
+        await ctx.repo.delete(type, id);
+        return { status: 200, body: informational(`Deleted ${type}/${id}`) };
+    }
+    throw fail(405, 'not-supported', `${method} is not supported on ${type}/${id}`);
+  }
+  if (third === '_history' && method === 'GET') {
+    if (segments.length === 3) return history(ctx, req, type, id);
+    if (segments.length === 4) {
+      const resource = await ctx.repo.vread(type, id, fourth);
+      return { status: 200, resource, body: resource };
+    }
+  }
+  if (third?.startsWith('$') && segments.length === 3) return operation(ctx, req, third.slice(1), type, id);
+  throw notFound(`No FHIR interaction at ${type}/${second}/${segments.slice(2).join('/')}`.slice(0, 200));
+}
+
+async function create(ctx: FhirContext, type: string, req: FhirRequest): Promise<FhirResponse> {
+  const body = ensureBody(req, type);
+  const result = await ctx.repo.create(body, { ifNoneExist: req.ifNoneExist });
+  return writeAnswer(ctx, req, result);
+}
+
+async function search(ctx: FhirContext, type: string, pairs: [string, string][], prefer: Prefer): Promise<FhirResponse> {
+  const request = parseSearch(type, pairs);
+  if (request.unknown.length > 0 && prefer.handling === 'strict') {
+    throw badRequest(`Unknown search parameter '${request.unknown[0]}' for ${type}`, request.unknown[0]);
+  }
+  const bundle = await ctx.repo.search(request, ctx.baseUrl);
+  if (request.unknown.length > 0) {
+    const warning: OperationOutcome = {
+      resourceType: 'OperationOutcome',
+      issue: request.unknown.map((u) => ({
+        severity: 'warning' as const,
+        code: 'not-supported' as const,
+        details: { text: `Unknown search parameter '${u}' for ${type}: ignored` },
+        expression: [u],
+      })),
+    };
+    bundle.entry = [...(bundle.entry ?? []), { resource: warning, search: { mode: 'outcome' } }];
+  }
+  return { status: 200, body: bundle };
+}
+
+async function history(ctx: FhirContext, req: FhirRequest, type: string | undefined, id: string | undefined): Promise<FhirResponse> {
+  const q = new Map(req.query);
+  const count = Math.min(intParam(q.get('_count'), DEFAULT_COUNT, '_count'), MAX_COUNT);
+  const offset = intParam(q.get('_offset'), 0, '_offset');
+  const sinceText = q.get('_since');
+  if (sinceText !== undefined && Number.isNaN(Date.parse(sinceText))) throw badRequest(`'${sinceText}' is not a valid instant`, '_since');
+  const since = sinceText ? new Date(sinceText).toISOString() : undefined;
+  const { rows } = await ctx.repo.history(type, id, { count, offset, since });
+  const hasNext = rows.length > count;
+  const base = `${ctx.baseUrl}/${[type, id, '_history'].filter(Boolean).join('/')}`;
+  const link = (off: number) => {
+    const p = new URLSearchParams();
+    if (sinceText) p.set('_since', sinceText);
+    p.set('_count', String(count));
+    if (off) p.set('_offset', String(off));
+    return `${base}?${p}`;
+  };
+  const bundle: Bundle = {
+    resourceType: 'Bundle',
+    type: 'history',
+    link: [
+      { relation: 'self', url: link(offset) },
+      ...(hasNext ? [{ relation: 'next', url: link(offset + count) }] : []),
+      ...(offset > 0 ? [{ relation: 'previous', url: link(Math.max(0, offset - count)) }] : []),
+    ],
+    entry: rows.slice(0, count).map((r) => ({
+      fullUrl: `${ctx.baseUrl}/${r.type}/${r.id}`,
+      ...(r.deleted ? {} : { resource: r.content }),
+      request: {
+        method: r.method as 'POST' | 'PUT' | 'PATCH' | 'DELETE',
+        url: r.method === 'POST' ? r.type : `${r.type}/${r.id}`,
+      },
+      response: {
+        status: r.deleted ? '204' : r.version === 1 ? '201' : '200',
+        etag: `W/"${r.version}"`,
+        ...(r.content.meta?.lastUpdated ? { lastModified: r.content.meta.lastUpdated } : {}),
+      },
+    })),
+  };
+  return { status: 200, body: bundle };
+}
+
+async function operation(ctx: FhirContext, req: FhirRequest, name: string, type: string | undefined, id: string | undefined): Promise<FhirResponse> {
+  const op = findOperation(name, type, id !== undefined);
+  if (!op) throw notFound(`Unknown operation $${name}${type ? ` on ${type}${id ? '/[id]' : ''}` : ''}`);
+  if (!op.methods.includes(req.method.toUpperCase())) throw fail(405, 'not-supported', `$${name} does not accept ${req.method}`);
+  return op.handle(ctx, req, { type, id });
+}
+
+function writeAnswer(ctx: FhirContext, req: FhirRequest, result: { resource: Resource; status: number; warnings?: OperationOutcome['issue'] }): FhirResponse {
+  const r = result.resource;
+  const location = `${ctx.baseUrl}/${r.resourceType}/${r.id}/_history/${r.meta?.versionId}`;
+  let body: Resource | undefined = r;
+  if (req.prefer.return === 'minimal') body = undefined;
+  else if (req.prefer.return === 'OperationOutcome') {
+    body = result.warnings?.length
+      ? ({ resourceType: 'OperationOutcome', issue: result.warnings } as OperationOutcome)
+      : informational(result.status === 201 ? 'Created' : 'OK');
+  }
+  return { status: result.status, resource: r, body, location };
+}
+
+function ensureBody(req: FhirRequest, type: string): Resource {
+  const body = req.body as Resource | undefined;
+  if (!body || typeof body !== 'object' || Array.isArray(body)) throw badRequest('A resource body is required');
+  if (body.resourceType !== type) {
+    throw badRequest(`The body's resourceType (${String(body.resourceType)}) does not match the URL (${type})`, 'resourceType');
+  }
+  return body;
+}
+
+function conditionalQuery(req: FhirRequest): string {
+  if (req.query.length === 0) throw badRequest('A conditional request needs search parameters');
+  return new URLSearchParams(req.query).toString();
+}
+
+function formPairs(body: unknown): [string, string][] {
+  if (body instanceof URLSearchParams) return [...body];
+  if (body === undefined || body === null || body === '') return [];
+  throw fail(415, 'not-supported', 'POST _search takes application/x-www-form-urlencoded');
+}
+
+function intParam(value: string | undefined, fallback: number, name: string): number {
+  if (value === undefined) return fallback;
+  if (!/^\d+$/.test(value)) throw badRequest(`${name} must be a non-negative integer`, name);
+  return Number(value);
+}
+
+/** `W/"3"` → `3`. */
+export function etagVersion(etag: string | undefined): string | undefined {
+  if (etag === undefined) return undefined;
+  const m = /^(?:W\/)?"?([^"]*)"?$/.exec(etag.trim());
+  return m ? m[1] : etag;
+}
+
+export { outcome };

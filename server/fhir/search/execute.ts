@@ -1,0 +1,159 @@
+/**
+ * Runs a SearchRequest: the page of matches, the total when asked (or when it is free), `_include` /
+ * `_revinclude`, `_elements` / `_summary`, and self/next/previous links frozen on a snapshot instant so that
+ * resources created while a client pages do not shift the pages.
+ */
+import type { Bundle, BundleEntry, BundleLink, Resource } from '@medplum/fhirtypes';
+import type { Sql } from '../../db/database.ts';
+import { isSummaryElement } from '../definitions.ts';
+import type { IncludeSpec, SearchRequest } from './parse.ts';
+import { orderBySql, Params, whereSql } from './sql.ts';
+
+interface Row {
+  content: Resource;
+}
+
+/** The ids matching a request (used by conditional operations), at most `limit`. */
+export async function findIds(sql: Sql, req: SearchRequest, limit: number): Promise<string[]> {
+  const p = new Params();
+  const where = whereSql(req, p);
+  const rows = await sql.query<{ id: string }>(`SELECT r.id FROM resource r WHERE ${where} LIMIT ${limit}`, p.values);
+  return rows.map((r) => r.id);
+}
+
+export async function runSearch(sql: Sql, req: SearchRequest, baseUrl: string): Promise<Bundle> {
+  const snapshot = req.snapshot ?? new Date().toISOString();
+  const frozen = { ...req, snapshot };
+  const p = new Params();
+  const where = whereSql(frozen, p);
+  const whereValues = p.values.length; // the count query uses only these
+
+  if (req.summary === 'count') {
+    const total = await count(sql, where, p.values.slice(0, whereValues));
+    return { resourceType: 'Bundle', type: 'searchset', total, link: [{ relation: 'self', url: selfUrl(baseUrl, req) }] };
+  }
+
+  const orderBy = orderBySql(req.sort, p);
+  const rows = req.count === 0 ? [] : await sql.query<Row>(
+    `SELECT r.content FROM resource r WHERE ${where} ORDER BY ${orderBy} LIMIT ${req.count + 1} OFFSET ${req.offset}`,
+    p.values
+  );
+  const hasNext = rows.length > req.count;
+  const matches = rows.slice(0, req.count).map((r) => r.content);
+
+  let total: number | undefined;
+  if (req.total === 'accurate' || req.total === 'estimate' || (req.count === 0 && req.total !== 'none')) {
+    total = await count(sql, where, p.values.slice(0, whereValues));
+  } else if (!hasNext && req.total !== 'none' && (req.offset === 0 || matches.length > 0)) {
+    total = req.offset + matches.length; // known without counting
+  }
+
+  const included = await fetchIncludes(sql, req, matches);
+  const entries: BundleEntry[] = [
+    ...matches.map((r) => entry(baseUrl, shape(r, req), 'match')),
+    ...included.map((r) => entry(baseUrl, shape(r, req), 'include')),
+  ];
+
+  const link: BundleLink[] = [{ relation: 'self', url: pageUrl(baseUrl, req, req.offset, req.snapshot) }];
+  if (hasNext) link.push({ relation: 'next', url: pageUrl(baseUrl, req, req.offset + req.count, snapshot) });
+  if (req.offset > 0) link.push({ relation: 'previous', url: pageUrl(baseUrl, req, Math.max(0, req.offset - req.count), snapshot) });
+
+  return { resourceType: 'Bundle', type: 'searchset', ...(total !== undefined ? { total } : {}), link, entry: entries };
+}
+
+async function count(sql: Sql, where: string, values: unknown[]): Promise<number> {
+  const rows = await sql.query<{ n: number }>(`SELECT count(*)::int AS n FROM resource r WHERE ${where}`, values);
+  return Number(rows[0].n);
+}
+
+async function fetchIncludes(sql: Sql, req: SearchRequest, matches: Resource[]): Promise<Resource[]> {
+  if (req.includes.length === 0 || matches.length === 0) return [];
+  const seen = new Set(matches.map(key));
+  const out: Resource[] = [];
+  let frontier = matches;
+  // one pass for plain includes, then further passes only for :iterate ones (bounded)
+  for (let depth = 0; depth < 3 && frontier.length > 0; depth++) {
+    const specs = req.includes.filter((s) => depth === 0 || s.iterate);
+    const found: Resource[] = [];
+    for (const spec of specs) {
+      for (const r of await includeOne(sql, spec, frontier)) {
+        if (seen.has(key(r))) continue;
+        seen.add(key(r));
+        found.push(r);
+      }
+    }
+    out.push(...found);
+    frontier = found;
+    if (!req.includes.some((s) => s.iterate)) break;
+  }
+  return out;
+}
+
+async function includeOne(sql: Sql, spec: IncludeSpec, from: Resource[]): Promise<Resource[]> {
+  const sources = from.filter((r) => (spec.reverse ? true : r.resourceType === spec.sourceType));
+  if (sources.length === 0) return [];
+  const types = sources.map((r) => r.resourceType);
+  const ids = sources.map((r) => r.id as string);
+  if (!spec.reverse) {
+    const rows = await sql.query<Row>(
+      `SELECT DISTINCT ON (t.type, t.id) t.content FROM idx_reference i
+       JOIN resource t ON t.type = i.target_type AND t.id = i.target_id AND NOT t.deleted
+       WHERE (i.id, i.type) IN (SELECT * FROM unnest($1::text[], $2::text[])) AND i.param = $3
+       ${spec.targetType ? 'AND i.target_type = $4' : ''} LIMIT 1000`,
+      spec.targetType ? [ids, types, spec.param.code, spec.targetType] : [ids, types, spec.param.code]
+    );
+    return rows.map((r) => r.content);
+  }
+  const rows = await sql.query<Row>(
+    `SELECT DISTINCT ON (s.type, s.id) s.content FROM idx_reference i
+     JOIN resource s ON s.type = i.type AND s.id = i.id AND NOT s.deleted
+     WHERE (i.target_id, i.target_type) IN (SELECT * FROM unnest($1::text[], $2::text[])) AND i.param = $3 AND i.type = $4
+     ${spec.targetType ? 'AND i.target_type = $5' : ''} LIMIT 1000`,
+    spec.targetType ? [ids, types, spec.param.code, spec.sourceType, spec.targetType] : [ids, types, spec.param.code, spec.sourceType]
+  );
+  return rows.map((r) => r.content);
+}
+
+function key(r: Resource): string {
+  return `${r.resourceType}/${r.id}`;
+}
+
+function entry(baseUrl: string, resource: Resource, mode: 'match' | 'include'): BundleEntry {
+  return { fullUrl: `${baseUrl}/${resource.resourceType}/${resource.id}`, resource, search: { mode } };
+}
+
+const SUBSETTED = { system: 'http://terminology.hl7.org/CodeSystem/v3-ObservationValue', code: 'SUBSETTED' };
+
+/** Applies `_elements` or `_summary=true|data|text` to a resource. */
+export function shape(resource: Resource, req: Pick<SearchRequest, 'elements' | 'summary'>): Resource {
+  const { resourceType, id, meta, ...rest } = resource as Resource & Record<string, unknown>;
+  let keep: ((element: string) => boolean) | undefined;
+  if (req.elements) {
+    const wanted = new Set(req.elements);
+    keep = (k) => wanted.has(k);
+  } else if (req.summary === 'true') keep = (k) => isSummaryElement(resourceType, k);
+  else if (req.summary === 'text') keep = (k) => k === 'text';
+  else if (req.summary === 'data') keep = (k) => k !== 'text';
+  if (!keep) return { resourceType, id, meta, ...rest } as Resource;
+  const out: Record<string, unknown> = { resourceType, id };
+  out.meta = { ...meta, tag: [...(meta?.tag ?? []), SUBSETTED] };
+  for (const [k, v] of Object.entries(rest)) {
+    if (keep(k)) out[k] = v;
+  }
+  return out as unknown as Resource;
+}
+
+function selfUrl(baseUrl: string, req: SearchRequest): string {
+  return pageUrl(baseUrl, req, req.offset, req.snapshot);
+}
+
+function pageUrl(baseUrl: string, req: SearchRequest, offset: number, snapshot: string | undefined): string {
+  const params = new URLSearchParams();
+  for (const [k, v] of req.original ?? []) {
+    if (k !== '_offset' && k !== '_snapshot') params.append(k, v);
+  }
+  if (offset > 0) params.set('_offset', String(offset));
+  if (snapshot) params.set('_snapshot', snapshot);
+  const qs = params.toString();
+  return `${baseUrl}/${req.resourceType}${qs ? `?${qs}` : ''}`;
+}

@@ -1,0 +1,78 @@
+/**
+ * Request bodies, read defensively: size limit (413), content type (415), JSON syntax (400) and nesting
+ * depth (400), before anything else looks at them.
+ */
+import type Koa from 'koa';
+import { badRequest, fail } from '../fhir/errors.ts';
+
+export interface BodyLimits {
+  maxBytes: number;
+  maxDepth: number;
+}
+
+const JSON_TYPES = ['application/fhir+json', 'application/json', 'application/json-patch+json'];
+const FORM_TYPE = 'application/x-www-form-urlencoded';
+
+/** Reads and parses the body: a JSON value, URLSearchParams for a form, or undefined when empty. */
+export async function readBody(ctx: Koa.Context, limits: BodyLimits): Promise<unknown> {
+  const declared = Number(ctx.get('content-length') || 0);
+  if (declared > limits.maxBytes) throw tooLarge(limits.maxBytes);
+  const raw = await readRaw(ctx, limits.maxBytes);
+  if (raw.length === 0) return undefined;
+  const type = (ctx.get('content-type').split(';')[0] || '').trim().toLowerCase();
+  if (type === FORM_TYPE) return new URLSearchParams(raw.toString('utf8'));
+  if (!JSON_TYPES.includes(type)) {
+    throw fail(415, 'not-supported', `Unsupported content type '${type || '(none)'}'; send application/fhir+json`);
+  }
+  let value: unknown;
+  try {
+    value = JSON.parse(raw.toString('utf8'));
+  } catch (err) {
+    throw badRequest(`Malformed JSON: ${(err as Error).message.slice(0, 160)}`);
+  }
+  checkDepth(value, limits.maxDepth);
+  return value;
+}
+
+function readRaw(ctx: Koa.Context, maxBytes: number): Promise<Buffer> {
+  return new Promise((resolve, reject) => {
+    const chunks: Buffer[] = [];
+    let size = 0;
+    let done = false;
+    const req = ctx.req;
+    req.on('data', (chunk: Buffer) => {
+      if (done) return;
+      size += chunk.length;
+      if (size > maxBytes) {
+        done = true;
+        req.resume(); // drain the rest so the 413 can be sent
+        reject(tooLarge(maxBytes));
+        return;
+      }
+      chunks.push(chunk);
+    });
+    req.on('end', () => {
+      if (!done) resolve(Buffer.concat(chunks));
+    });
+    req.on('error', (err) => {
+      if (!done) reject(badRequest(`Could not read the request body: ${err.message}`));
+    });
+  });
+}
+
+function tooLarge(maxBytes: number) {
+  return fail(413, 'too-costly', `The request body exceeds the limit of ${maxBytes} bytes`);
+}
+
+/** Rejects JSON nested deeper than `maxDepth` (iterative, so a hostile body cannot overflow the stack). */
+export function checkDepth(value: unknown, maxDepth: number): void {
+  const stack: [unknown, number][] = [[value, 1]];
+  while (stack.length > 0) {
+    const [v, depth] = stack.pop()!;
+    if (v === null || typeof v !== 'object') continue;
+    if (depth > maxDepth) throw badRequest(`JSON nesting deeper than ${maxDepth} levels`);
+    for (const child of Array.isArray(v) ? v : Object.values(v)) {
+      if (child !== null && typeof child === 'object') stack.push([child, depth + 1]);
+    }
+  }
+}
