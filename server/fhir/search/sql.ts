@@ -129,31 +129,34 @@ export function dateCondition(value: string, low: string, high: string, p: Param
   const [prefix, text] = splitPrefix(value);
   const range = dateRange(text);
   if (!range) throw new OperationOutcomeError(badRequest(`'${value}' is not a valid date`));
-  const lo = p.add(toSqlTimestamp(range.low));
-  const hi = p.add(toSqlTimestamp(range.high));
-  return rangeCondition(prefix, low, high, lo, hi, `::timestamptz`);
+  let loRef: string | undefined;
+  let hiRef: string | undefined;
+  const lo = () => (loRef ??= `${p.add(toSqlTimestamp(range.low))}::timestamptz`);
+  const hi = () => (hiRef ??= `${p.add(toSqlTimestamp(range.high))}::timestamptz`);
+  return rangeCondition(prefix, low, high, lo, hi);
 }
 
-function rangeCondition(prefix: Prefix, low: string, high: string, lo: string, hi: string, cast: string): string {
+/** FHIR prefix semantics of a search range [lo, hi] against a stored range [low, high]. */
+function rangeCondition(prefix: Prefix, low: string, high: string, lo: () => string, hi: () => string): string {
   switch (prefix) {
     case 'eq':
-      return `(${low} >= ${lo}${cast} AND ${high} <= ${hi}${cast})`;
+      return `(${low} >= ${lo()} AND ${high} <= ${hi()})`;
     case 'ne':
-      return `NOT (${low} >= ${lo}${cast} AND ${high} <= ${hi}${cast})`;
+      return `NOT (${low} >= ${lo()} AND ${high} <= ${hi()})`;
     case 'lt':
-      return `${low} < ${lo}${cast}`;
+      return `${low} < ${lo()}`;
     case 'gt':
-      return `${high} > ${hi}${cast}`;
+      return `${high} > ${hi()}`;
     case 'le':
-      return `${low} <= ${hi}${cast}`;
+      return `${low} <= ${hi()}`;
     case 'ge':
-      return `${high} >= ${lo}${cast}`;
+      return `${high} >= ${lo()}`;
     case 'sa':
-      return `${low} > ${hi}${cast}`;
+      return `${low} > ${hi()}`;
     case 'eb':
-      return `${high} < ${lo}${cast}`;
+      return `${high} < ${lo()}`;
     case 'ap':
-      return `(${low} <= ${hi}${cast} AND ${high} >= ${lo}${cast})`;
+      return `(${low} <= ${hi()} AND ${high} >= ${lo()})`;
   }
 }
 
@@ -164,7 +167,8 @@ function quantitySql(value: string, i: string, p: Params): string {
   if (!range) throw new OperationOutcomeError(badRequest(`'${value}' is not a number`));
   const v = `${i}.value`;
   let cond: string;
-  const exact = p.add(range.value);
+  let exactRef: string | undefined;
+  const exact = () => (exactRef ??= p.add(range.value));
   switch (prefix) {
     case 'eq':
       cond = `(${v} >= ${p.add(range.low)}::numeric AND ${v} < ${p.add(range.high)}::numeric)`;
@@ -174,17 +178,17 @@ function quantitySql(value: string, i: string, p: Params): string {
       break;
     case 'lt':
     case 'eb':
-      cond = `${v} < ${exact}::numeric`;
+      cond = `${v} < ${exact()}::numeric`;
       break;
     case 'gt':
     case 'sa':
-      cond = `${v} > ${exact}::numeric`;
+      cond = `${v} > ${exact()}::numeric`;
       break;
     case 'le':
-      cond = `${v} <= ${exact}::numeric`;
+      cond = `${v} <= ${exact()}::numeric`;
       break;
     case 'ge':
-      cond = `${v} >= ${exact}::numeric`;
+      cond = `${v} >= ${exact()}::numeric`;
       break;
     case 'ap': {
       // ±10 % of the value, as the spec suggests
