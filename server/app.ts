@@ -16,7 +16,7 @@ import { Repository } from './fhir/repository.ts';
 import { route, type FhirContext, type FhirRequest, type Prefer } from './fhir/router.ts';
 import { processBundle } from './fhir/bundle.ts';
 import { authMiddleware, resolveBootstrapToken, type Principal } from './http/auth.ts';
-import { readBody } from './http/body.ts';
+import { readBody, UNSTORABLE_TEXT } from './http/body.ts';
 import { createLogger, createMetrics, observe, type Logger } from './http/observability.ts';
 
 export interface Huren {
@@ -39,7 +39,8 @@ export async function start(config: Config): Promise<Huren> {
   if (applied.length > 0) logger.info({ applied, engine: db.engine }, 'migrations applied');
   const { token, generated } = resolveBootstrapToken(config.bootstrapToken, config.dataDir);
   const app = createApp(config, db, logger, token);
-  const server = createServer(app.callback());
+  // long FHIR search URLs are normal: allow 64 KiB of request line + headers (Node's default is 16 KiB)
+  const server = createServer({ maxHeaderSize: 64 * 1024 }, app.callback());
   server.keepAliveTimeout = 65_000;
   await new Promise<void>((resolve, reject) => {
     server.once('error', reject);
@@ -109,10 +110,14 @@ export function createApp(config: Config, db: Database, logger: Logger, bootstra
     const body = ['POST', 'PUT', 'PATCH'].includes(ctx.method)
       ? await readBody(ctx, { maxBytes: config.maxBodyBytes, maxDepth: config.maxJsonDepth })
       : undefined;
+    const query = [...new URLSearchParams(ctx.querystring)] as [string, string][];
+    if (query.some(([k, v]) => UNSTORABLE_TEXT.test(k) || UNSTORABLE_TEXT.test(v))) {
+      throw fail(400, 'invalid', 'Query parameters must not contain NUL characters');
+    }
     const request: FhirRequest = {
       method: ctx.method === 'HEAD' ? 'GET' : ctx.method,
       path: decodePath(ctx.path.slice('/fhir'.length)),
-      query: [...new URLSearchParams(ctx.querystring)] as [string, string][],
+      query,
       body,
       ifMatch: ctx.get('if-match') || undefined,
       ifNoneExist: ctx.get('if-none-exist') || undefined,
@@ -170,11 +175,14 @@ function errors(logger: Logger): Koa.Middleware {
 }
 
 function decodePath(path: string): string {
+  let decoded: string;
   try {
-    return decodeURIComponent(path);
+    decoded = decodeURIComponent(path);
   } catch {
     throw fail(400, 'invalid', 'Malformed URL encoding in the path');
   }
+  if (UNSTORABLE_TEXT.test(decoded)) throw fail(400, 'invalid', 'The path must not contain NUL characters');
+  return decoded;
 }
 
 export function parsePrefer(header: string): Prefer {

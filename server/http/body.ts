@@ -30,7 +30,7 @@ export async function readBody(ctx: Koa.Context, limits: BodyLimits): Promise<un
   } catch (err) {
     throw badRequest(`Malformed JSON: ${(err as Error).message.slice(0, 160)}`);
   }
-  checkDepth(value, limits.maxDepth);
+  checkJson(value, limits.maxDepth);
   return value;
 }
 
@@ -64,15 +64,30 @@ function tooLarge(maxBytes: number) {
   return fail(413, 'too-costly', `The request body exceeds the limit of ${maxBytes} bytes`);
 }
 
-/** Rejects JSON nested deeper than `maxDepth` (iterative, so a hostile body cannot overflow the stack). */
-export function checkDepth(value: unknown, maxDepth: number): void {
+/** Text that PostgreSQL cannot store: NUL and unpaired UTF-16 surrogates. */
+export const UNSTORABLE_TEXT = /\u0000|[\ud800-\udbff](?![\udc00-\udfff])|(?<![\ud800-\udbff])[\udc00-\udfff]/;
+
+/**
+ * Rejects JSON nested deeper than `maxDepth` and strings that cannot be stored (iterative, so a hostile
+ * body cannot overflow the stack).
+ */
+export function checkJson(value: unknown, maxDepth: number): void {
   const stack: [unknown, number][] = [[value, 1]];
   while (stack.length > 0) {
     const [v, depth] = stack.pop()!;
+    if (typeof v === 'string') {
+      if (UNSTORABLE_TEXT.test(v)) throw badRequest('Strings must not contain NUL characters or unpaired surrogates');
+      continue;
+    }
     if (v === null || typeof v !== 'object') continue;
     if (depth > maxDepth) throw badRequest(`JSON nesting deeper than ${maxDepth} levels`);
-    for (const child of Array.isArray(v) ? v : Object.values(v)) {
-      if (child !== null && typeof child === 'object') stack.push([child, depth + 1]);
+    if (Array.isArray(v)) {
+      for (const child of v) stack.push([child, depth + 1]);
+    } else {
+      for (const [k, child] of Object.entries(v)) {
+        if (UNSTORABLE_TEXT.test(k)) throw badRequest('Property names must not contain NUL characters or unpaired surrogates');
+        stack.push([child, depth + 1]);
+      }
     }
   }
 }

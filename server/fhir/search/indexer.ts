@@ -28,6 +28,14 @@ export function tableOf(param: ParamDef): IndexTable {
   return param.type === 'number' ? 'quantity' : param.type;
 }
 
+/** Longest indexed key text, in characters: B-tree entries must stay under PostgreSQL's ~2.7 kB limit. */
+export const KEY_LENGTH = 256;
+
+/** Cuts a value to the indexed length; search values are cut the same way so equality still holds. */
+export function clip(value: string, length = KEY_LENGTH): string {
+  return value.length > length ? value.slice(0, length) : value;
+}
+
 /** Normalises text for string search: case-folded, accents removed, whitespace collapsed. */
 export function normalizeText(text: string): string {
   return text
@@ -35,7 +43,8 @@ export function normalizeText(text: string): string {
     .replace(/[\u0300-\u036f]/g, '')
     .toLowerCase()
     .replace(/\s+/g, ' ')
-    .trim();
+    .trim()
+    .slice(0, 2 * KEY_LENGTH);
 }
 
 /** Appends the index rows of `resource` (which must have an id) to `rows`. */
@@ -68,7 +77,7 @@ function addValue(rows: IndexRows, type: string, id: string, param: ParamDef, tv
     case 'token':
       return addToken(rows, type, id, code, tv);
     case 'string':
-      for (const s of stringsOf(value)) rows.string.push([type, id, code, normalizeText(s), s]);
+      for (const s of stringsOf(value)) rows.string.push([type, id, code, normalizeText(s), clip(s, 8 * KEY_LENGTH)]);
       return;
     case 'date': {
       const range = dateValue(tv);
@@ -83,7 +92,8 @@ function addValue(rows: IndexRows, type: string, id: string, param: ParamDef, tv
       return;
     case 'quantity':
       if (typeof value === 'object' && typeof value.value === 'number') {
-        rows.quantity.push([type, id, code, String(value.value), value.system ?? null, value.code ?? value.unit ?? null]);
+        const unit = value.code ?? value.unit;
+        rows.quantity.push([type, id, code, String(value.value), value.system ? clip(value.system) : null, unit ? clip(unit) : null]);
       } else if (typeof value === 'number') {
         rows.quantity.push([type, id, code, String(value), null, null]);
       }
@@ -92,12 +102,12 @@ function addValue(rows: IndexRows, type: string, id: string, param: ParamDef, tv
       const ref = typeof value === 'string' ? value : value.reference;
       if (typeof ref === 'string') {
         const parsed = parseReference(ref);
-        rows.reference.push([type, id, code, parsed?.type ?? null, parsed?.id ?? null, ref]);
+        rows.reference.push([type, id, code, parsed?.type ?? null, parsed?.id ?? null, clip(ref, 8 * KEY_LENGTH)]);
       }
       return;
     }
     case 'uri':
-      if (typeof value === 'string') rows.uri.push([type, id, code, value]);
+      if (typeof value === 'string') rows.uri.push([type, id, code, clip(value, 2 * KEY_LENGTH)]);
       return;
   }
 }
@@ -106,7 +116,7 @@ function addToken(rows: IndexRows, type: string, id: string, code: string, tv: T
   const v = tv.value;
   const push = (system: string | undefined, c: string | undefined, text: string | undefined) => {
     if (c === undefined && text === undefined) return;
-    rows.token.push([type, id, code, system ?? null, c ?? null, text === undefined ? null : normalizeText(text)]);
+    rows.token.push([type, id, code, system === undefined ? null : clip(system), c === undefined ? null : clip(c), text === undefined ? null : normalizeText(text)]);
   };
   if (typeof v === 'string' || typeof v === 'number') return push(undefined, String(v), undefined);
   if (typeof v === 'boolean') return push(undefined, String(v), undefined);

@@ -6,7 +6,7 @@ import { tableOf } from './indexer.ts';
 import type { Clause, SearchRequest, SortKey } from './parse.ts';
 import { splitPipe, splitPrefix, unescape, type Prefix } from './parse.ts';
 import { dateRange, numberRange, toSqlTimestamp } from './ranges.ts';
-import { normalizeText } from './indexer.ts';
+import { clip, KEY_LENGTH, normalizeText } from './indexer.ts';
 import { parseReference } from './references.ts';
 import { badRequest, OperationOutcomeError } from '@medplum/core';
 
@@ -79,7 +79,7 @@ function valueSql(type: string, modifier: string | undefined, value: string, i: 
       return tokenSql(modifier, value, i, p);
     case 'string': {
       const v = unescape(value);
-      if (modifier === 'exact') return `${i}.value = ${p.add(v)}`;
+      if (modifier === 'exact') return `${i}.value = ${p.add(clip(v, 8 * KEY_LENGTH))}`;
       const norm = likeEscape(normalizeText(v));
       return modifier === 'contains' ? `${i}.norm LIKE ${p.add(`%${norm}%`)}` : `${i}.norm LIKE ${p.add(`${norm}%`)}`;
     }
@@ -92,7 +92,8 @@ function valueSql(type: string, modifier: string | undefined, value: string, i: 
       return referenceSql(modifier, value, i, p);
     case 'uri': {
       const v = unescape(value);
-      return modifier === 'below' ? `${i}.value LIKE ${p.add(`${likeEscape(v)}%`)}` : `${i}.value = ${p.add(v)}`;
+      const u = clip(v, 2 * KEY_LENGTH);
+      return modifier === 'below' ? `${i}.value LIKE ${p.add(`${likeEscape(u)}%`)}` : `${i}.value = ${p.add(u)}`;
     }
   }
   throw new Error(`unsupported parameter type ${type}`);
@@ -104,9 +105,9 @@ function tokenSql(modifier: string | undefined, value: string, i: string, p: Par
     return `(${i}.text LIKE ${p.add(`${norm}%`)} OR ${i}.text LIKE ${p.add(`% ${norm}%`)})`;
   }
   const parts = splitPipe(value);
-  if (parts.length === 1) return `${i}.code = ${p.add(parts[0])}`;
-  const [system, rawCode] = parts;
-  const code = unescape(rawCode);
+  if (parts.length === 1) return `${i}.code = ${p.add(clip(parts[0]))}`;
+  const system = clip(parts[0]);
+  const code = clip(unescape(parts[1]));
   if (system === '') return `(${i}.system IS NULL AND ${i}.code = ${p.add(code)})`;
   if (code === '') return `${i}.system = ${p.add(system)}`;
   return `(${i}.code = ${p.add(code)} AND ${i}.system = ${p.add(system)})`;
@@ -121,7 +122,7 @@ function referenceSql(modifier: string | undefined, value: string, i: string, p:
   }
   if (parsed) return `(${i}.target_id = ${p.add(parsed.id)} AND ${i}.target_type = ${p.add(parsed.type)})`;
   if (/^[A-Za-z0-9\-.]{1,64}$/.test(v)) return `${i}.target_id = ${p.add(v)}`;
-  return `${i}.url = ${p.add(v)}`;
+  return `${i}.url = ${p.add(clip(v, 8 * KEY_LENGTH))}`;
 }
 
 /** FHIR date comparison of a search value's range against an indexed [low, high] range. */
@@ -200,8 +201,8 @@ function quantitySql(value: string, i: string, p: Params): string {
   }
   const system = parts[1];
   const code = parts[2];
-  if (code) cond += ` AND ${i}.code = ${p.add(code)}`;
-  if (system) cond += ` AND ${i}.system = ${p.add(system)}`;
+  if (code) cond += ` AND ${i}.code = ${p.add(clip(code))}`;
+  if (system) cond += ` AND ${i}.system = ${p.add(clip(system))}`;
   return `(${cond})`;
 }
 
