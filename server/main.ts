@@ -5,13 +5,13 @@ import { start } from './app.ts';
 const config = loadConfig();
 const huren = await start(config);
 const base = `${config.publicUrl ?? huren.url}/fhir`;
-process.stdout.write(`Huren FHIR server listening: ${base} (store: ${huren.db.engine})\n`);
 if (huren.generatedToken) {
   process.stdout.write(
     `A bootstrap token was generated and saved in ${config.dataDir}/bootstrap-token (shown once):\n  ${huren.bootstrapToken}\n` +
       `Try: curl -H "Authorization: Bearer ${huren.bootstrapToken}" ${base}/Patient\n`
   );
 }
+process.stdout.write(`Huren FHIR server listening: ${base} (store: ${huren.db.engine})\n`);
 let stopping = false;
 for (const signal of ['SIGINT', 'SIGTERM'] as const) {
   process.on(signal, () => {
