@@ -184,3 +184,19 @@ test('malformed bundles are 400s', async (t) => {
     t.is((await res.json()).resourceType, 'OperationOutcome');
   }
 });
+
+test('the report Bundle of docs/submitting-reports.md is accepted, and a retry stores nothing new', async (t) => {
+  const { readFileSync } = await import('node:fs');
+  const doc = readFileSync(new URL('../docs/submitting-reports.md', import.meta.url), 'utf8');
+  const example = JSON.parse(/```json\n([\s\S]*?)\n```/.exec(doc)![1]);
+  await s.fhir('Patient', { method: 'POST', json: { resourceType: 'Patient', identifier: [{ system: ID_SYSTEM, value: '440101198001010011' }] } });
+  await s.fhir('Organization', { method: 'POST', json: { resourceType: 'Organization', identifier: [{ system: 'urn:huren:org', value: 'gy1' }], name: '广医一院' } });
+  const first = await s.fhir('', { method: 'POST', json: example });
+  t.is(first.status, 200);
+  const out = await first.json();
+  t.deepEqual(out.entry.map((e: any) => e.response.status), ['201', '201']);
+  t.is(out.entry[0].resource.result[0].reference, `Observation/${out.entry[1].resource.id}`);
+  const retry = await (await s.fhir('', { method: 'POST', json: example })).json();
+  t.deepEqual(retry.entry.map((e: any) => e.response.status), ['200', '200']);
+  t.deepEqual(retry.entry.map((e: any) => e.resource.id), out.entry.map((e: any) => e.resource.id));
+});
