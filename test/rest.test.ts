@@ -252,3 +252,17 @@ test('works with fhir-kit-client', async (t) => {
   const error = await t.throwsAsync(client.read({ resourceType: 'Organization', id: created.id }));
   t.is((error as any).response.status, 410);
 });
+
+test('concurrent creates of the same new id by PUT all succeed, one version each', async (t) => {
+  const id = `race-${Date.now()}`;
+  const responses = await Promise.all(
+    Array.from({ length: 10 }, (_, i) => s.fhir(`Patient/${id}`, { method: 'PUT', json: { resourceType: 'Patient', id, name: [{ family: `F${i}` }] } }))
+  );
+  const statuses = responses.map((r) => r.status);
+  t.is(statuses.filter((x) => x === 201).length, 1, statuses.join(','));
+  t.is(statuses.filter((x) => x === 200).length, 9, statuses.join(','));
+  const versions = await Promise.all(responses.map(async (r) => (await r.json()).meta.versionId));
+  t.deepEqual(versions.map(Number).sort((a, b) => a - b), [1, 2, 3, 4, 5, 6, 7, 8, 9, 10]);
+  const history = await (await s.fhir(`Patient/${id}/_history?_count=50`)).json();
+  t.is(history.entry.length, 10);
+});

@@ -11,7 +11,10 @@ export interface Sql {
 
 export interface Database extends Sql {
   readonly engine: 'pglite' | 'postgres';
-  /** Runs `fn` in one transaction; a throw rolls everything back. */
+  /**
+   * Runs `fn` in one transaction; a throw rolls everything back. On PostgreSQL a transaction that lost a
+   * race (deadlock, serialization failure, duplicate key) is re-run, so `fn` must not mutate its inputs.
+   */
   transaction<T>(fn: (sql: Sql) => Promise<T>): Promise<T>;
   close(): Promise<void>;
 }
@@ -56,6 +59,13 @@ async function openPglite(dataDir: string | undefined): Promise<Database> {
   };
 }
 
+/**
+ * Concurrent writers can collide: a deadlock (40P01), a serialization failure (40001), or two creates of the
+ * same new id racing to insert version 1 (23505). The whole transaction is simply run again.
+ */
+const RETRYABLE = new Set(['40001', '40P01', '23505']);
+const MAX_ATTEMPTS = 4;
+
 async function openPostgres(url: string, poolSize: number): Promise<Database> {
   // Dates and timestamps come back as ISO strings, as from PGlite after normalisation below.
   pg.types.setTypeParser(1184, (v) => v); // timestamptz
@@ -70,17 +80,20 @@ async function openPostgres(url: string, poolSize: number): Promise<Database> {
     engine: 'postgres',
     query: (text, params) => run(pool, text, params),
     async transaction(fn) {
-      const client = await pool.connect();
-      try {
-        await client.query('BEGIN');
-        const value = await fn({ query: (text, params) => run(client, text, params) });
-        await client.query('COMMIT');
-        return value;
-      } catch (err) {
-        await client.query('ROLLBACK').catch(() => undefined);
-        throw err;
-      } finally {
-        client.release();
+      for (let attempt = 1; ; attempt++) {
+        const client = await pool.connect();
+        try {
+          await client.query('BEGIN');
+          const value = await fn({ query: (text, params) => run(client, text, params) });
+          await client.query('COMMIT');
+          return value;
+        } catch (err) {
+          await client.query('ROLLBACK').catch(() => undefined);
+          if (attempt < MAX_ATTEMPTS && RETRYABLE.has((err as { code?: string }).code ?? '')) continue;
+          throw err;
+        } finally {
+          client.release();
+        }
       }
     },
     async close() {

@@ -52,10 +52,13 @@ async function batch(ctx: FhirContext, entries: BundleEntry[], prefer: Prefer): 
   return { resourceType: 'Bundle', type: 'batch-response', entry: out };
 }
 
-async function transaction(ctx: FhirContext, entries: BundleEntry[], prefer: Prefer): Promise<Bundle> {
-  const order = entries.map((_, i) => i).sort((a, b) => ORDER[entries[a].request!.method!] - ORDER[entries[b].request!.method!] || a - b);
-  const results: FhirResponse[] = new Array(entries.length);
+async function transaction(ctx: FhirContext, submitted: BundleEntry[], prefer: Prefer): Promise<Bundle> {
+  const order = submitted.map((_, i) => i).sort((a, b) => ORDER[submitted[a].request!.method!] - ORDER[submitted[b].request!.method!] || a - b);
+  let results: FhirResponse[] = [];
   await ctx.repo.transaction(async (repo) => {
+    // entries are rewritten below; work on a copy so that a re-run transaction starts from the submission
+    const entries = structuredClone(submitted);
+    results = new Array(entries.length);
     const tctx: FhirContext = { ...ctx, repo };
     // 1. resolve the identity of every created or conditionally updated entry
     const refMap = new Map<string, string>();
