@@ -18,6 +18,7 @@ import { processBundle } from './fhir/bundle.ts';
 import { authMiddleware, resolveBootstrapToken, type Principal } from './http/auth.ts';
 import { readBody, UNSTORABLE_TEXT } from './http/body.ts';
 import { createLogger, createMetrics, observe, type Logger } from './http/observability.ts';
+import { loadTerminology } from './terminology/load.ts';
 
 export interface Huren {
   config: Config;
@@ -31,12 +32,18 @@ export interface Huren {
   close(): Promise<void>;
 }
 
-export async function start(config: Config): Promise<Huren> {
-  const logger = createLogger(config.logLevel);
+export interface StartOptions {
+  /** Where JSON log lines go (default standard output). */
+  logStream?: NodeJS.WritableStream;
+}
+
+export async function start(config: Config, options: StartOptions = {}): Promise<Huren> {
+  const logger = createLogger(config.logLevel, options.logStream);
   loadDefinitions();
   const db = await openDatabase({ url: config.databaseUrl, dataDir: config.inMemory ? undefined : `${config.dataDir}/pglite` });
   const applied = await migrate(db);
   if (applied.length > 0) logger.info({ applied, engine: db.engine }, 'migrations applied');
+  await loadTerminology(db);
   const { token, generated } = resolveBootstrapToken(config.bootstrapToken, config.dataDir);
   const app = createApp(config, db, logger, token);
   // long FHIR search URLs are normal: allow 64 KiB of request line + headers (Node's default is 16 KiB)

@@ -9,8 +9,9 @@ import client from 'prom-client';
 
 export type Logger = pino.Logger;
 
-export function createLogger(level: string): Logger {
-  return pino({ level, base: { service: 'huren' }, timestamp: pino.stdTimeFunctions.isoTime });
+export function createLogger(level: string, stream?: NodeJS.WritableStream): Logger {
+  const options = { level, base: { service: 'huren' }, timestamp: pino.stdTimeFunctions.isoTime };
+  return stream ? pino(options, stream as pino.DestinationStream) : pino(options);
 }
 
 export interface Metrics {

@@ -7,7 +7,7 @@ import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import pg from 'pg';
-import { start, type Huren } from '../../server/app.ts';
+import { start, type Huren, type StartOptions } from '../../server/app.ts';
 import { loadConfig, type Config } from '../../server/config.ts';
 
 export const ADMIN_DB_URL = process.env.HUREN_TEST_PG_URL ?? 'postgres://postgres@127.0.0.1:5432/postgres';
@@ -26,7 +26,7 @@ export function storeKind(): 'pglite' | 'postgres' {
   return process.env.HUREN_TEST_DB === 'postgres' ? 'postgres' : 'pglite';
 }
 
-export async function startTestServer(overrides: Partial<Config> = {}): Promise<TestServer> {
+export async function startTestServer(overrides: Partial<Config> = {}, options: StartOptions = {}): Promise<TestServer> {
   const dataDir = mkdtempSync(join(tmpdir(), 'huren-test-'));
   let dbName: string | undefined;
   let databaseUrl: string | undefined;
@@ -48,7 +48,7 @@ export async function startTestServer(overrides: Partial<Config> = {}): Promise<
     logLevel: 'warn',
     ...overrides,
   });
-  const huren = await start(config);
+  const huren = await start(config, options);
   const base = `${huren.url}/fhir`;
   return {
     huren,
