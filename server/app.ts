@@ -15,6 +15,7 @@ import { fail, outcome, statusOf } from './fhir/errors.ts';
 import { Repository } from './fhir/repository.ts';
 import { route, type FhirContext, type FhirRequest, type Prefer } from './fhir/router.ts';
 import { processBundle } from './fhir/bundle.ts';
+import { AsyncJobs } from './fhir/async/jobs.ts';
 import { authMiddleware, resolveBootstrapToken, type Principal } from './http/auth.ts';
 import { readBody, UNSTORABLE_TEXT } from './http/body.ts';
 import { createLogger, createMetrics, observe, type Logger } from './http/observability.ts';
@@ -45,7 +46,14 @@ export async function start(config: Config, options: StartOptions = {}): Promise
   if (applied.length > 0) logger.info({ applied, engine: db.engine }, 'migrations applied');
   await loadTerminology(db);
   const { token, generated } = resolveBootstrapToken(config.bootstrapToken, config.dataDir);
-  const app = createApp(config, db, logger, token);
+  const repo = new Repository(db);
+  const jobs = new AsyncJobs(db, (request, principal, baseUrl) => route({ repo, baseUrl, principal, processBundle }, request), {
+    retentionSeconds: config.asyncRetentionSeconds,
+    leaseSeconds: 120,
+    pollMs: 500,
+    concurrency: config.asyncConcurrency,
+  });
+  const app = createApp(config, db, logger, token, jobs);
   // long FHIR search URLs are normal: allow 64 KiB of request line + headers (Node's default is 16 KiB)
   const server = createServer({ maxHeaderSize: 64 * 1024 }, app.callback());
   server.keepAliveTimeout = 65_000;
@@ -53,6 +61,7 @@ export async function start(config: Config, options: StartOptions = {}): Promise
     server.once('error', reject);
     server.listen(config.port, config.host, () => resolve());
   });
+  jobs.start();
   const address = server.address() as AddressInfo;
   const host = config.host === '0.0.0.0' || config.host === '::' ? '127.0.0.1' : config.host;
   return {
@@ -68,12 +77,13 @@ export async function start(config: Config, options: StartOptions = {}): Promise
         server.close(() => resolve());
         server.closeAllConnections();
       });
+      await jobs.stop();
       await db.close();
     },
   };
 }
 
-export function createApp(config: Config, db: Database, logger: Logger, bootstrapToken: string): Koa {
+export function createApp(config: Config, db: Database, logger: Logger, bootstrapToken: string, jobs?: AsyncJobs): Koa {
   const app = new Koa({ proxy: !!config.publicUrl });
   const metrics = createMetrics();
   const repo = new Repository(db);
@@ -131,7 +141,7 @@ export function createApp(config: Config, db: Database, logger: Logger, bootstra
       ifNoneMatch: ctx.get('if-none-match') || undefined,
       prefer: parsePrefer(ctx.get('prefer')),
     };
-    const fctx: FhirContext = { repo, baseUrl, principal: ctx.state.principal as Principal, processBundle };
+    const fctx: FhirContext = { repo, baseUrl, principal: ctx.state.principal as Principal, processBundle, jobs };
     const res = await route(fctx, request);
     ctx.status = res.status;
     if (res.resource?.meta?.versionId) ctx.set('ETag', `W/"${res.resource.meta.versionId}"`);

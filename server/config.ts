@@ -18,6 +18,9 @@ export interface Config {
   /** Public base URL of the server, if it sits behind a proxy; otherwise derived from the request. */
   publicUrl?: string;
   logLevel: string;
+  /** Asynchronous requests: results kept this long (seconds), jobs run at once (0: no worker). */
+  asyncRetentionSeconds: number;
+  asyncConcurrency: number;
 }
 
 export function loadConfig(env: NodeJS.ProcessEnv = process.env, overrides: Partial<Config> = {}): Config {
@@ -32,6 +35,8 @@ export function loadConfig(env: NodeJS.ProcessEnv = process.env, overrides: Part
     maxJsonDepth: intEnv(env.HUREN_MAX_JSON_DEPTH, 64),
     publicUrl: env.HUREN_PUBLIC_URL?.replace(/\/$/, '') || undefined,
     logLevel: env.LOG_LEVEL ?? 'info',
+    asyncRetentionSeconds: intEnv(env.HUREN_ASYNC_RETENTION_SECONDS, 24 * 3600),
+    asyncConcurrency: intEnv(env.HUREN_ASYNC_CONCURRENCY, 2),
     ...overrides,
   };
 }

@@ -11,6 +11,7 @@ import { parseSearch, DEFAULT_COUNT, MAX_COUNT } from './search/parse.ts';
 import { capabilityStatement } from './capability.ts';
 import { findOperation } from './operations/registry.ts';
 import type { Principal } from '../http/auth.ts';
+import { ASYNC_PATH, type AsyncJobs } from './async/jobs.ts';
 
 export interface FhirRequest {
   method: string;
@@ -45,6 +46,8 @@ export interface FhirContext {
   principal: Principal;
   /** Processes a batch/transaction Bundle (injected to avoid a module cycle). */
   processBundle(ctx: FhirContext, bundle: unknown, prefer: Prefer): Promise<Bundle>;
+  /** The asynchronous request pattern; absent where requests are already running as a job. */
+  jobs?: AsyncJobs;
 }
 
 export async function route(ctx: FhirContext, req: FhirRequest): Promise<FhirResponse> {
@@ -53,13 +56,21 @@ export async function route(ctx: FhirContext, req: FhirRequest): Promise<FhirRes
   const method = req.method.toUpperCase();
 
   if (segments.length === 0) {
-    if (method === 'POST') return { status: 200, body: await ctx.processBundle(ctx, req.body, req.prefer) };
+    if (method === 'POST') {
+      if (req.prefer.respondAsync && ctx.jobs) return accepted(await ctx.jobs.submit(req, ctx.principal, ctx.baseUrl));
+      return { status: 200, body: await ctx.processBundle(ctx, req.body, req.prefer) };
+    }
     throw fail(405, 'not-supported', `${method} on the FHIR base is not supported`);
   }
   if (type === 'metadata' && segments.length === 1 && method === 'GET') {
     return { status: 200, body: capabilityStatement(ctx.baseUrl) };
   }
   if (type === '_history' && segments.length === 1 && method === 'GET') return history(ctx, req, undefined, undefined);
+  if (type === ASYNC_PATH && segments.length === 2 && ctx.jobs) {
+    if (method === 'GET') return ctx.jobs.poll(second, ctx.principal);
+    if (method === 'DELETE') return ctx.jobs.cancel(second, ctx.principal);
+    throw fail(405, 'not-supported', `${method} is not supported on an asynchronous request`);
+  }
   if (type.startsWith('$')) return operation(ctx, req, type.slice(1), undefined, undefined);
   if (!isSupportedResourceType(type)) throw notFound(`Unknown resource type '${type}'`);
 
@@ -189,7 +200,16 @@ async function operation(ctx: FhirContext, req: FhirRequest, name: string, type:
   const op = findOperation(name, type, id !== undefined);
   if (!op) throw notFound(`Unknown operation $${name}${type ? ` on ${type}${id ? '/[id]' : ''}` : ''}`);
   if (!op.methods.includes(req.method.toUpperCase())) throw fail(405, 'not-supported', `$${name} does not accept ${req.method}`);
+  if (req.prefer.respondAsync && op.async && ctx.jobs) return accepted(await ctx.jobs.submit(req, ctx.principal, ctx.baseUrl));
   return op.handle(ctx, req, { type, id });
+}
+
+function accepted(pollUrl: string): FhirResponse {
+  return {
+    status: 202,
+    headers: { 'Content-Location': pollUrl },
+    body: informational(`Accepted; poll ${pollUrl}`),
+  };
 }
 
 function writeAnswer(ctx: FhirContext, req: FhirRequest, result: { resource: Resource; status: number; warnings?: OperationOutcome['issue'] }): FhirResponse {

@@ -19,30 +19,45 @@ export interface TestServer {
   token: string;
   /** fetch against the FHIR base with the token and FHIR JSON headers. */
   fhir(path: string, init?: RequestInit & { json?: unknown }): Promise<Response>;
-  close(): Promise<void>;
+  /** Stops the server; the store is dropped unless `keepStore` (to start another server on it). */
+  close(options?: { keepStore?: boolean }): Promise<void>;
+  store: Store;
+}
+
+export interface Store {
+  dataDir: string;
+  databaseUrl?: string;
+  dbName?: string;
+}
+
+export interface TestStartOptions extends StartOptions {
+  /** Start on the store of an earlier (closed with keepStore) server, e.g. to test a restart. */
+  store?: Store;
+  /** Keep the PGlite store on disk rather than in memory (needed to restart on it). */
+  persistent?: boolean;
 }
 
 export function storeKind(): 'pglite' | 'postgres' {
   return process.env.HUREN_TEST_DB === 'postgres' ? 'postgres' : 'pglite';
 }
 
-export async function startTestServer(overrides: Partial<Config> = {}, options: StartOptions = {}): Promise<TestServer> {
-  const dataDir = mkdtempSync(join(tmpdir(), 'huren-test-'));
-  let dbName: string | undefined;
-  let databaseUrl: string | undefined;
-  if (storeKind() === 'postgres') {
+export async function startTestServer(overrides: Partial<Config> = {}, options: TestStartOptions = {}): Promise<TestServer> {
+  const dataDir = options.store?.dataDir ?? mkdtempSync(join(tmpdir(), 'huren-test-'));
+  let dbName = options.store?.dbName;
+  let databaseUrl = options.store?.databaseUrl;
+  if (storeKind() === 'postgres' && !options.store) {
     dbName = `huren_test_${process.pid}_${randomBytes(4).toString('hex')}`;
     await adminQuery(`CREATE DATABASE ${dbName}`);
     const url = new URL(ADMIN_DB_URL);
     url.pathname = `/${dbName}`;
     databaseUrl = url.toString();
   }
-  const token = randomBytes(16).toString('hex');
+  const token = overrides.bootstrapToken ?? randomBytes(16).toString('hex');
   const config = loadConfig({}, {
     port: 0,
     host: '127.0.0.1',
     dataDir,
-    inMemory: true,
+    inMemory: !options.persistent && !options.store,
     databaseUrl,
     bootstrapToken: token,
     logLevel: 'warn',
@@ -67,8 +82,10 @@ export async function startTestServer(overrides: Partial<Config> = {}, options: 
         body: json !== undefined ? JSON.stringify(json) : rest.body,
       });
     },
-    async close() {
+    store: { dataDir, databaseUrl, dbName },
+    async close(closeOptions = {}) {
       await huren.close();
+      if (closeOptions.keepStore) return;
       rmSync(dataDir, { recursive: true, force: true });
       if (dbName) await adminQuery(`DROP DATABASE IF EXISTS ${dbName} WITH (FORCE)`);
     },

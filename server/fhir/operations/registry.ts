@@ -12,6 +12,8 @@ export interface Operation {
   name: string;
   definition: OperationDefinition;
   methods: string[];
+  /** Whether `Prefer: respond-async` runs it as an asynchronous job. */
+  async?: boolean;
   handle(ctx: FhirContext, req: FhirRequest, target: { type?: string; id?: string }): Promise<FhirResponse>;
 }
 

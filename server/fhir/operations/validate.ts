@@ -11,6 +11,7 @@ export const validateOperation: Operation = {
     return (definition ??= loadDefinition('OperationDefinition-validate.json'));
   },
   methods: ['POST'],
+  async: true,
   async handle(_ctx, req, target) {
     let resource = req.body as Resource | undefined;
     if (resource?.resourceType === 'Parameters') {
