@@ -7,6 +7,11 @@ import { fileURLToPath } from 'node:url';
 import type { OperationDefinition } from '@medplum/fhirtypes';
 import type { FhirContext, FhirRequest, FhirResponse } from '../router.ts';
 import { validateOperation } from './validate.ts';
+import { lookupOperation } from './lookup.ts';
+import { expandOperation } from './expand.ts';
+import { validateCodeOperation } from './validate-code.ts';
+import { translateOperation } from './translate.ts';
+import { subsumesOperation } from './subsumes.ts';
 
 export interface Operation {
   name: string;
@@ -23,7 +28,7 @@ export function loadDefinition(file: string): OperationDefinition {
   return JSON.parse(readFileSync(`${PROFILES_DIR}${file}`, 'utf8')) as OperationDefinition;
 }
 
-export const operations: Operation[] = [validateOperation];
+export const operations: Operation[] = [validateOperation, lookupOperation, expandOperation, validateCodeOperation, translateOperation, subsumesOperation];
 
 /** The operation `$name` at the given level, if the server offers it there. */
 export function findOperation(name: string, type: string | undefined, instance: boolean): Operation | undefined {

@@ -1,0 +1,104 @@
+/**
+ * Loading the platform's terminology at start: the FHIR JSON of `terminology/` is written into the store
+ * (so it can be read and searched through the REST API) and indexed in memory for the operations.
+ *
+ * Idempotent: each resource is written by its fixed id, and an unchanged resource makes no new version,
+ * so restarts create no duplicates. A copy in the store with a newer business version (e.g. a catalogue
+ * imported later) is kept, and it is that copy the operations use.
+ */
+import { readdirSync, readFileSync } from 'node:fs';
+import { fileURLToPath } from 'node:url';
+import canonicalize from 'canonicalize';
+import type { Database } from '../db/database.ts';
+import { Repository } from '../fhir/repository.ts';
+import { statusOf } from '../fhir/errors.ts';
+import { assertValid } from '../fhir/validate.ts';
+import { Terminology, type TerminologyResource } from './service.ts';
+
+export const TERMINOLOGY_DIR = fileURLToPath(new URL('../../terminology/', import.meta.url));
+const TYPES = new Set(['CodeSystem', 'ValueSet', 'ConceptMap']);
+
+/** The platform's terminology registry, used by the FHIR terminology operations. */
+export const terminology = new Terminology();
+
+/** Reads every CodeSystem, ValueSet and ConceptMap JSON file of a directory (sorted by file name). */
+export function readTerminologyDir(dir: string = TERMINOLOGY_DIR): TerminologyResource[] {
+  const out: TerminologyResource[] = [];
+  for (const file of readdirSync(dir).filter((f) => f.endsWith('.json')).sort()) {
+    const resource = JSON.parse(readFileSync(`${dir.replace(/\/?$/, '/')}${file}`, 'utf8')) as { resourceType?: string };
+    if (typeof resource.resourceType === 'string' && TYPES.has(resource.resourceType)) out.push(resource as TerminologyResource);
+  }
+  return out;
+}
+
+/**
+ * Publishes `terminology/` into the store and loads the registry; call once at start, after migrations.
+ * Returns how many resources were written (0 on a restart with unchanged files).
+ */
+export async function loadTerminology(db: Database, dir: string = TERMINOLOGY_DIR): Promise<{ resources: number; written: number }> {
+  const files = readTerminologyDir(dir);
+  const publishAll = () =>
+    new Repository(db).transaction(async (repo) => {
+      const effective: TerminologyResource[] = [];
+      const fresh: TerminologyResource[] = [];
+      let written = 0;
+      for (const resource of files) {
+        const current = await currentOf(repo, resource);
+        if (current === 'absent') {
+          assertValid(resource);
+          fresh.push(resource);
+        } else if (current !== 'deleted' && current.url === resource.url && compareVersions(current.version, resource.version) > 0) {
+          effective.push(current); // a newer version in the store wins
+        } else if (current !== 'deleted' && sameContent(current, resource)) {
+          effective.push(current); // a restart: nothing to write
+        } else {
+          const result = await repo.update(resource);
+          effective.push(result.resource as TerminologyResource);
+          if (!result.unchanged) written++;
+        }
+      }
+      // a first start writes everything with one statement per table
+      if (fresh.length > 0) effective.push(...((await repo.createMany(fresh)) as TerminologyResource[]));
+      return { effective, written: written + fresh.length };
+    });
+  // one retry: a twin server starting on the same database may have inserted the same rows first
+  const { effective, written } = await publishAll().catch(publishAll);
+  terminology.load(effective);
+  return { resources: effective.length, written };
+}
+
+function sameContent(a: TerminologyResource, b: TerminologyResource): boolean {
+  const strip = ({ meta: _meta, ...rest }: TerminologyResource) => canonicalize(rest);
+  return strip(a) === strip(b);
+}
+
+async function currentOf(repo: Repository, resource: TerminologyResource): Promise<TerminologyResource | 'absent' | 'deleted'> {
+  try {
+    return (await repo.read(resource.resourceType, resource.id as string)) as TerminologyResource;
+  } catch (err) {
+    const status = statusOf(err);
+    if (status === 404) return 'absent';
+    if (status === 410) return 'deleted';
+    throw err;
+  }
+}
+
+/** Compares dotted versions numerically where both parts are numbers (2024.10.0 > 2024.9.1). */
+export function compareVersions(a: string | undefined, b: string | undefined): number {
+  if (a === b) return 0;
+  if (a === undefined) return -1;
+  if (b === undefined) return 1;
+  const pa = a.split(/[.\-+]/);
+  const pb = b.split(/[.\-+]/);
+  for (let i = 0; i < Math.max(pa.length, pb.length); i++) {
+    const x = pa[i];
+    const y = pb[i];
+    if (x === undefined) return -1;
+    if (y === undefined) return 1;
+    const nx = /^\d+$/.test(x) ? Number(x) : NaN;
+    const ny = /^\d+$/.test(y) ? Number(y) : NaN;
+    const c = !Number.isNaN(nx) && !Number.isNaN(ny) ? nx - ny : x < y ? -1 : x > y ? 1 : 0;
+    if (c !== 0) return Math.sign(c);
+  }
+  return 0;
+}
