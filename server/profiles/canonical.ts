@@ -1,0 +1,34 @@
+/**
+ * Canonical URLs of the platform's profiles and extensions (published from `profiles/` as
+ * StructureDefinitions). One place, so that the recognition rules, the chain provenance and the profiles
+ * themselves agree.
+ */
+import { CANONICAL_BASE } from '../terminology/canonical.ts';
+
+const sd = (name: string) => `${CANONICAL_BASE}/StructureDefinition/${name}`;
+
+/** Profiles. */
+export const PROFILE = {
+  diagnosticReport: sd('recognition-diagnostic-report'),
+  observation: sd('recognition-observation'),
+  chainProvenance: sd('chain-provenance'),
+  recognitionRecord: sd('recognition-record'),
+  institution: sd('recognition-institution'),
+} as const;
+
+/** Extensions. */
+export const EXT = {
+  /** DiagnosticReport: the HR (互认) mark printed on the report, e.g. 粤HR. valueString. */
+  hrMark: sd('hr-mark'),
+  /**
+   * Organization: one QC qualification (质控合格). Complex: `category` (valueCoding, a field of the
+   * recognition catalogue), `coverage` (valueCoding 1..*, administrative divisions whose institutions must
+   * recognise it: a city, a province, or partner cities), `period` (valuePeriod).
+   */
+  qcQualification: sd('qc-qualification'),
+  /** Organization: the district (区) the institution belongs to. valueCoding (GB/T 2260). */
+  district: sd('district'),
+} as const;
+
+/** Administrative divisions of the People's Republic of China (GB/T 2260), e.g. 440100 广州市. */
+export const ADMIN_DIVISION_SYSTEM = `${CANONICAL_BASE}/CodeSystem/admin-division`;
