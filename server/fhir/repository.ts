@@ -182,7 +182,8 @@ export class Repository {
     return runSearch(this.sql, request, baseUrl);
   }
 
-  async history(type: string | undefined, id: string | undefined, options: HistoryOptions): Promise<{ rows: HistoryRow[]; total?: number }> {
+  /** Versions newest first; one more than `count` when there is a next page. */
+  async history(type: string | undefined, id: string | undefined, options: HistoryOptions): Promise<HistoryRow[]> {
     if (type) checkType(type);
     const where: string[] = [];
     const params: unknown[] = [];
@@ -198,7 +199,7 @@ export class Repository {
     if (id && type && rows.length === 0 && options.offset === 0 && !options.since) {
       throw notFound(`${type}/${id} not found`);
     }
-    return { rows };
+    return rows;
   }
 
   /** Ids matching a conditional URL's query, serialised per (type, query) so concurrent twins agree. */

@@ -5,7 +5,7 @@
  */
 import type { Bundle, OperationOutcome, Resource } from '@medplum/fhirtypes';
 import type { Repository } from './repository.ts';
-import { badRequest, fail, informational, notFound, outcome } from './errors.ts';
+import { badRequest, fail, informational, notFound } from './errors.ts';
 import { isSupportedResourceType } from './definitions.ts';
 import { parseSearch, DEFAULT_COUNT, MAX_COUNT } from './search/parse.ts';
 import { capabilityStatement } from './capability.ts';
@@ -161,7 +161,7 @@ async function history(ctx: FhirContext, req: FhirRequest, type: string | undefi
   const sinceText = q.get('_since');
   if (sinceText !== undefined && Number.isNaN(Date.parse(sinceText))) throw badRequest(`'${sinceText}' is not a valid instant`, '_since');
   const since = sinceText ? new Date(sinceText).toISOString() : undefined;
-  const { rows } = await ctx.repo.history(type, id, { count, offset, since });
+  const rows = await ctx.repo.history(type, id, { count, offset, since });
   const hasNext = rows.length > count;
   const base = `${ctx.baseUrl}/${[type, id, '_history'].filter(Boolean).join('/')}`;
   const link = (off: number) => {
@@ -258,4 +258,3 @@ export function etagVersion(etag: string | undefined): string | undefined {
   return m ? m[1] : etag;
 }
 
-export { outcome };
