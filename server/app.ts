@@ -11,6 +11,7 @@ import type { Config } from './config.ts';
 import { openDatabase, type Database } from './db/database.ts';
 import { migrate } from './db/migrate.ts';
 import { loadDefinitions } from './fhir/definitions.ts';
+import { loadValidation } from './fhir/validate.ts';
 import { fail, outcome, statusOf } from './fhir/errors.ts';
 import { Repository } from './fhir/repository.ts';
 import { route, type FhirContext, type FhirRequest, type Prefer } from './fhir/router.ts';
@@ -19,7 +20,7 @@ import { AsyncJobs } from './fhir/async/jobs.ts';
 import { authMiddleware, resolveBootstrapToken, type Principal } from './http/auth.ts';
 import { readBody, UNSTORABLE_TEXT } from './http/body.ts';
 import { createLogger, createMetrics, observe, type Logger } from './http/observability.ts';
-import { loadTerminology } from './terminology/load.ts';
+import { loadTerminology, watchTerminology } from './terminology/load.ts';
 
 export interface Huren {
   config: Config;
@@ -41,13 +42,16 @@ export interface StartOptions {
 export async function start(config: Config, options: StartOptions = {}): Promise<Huren> {
   const logger = createLogger(config.logLevel, options.logStream);
   loadDefinitions();
+  loadValidation();
   const db = await openDatabase({ url: config.databaseUrl, dataDir: config.inMemory ? undefined : `${config.dataDir}/pglite` });
   const applied = await migrate(db);
   if (applied.length > 0) logger.info({ applied, engine: db.engine }, 'migrations applied');
   await loadTerminology(db);
+  // a catalogue edition imported through another server (or the command) is picked up within seconds
+  const stopTerminologyWatch = watchTerminology(db, 10_000, () => logger.warn('terminology refresh failed'));
   const { token, generated } = resolveBootstrapToken(config.bootstrapToken, config.dataDir);
   const repo = new Repository(db);
-  const jobs = new AsyncJobs(db, (request, principal, baseUrl) => route({ repo, baseUrl, principal, processBundle }, request), {
+  const jobs = new AsyncJobs(db, (request, principal, baseUrl, progress) => route({ repo, baseUrl, principal, processBundle, progress }, request), {
     retentionSeconds: config.asyncRetentionSeconds,
     leaseSeconds: 120,
     pollMs: 500,
@@ -77,6 +81,7 @@ export async function start(config: Config, options: StartOptions = {}): Promise
         server.close(() => resolve());
         server.closeAllConnections();
       });
+      stopTerminologyWatch();
       await jobs.stop();
       await db.close();
     },

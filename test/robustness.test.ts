@@ -26,6 +26,11 @@ test('very long values are stored and still found by equality and prefix', async
   t.is(byName.entry.length, 1);
 });
 
+test('a UTF-8 byte-order mark before the JSON is ignored', async (t) => {
+  const res = await s.fhir('Patient', { method: 'POST', body: '\uFEFF{"resourceType":"Patient","active":true}', headers: { 'content-type': 'application/fhir+json' } });
+  t.is(res.status, 201);
+});
+
 test('text PostgreSQL cannot store is refused with 400, not 500', async (t) => {
   const bodies = [
     '{"resourceType":"Patient","name":[{"family":"a\\u0000b"}]}',

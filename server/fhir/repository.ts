@@ -56,6 +56,15 @@ export class Repository {
     return present(rows[0].content);
   }
 
+  /** The current versions of many resources of one type, in one query; unknown and deleted ids are left out. */
+  async readMany(type: string, ids: readonly string[]): Promise<Resource[]> {
+    checkType(type);
+    const unique = [...new Set(ids)];
+    if (unique.length === 0) return [];
+    const rows = await this.sql.query<CurrentRow>('SELECT version, deleted, content FROM resource WHERE type = $1 AND id = ANY($2::text[]) AND NOT deleted', [type, unique]);
+    return rows.map((r) => present(r.content));
+  }
+
   async vread(type: string, id: string, version: string): Promise<Resource> {
     checkType(type);
     if (!/^\d{1,9}$/.test(version)) throw notFound(`${type}/${id}/_history/${version} not found`);
@@ -205,7 +214,8 @@ export class Repository {
   /** Ids matching a conditional URL's query, serialised per (type, query) so concurrent twins agree. */
   async conditionalMatch(type: string, query: string, where: string): Promise<string[]> {
     checkType(type);
-    const pairs = [...new URLSearchParams(query)] as [string, string][];
+    // some clients write the whole conditional URL (`Patient?identifier=…`) where only the query belongs
+    const pairs = [...new URLSearchParams(query.startsWith(`${type}?`) ? query.slice(type.length + 1) : query)] as [string, string][];
     if (pairs.length === 0) throw badRequest('A conditional request needs search parameters', where);
     const request = parseSearch(type, pairs);
     if (request.unknown.length > 0) throw badRequest(`Unknown search parameter '${request.unknown[0]}' in conditional request`, where);

@@ -1,39 +1,83 @@
 /**
  * Validation of every write: structure, cardinality, primitive formats and invariants against the R4
- * StructureDefinitions (via @medplum/core), plus the server's own checks. Errors become a 400
- * OperationOutcome whose issues carry FHIRPath expressions.
+ * StructureDefinitions (via @medplum/core), plus the server's own checks (validation/: required terminology
+ * bindings, inner resource ids, extensions, narrative safety, Bundle and other resource rules). Errors become
+ * a 400 OperationOutcome whose issues carry FHIRPath expressions. See docs/validation.md.
  */
-import { OperationOutcomeError, validateResource } from '@medplum/core';
+import { getAllDataTypes, OperationOutcomeError, validateResource } from '@medplum/core';
 import type { OperationOutcome, OperationOutcomeIssue, Resource } from '@medplum/fhirtypes';
 import { isSupportedResourceType, loadDefinitions } from './definitions.ts';
+import { loadCoreExtensions } from './validation/extensions.ts';
+import { Issues } from './validation/issues.ts';
+import { loadRuleData } from './validation/rules.ts';
+import { warmSchemas } from './validation/schema.ts';
+import { loadTerminology, registerCanonical, releaseTerminologySource } from './validation/terminology.ts';
+import { Walker } from './validation/walker.ts';
 
 const ID_RE = /^[A-Za-z0-9\-.]{1,64}$/;
 
-/** Returns every issue (errors and warnings) found in `resource`. */
-export function checkResource(resource: unknown, path?: string): OperationOutcomeIssue[] {
+/** medplum issues the server's own checks replace (stricter or more lenient versions of the same rule). */
+const REPLACED = [/^Invalid base64Binary format$/, /\bper-1\b/, /\bque-12\b/, /^Invalid reference: got /];
+
+let loaded = false;
+
+/**
+ * Loads everything validation needs (idempotent; about a second): the R4 definitions, the core terminology,
+ * whose required-binding value sets are expanded once here, core extensions and search parameters.
+ */
+export function loadValidation(): void {
+  if (loaded) return;
   loadDefinitions();
+  loadTerminology();
+  loadCoreExtensions();
+  loadRuleData();
+  for (const schema of Object.values(getAllDataTypes())) {
+    if (schema.url) registerCanonical(schema.url, 'StructureDefinition');
+  }
+  warmSchemas();
+  releaseTerminologySource();
+  loaded = true;
+}
+
+/** Returns every issue (errors and warnings) found in `resource`. Never throws. */
+export function checkResource(resource: unknown, path?: string): OperationOutcomeIssue[] {
   const where = (expr: string) => (path ? `${path}.${expr.replace(/^[A-Za-z]+\.?/, '')}`.replace(/\.$/, '') : expr);
-  if (!resource || typeof resource !== 'object' || Array.isArray(resource)) {
-    return [error('structure', 'Expected a FHIR resource (a JSON object)', path ?? '')];
-  }
-  const type = (resource as Resource).resourceType;
-  if (typeof type !== 'string') return [error('structure', 'Missing resourceType', path ?? '')];
-  if (!isSupportedResourceType(type)) return [error('not-supported', `Unknown resource type '${type}'`, path ? `${path}.resourceType` : 'resourceType')];
-  const id = (resource as Resource).id;
-  if (id !== undefined && (typeof id !== 'string' || !ID_RE.test(id))) {
-    return [error('value', `Invalid id '${String(id).slice(0, 70)}'`, where(`${type}.id`))];
-  }
-  let issues: OperationOutcomeIssue[];
   try {
-    issues = validateResource(resource as Resource);
+    loadValidation();
+    if (!resource || typeof resource !== 'object' || Array.isArray(resource)) {
+      return [error('structure', 'Expected a FHIR resource (a JSON object)', path ?? 'Resource')];
+    }
+    const type = (resource as Resource).resourceType;
+    if (typeof type !== 'string') return [error('structure', 'Missing resourceType', path ?? 'Resource')];
+    if (!isSupportedResourceType(type)) {
+      return [error('not-supported', `Unknown resource type '${type.slice(0, 64)}'`, path ? `${path}.resourceType` : 'Resource.resourceType')];
+    }
+    const id = (resource as Resource).id;
+    if (id !== undefined && (typeof id !== 'string' || !ID_RE.test(id))) {
+      return [error('value', `Invalid id '${String(id).slice(0, 70)}'`, where(`${type}.id`))];
+    }
+    let issues: OperationOutcomeIssue[];
+    try {
+      issues = validateResource(resource as Resource);
+    } catch (err) {
+      if (err instanceof OperationOutcomeError) issues = err.outcome.issue ?? [];
+      else issues = [error('processing', `Validation failed: ${(err as Error).message}`, type)];
+    }
+    issues = issues.filter((i) => !REPLACED.some((re) => re.test(i.details?.text ?? '')));
+    const own = new Issues();
+    new Walker(own).resource(resource as Record<string, unknown>, type, true);
+    // every issue names a FHIRPath; 'exception' would make the outcome a 500 (medplum getStatus)
+    issues = [...issues, ...own.list].map((i) => ({
+      ...i,
+      code: i.code === 'exception' ? 'processing' : i.code,
+      expression: i.expression?.length ? i.expression : [type],
+    }));
+    if (path) issues = issues.map((i) => ({ ...i, expression: i.expression?.map(where) }));
+    return issues;
   } catch (err) {
-    if (err instanceof OperationOutcomeError) issues = err.outcome.issue ?? [];
-    else issues = [error('processing', `Validation failed: ${(err as Error).message}`, path ?? type)];
+    // a bug in a check must never turn a client's request into a 500
+    return [error('processing', `Validation could not complete: ${(err as Error)?.message?.slice(0, 200) ?? String(err)}`, path ?? 'Resource')];
   }
-  if (path) {
-    issues = issues.map((i) => ({ ...i, expression: i.expression?.map(where) }));
-  }
-  return issues;
 }
 
 /** Throws a 400 OperationOutcomeError when `resource` has errors; returns the warnings otherwise. */

@@ -26,7 +26,7 @@ export async function readBody(ctx: Koa.Context, limits: BodyLimits): Promise<un
   }
   let value: unknown;
   try {
-    value = JSON.parse(raw.toString('utf8'));
+    value = JSON.parse(raw.toString('utf8').replace(/^\uFEFF/, '')); // a byte-order mark may be ignored (RFC 8259 §8.1)
   } catch (err) {
     throw badRequest(`Malformed JSON: ${(err as Error).message.slice(0, 160)}`);
   }
