@@ -20,7 +20,7 @@ import { AsyncJobs } from './fhir/async/jobs.ts';
 import { authMiddleware, resolveBootstrapToken, type Principal } from './http/auth.ts';
 import { readBody, UNSTORABLE_TEXT } from './http/body.ts';
 import { createLogger, createMetrics, observe, type Logger } from './http/observability.ts';
-import { loadTerminology, watchTerminology } from './terminology/load.ts';
+import { loadTerminology } from './terminology/load.ts';
 
 export interface Huren {
   config: Config;
@@ -47,11 +47,9 @@ export async function start(config: Config, options: StartOptions = {}): Promise
   const applied = await migrate(db);
   if (applied.length > 0) logger.info({ applied, engine: db.engine }, 'migrations applied');
   await loadTerminology(db);
-  // a catalogue edition imported through another server (or the command) is picked up within seconds
-  const stopTerminologyWatch = watchTerminology(db, 10_000, () => logger.warn('terminology refresh failed'));
   const { token, generated } = resolveBootstrapToken(config.bootstrapToken, config.dataDir);
   const repo = new Repository(db);
-  const jobs = new AsyncJobs(db, (request, principal, baseUrl, progress) => route({ repo, baseUrl, principal, processBundle, progress }, request), {
+  const jobs = new AsyncJobs(db, (request, principal, baseUrl) => route({ repo, baseUrl, principal, processBundle }, request), {
     retentionSeconds: config.asyncRetentionSeconds,
     leaseSeconds: 120,
     pollMs: 500,
@@ -81,7 +79,6 @@ export async function start(config: Config, options: StartOptions = {}): Promise
         server.close(() => resolve());
         server.closeAllConnections();
       });
-      stopTerminologyWatch();
       await jobs.stop();
       await db.close();
     },
