@@ -1,0 +1,2 @@
+export * from './rfc9162.ts';
+export * from './anchor.ts';
