@@ -20,7 +20,11 @@ import { AsyncJobs } from './fhir/async/jobs.ts';
 import { authMiddleware, resolveBootstrapToken, type Principal } from './http/auth.ts';
 import { readBody, UNSTORABLE_TEXT } from './http/body.ts';
 import { createLogger, createMetrics, observe, type Logger } from './http/observability.ts';
-import { loadTerminology } from './terminology/load.ts';
+import { loadTerminology, watchTerminology } from './terminology/load.ts';
+import { publishProfiles } from './profiles/publish.ts';
+import { ProvenanceService } from './provenance/service.ts';
+import { dictionaryApi } from './dictionary/api.ts';
+import { cdsHooks } from './cds/router.ts';
 
 export interface Huren {
   config: Config;
@@ -31,6 +35,8 @@ export interface Huren {
   url: string;
   bootstrapToken: string;
   generatedToken: boolean;
+  /** Chain provenance: anchorNow(), verifyNow(), sweep(), the ledger (server/provenance/service.ts). */
+  provenance: ProvenanceService;
   close(): Promise<void>;
 }
 
@@ -47,9 +53,16 @@ export async function start(config: Config, options: StartOptions = {}): Promise
   const applied = await migrate(db);
   if (applied.length > 0) logger.info({ applied, engine: db.engine }, 'migrations applied');
   await loadTerminology(db);
+  const published = await publishProfiles(db);
+  if (published.skipped.length > 0) logger.warn({ skipped: published.skipped }, 'conformance resources not published');
+  // a catalogue edition imported through another server (or the command) is picked up within seconds
+  const stopTerminologyWatch = watchTerminology(db, 10_000, () => logger.warn('terminology refresh failed'));
   const { token, generated } = resolveBootstrapToken(config.bootstrapToken, config.dataDir);
   const repo = new Repository(db);
-  const jobs = new AsyncJobs(db, (request, principal, baseUrl) => route({ repo, baseUrl, principal, processBundle }, request), {
+  // chain provenance: intake observes every write from here on; the ledger opens on first use
+  const provenance = new ProvenanceService(db, config, logger);
+  provenance.install();
+  const jobs = new AsyncJobs(db, (request, principal, baseUrl, progress) => route({ repo, baseUrl, principal, processBundle, progress }, request), {
     retentionSeconds: config.asyncRetentionSeconds,
     leaseSeconds: 120,
     pollMs: 500,
@@ -64,6 +77,7 @@ export async function start(config: Config, options: StartOptions = {}): Promise
     server.listen(config.port, config.host, () => resolve());
   });
   jobs.start();
+  provenance.start();
   const address = server.address() as AddressInfo;
   const host = config.host === '0.0.0.0' || config.host === '::' ? '127.0.0.1' : config.host;
   return {
@@ -74,12 +88,15 @@ export async function start(config: Config, options: StartOptions = {}): Promise
     url: `http://${host}:${address.port}`,
     bootstrapToken: token,
     generatedToken: generated,
+    provenance,
     async close() {
       await new Promise<void>((resolve) => {
         server.close(() => resolve());
         server.closeAllConnections();
       });
+      stopTerminologyWatch();
       await jobs.stop();
+      await provenance.stop();
       await db.close();
     },
   };
@@ -118,6 +135,12 @@ export function createApp(config: Config, db: Database, logger: Logger, bootstra
   });
   app.use(router.routes());
   app.use(router.allowedMethods());
+  // the monitoring app's dictionary QC API (issue 3)
+  const dictionary = dictionaryApi(db, { maxBytes: config.maxBodyBytes, maxDepth: config.maxJsonDepth });
+  app.use(dictionary.routes());
+  app.use(dictionary.allowedMethods());
+  // CDS Hooks 2.0 (issue 4): discovery is public (http/auth.ts), calls and feedback need the token
+  app.use(cdsHooks({ repo, limits: { maxBytes: config.maxBodyBytes, maxDepth: config.maxJsonDepth }, publicUrl: config.publicUrl }));
 
   app.use(async (ctx, next) => {
     if (ctx.path !== '/fhir' && !ctx.path.startsWith('/fhir/')) return next();
@@ -138,6 +161,7 @@ export function createApp(config: Config, db: Database, logger: Logger, bootstra
       path: decodePath(ctx.path.slice('/fhir'.length)),
       query,
       body,
+      ...(ctx.method === 'POST' && (ctx.path === '/fhir' || ctx.path === '/fhir/') && typeof ctx.state.rawBody === 'string' ? { raw: ctx.state.rawBody } : {}),
       ifMatch: ctx.get('if-match') || undefined,
       ifNoneExist: ctx.get('if-none-exist') || undefined,
       ifNoneMatch: ctx.get('if-none-match') || undefined,

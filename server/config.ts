@@ -1,5 +1,7 @@
 /** Configuration from the environment (DESIGN.md §6a). */
 import { resolve } from 'node:path';
+import { loadLedgerConfig, type LedgerConfig } from './ledger/config.ts';
+import { loadProvenanceConfig, type ProvenanceConfig } from './provenance/config.ts';
 
 export interface Config {
   port: number;
@@ -21,13 +23,18 @@ export interface Config {
   /** Asynchronous requests: results kept this long (seconds), jobs run at once (0: no worker). */
   asyncRetentionSeconds: number;
   asyncConcurrency: number;
+  /** The chain (HUREN_LEDGER…, server/ledger/config.ts); default the embedded chain under dataDir/chain, opened on first use. */
+  ledger: LedgerConfig;
+  /** Anchoring, verification and sweep schedules (server/provenance/config.ts). */
+  provenance: ProvenanceConfig;
 }
 
 export function loadConfig(env: NodeJS.ProcessEnv = process.env, overrides: Partial<Config> = {}): Config {
+  const dataDir = resolve(overrides.dataDir ?? env.HUREN_DATA_DIR ?? './data');
   return {
     port: intEnv(env.PORT, 8080),
     host: env.HOST ?? '0.0.0.0',
-    dataDir: resolve(env.HUREN_DATA_DIR ?? './data'),
+    dataDir,
     databaseUrl: env.DATABASE_URL || undefined,
     inMemory: env.HUREN_IN_MEMORY === '1',
     bootstrapToken: env.HUREN_BOOTSTRAP_TOKEN || undefined,
@@ -37,6 +44,8 @@ export function loadConfig(env: NodeJS.ProcessEnv = process.env, overrides: Part
     logLevel: env.LOG_LEVEL ?? 'info',
     asyncRetentionSeconds: intEnv(env.HUREN_ASYNC_RETENTION_SECONDS, 24 * 3600),
     asyncConcurrency: intEnv(env.HUREN_ASYNC_CONCURRENCY, 2),
+    ledger: overrides.ledger ?? loadLedgerConfig(env, { dataDir }),
+    provenance: overrides.provenance ?? loadProvenanceConfig(env),
     ...overrides,
   };
 }

@@ -20,7 +20,7 @@ function startProcess(env: Record<string, string>): Promise<{ child: ChildProces
   children.add(child);
   let out = '';
   return new Promise((resolve, reject) => {
-    const timer = setTimeout(() => reject(new Error(`server did not start: ${out}`)), 60_000);
+    const timer = setTimeout(() => reject(new Error(`server did not start: ${out}`)), 180_000);
     const onData = (chunk: Buffer) => {
       out += chunk.toString();
       const m = /listening: (http:\/\/\S+\/fhir)/.exec(out);

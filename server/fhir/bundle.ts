@@ -15,7 +15,7 @@ import { assertValid } from './validate.ts';
 
 const ORDER: Record<string, number> = { DELETE: 0, POST: 1, PUT: 2, PATCH: 2, GET: 3, HEAD: 3 };
 
-export async function processBundle(ctx: FhirContext, body: unknown, prefer: Prefer): Promise<Bundle> {
+export async function processBundle(ctx: FhirContext, body: unknown, prefer: Prefer, raw?: string): Promise<Bundle> {
   const bundle = body as Bundle;
   if (!bundle || bundle.resourceType !== 'Bundle') throw badRequest('Expected a Bundle', 'Bundle');
   if (bundle.type !== 'batch' && bundle.type !== 'transaction') {
@@ -24,7 +24,7 @@ export async function processBundle(ctx: FhirContext, body: unknown, prefer: Pre
   const entries = bundle.entry ?? [];
   if (!Array.isArray(entries)) throw badRequest('Bundle.entry must be an array', 'Bundle.entry');
   entries.forEach((e, i) => checkEntry(e, i));
-  return bundle.type === 'batch' ? batch(ctx, entries, prefer) : transaction(ctx, entries, prefer);
+  return bundle.type === 'batch' ? batch(ctx, entries, prefer) : transaction(ctx, entries, prefer, { raw, bundle: body });
 }
 
 function checkEntry(entry: BundleEntry, i: number): void {
@@ -52,7 +52,7 @@ async function batch(ctx: FhirContext, entries: BundleEntry[], prefer: Prefer): 
   return { resourceType: 'Bundle', type: 'batch-response', entry: out };
 }
 
-async function transaction(ctx: FhirContext, submitted: BundleEntry[], prefer: Prefer): Promise<Bundle> {
+async function transaction(ctx: FhirContext, submitted: BundleEntry[], prefer: Prefer, submission: { raw?: string; bundle: unknown }): Promise<Bundle> {
   const order = submitted.map((_, i) => i).sort((a, b) => ORDER[submitted[a].request!.method!] - ORDER[submitted[b].request!.method!] || a - b);
   let results: FhirResponse[] = [];
   await ctx.repo.transaction(async (repo) => {
@@ -60,6 +60,8 @@ async function transaction(ctx: FhirContext, submitted: BundleEntry[], prefer: P
     const entries = structuredClone(submitted);
     results = new Array(entries.length);
     const tctx: FhirContext = { ...ctx, repo };
+    // the submission as received: kept as the report's original (chain provenance, server/provenance/intake.ts)
+    if (repo.writes) repo.writes.submission = submission;
     // 1. resolve the identity of every created or conditionally updated entry
     const refMap = new Map<string, string>();
     const plainCreates: number[] = [];

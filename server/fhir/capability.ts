@@ -5,6 +5,7 @@
 import type { CapabilityStatement, CapabilityStatementRestResource } from '@medplum/fhirtypes';
 import { searchParams, supportedResourceTypes } from './definitions.ts';
 import { operations } from './operations/registry.ts';
+import { profilesByType } from '../profiles/load.ts';
 import { version } from '../version.ts';
 
 const cache = new Map<string, CapabilityStatement>();
@@ -12,11 +13,14 @@ const cache = new Map<string, CapabilityStatement>();
 export function capabilityStatement(baseUrl: string): CapabilityStatement {
   let cs = cache.get(baseUrl);
   if (cs) return cs;
+  const profiles = profilesByType();
   const resources: CapabilityStatementRestResource[] = supportedResourceTypes().map((type) => {
     const params = [...searchParams(type).values()];
     const refs = params.filter((p) => p.type === 'reference');
     return {
       type: type as CapabilityStatementRestResource['type'],
+      // the project's profiles (profiles/), validated when a resource claims them in meta.profile
+      ...(profiles.has(type) ? { supportedProfile: profiles.get(type) } : {}),
       interaction: ['read', 'vread', 'update', 'patch', 'delete', 'history-instance', 'history-type', 'create', 'search-type'].map((code) => ({
         code: code as 'read',
       })),

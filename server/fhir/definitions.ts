@@ -11,6 +11,7 @@ import {
   type SearchParameterDetails,
 } from '@medplum/core';
 import type { Bundle, SearchParameter, StructureDefinition } from '@medplum/fhirtypes';
+import { projectSearchParameters } from '../profiles/load.ts';
 
 export type IndexedType = 'token' | 'string' | 'date' | 'number' | 'quantity' | 'reference' | 'uri';
 const INDEXED: ReadonlySet<string> = new Set(['token', 'string', 'date', 'number', 'quantity', 'reference', 'uri']);
@@ -38,6 +39,7 @@ export function loadDefinitions(): void {
   indexStructureDefinitionBundle(types);
   indexStructureDefinitionBundle(resources);
   indexSearchParameterBundle(readJson('fhir/r4/search-parameters.json') as Bundle<SearchParameter>);
+  registerSearchParameters(projectSearchParameters());
   for (const e of resources.entry ?? []) {
     const sd = e.resource as StructureDefinition;
     if (sd.kind !== 'resource') continue;
@@ -54,6 +56,16 @@ export function loadDefinitions(): void {
     .map((sd) => sd.type as string)
     .sort();
   loaded = true;
+}
+
+/**
+ * Adds search parameters (the project's own, from `profiles/`) to the registry: they are then indexed on
+ * every write and searched like the core ones, and advertised in the CapabilityStatement. Resources stored
+ * before a parameter existed are not indexed for it until they are written again.
+ */
+export function registerSearchParameters(params: SearchParameter[]): void {
+  indexSearchParameterBundle({ resourceType: 'Bundle', type: 'collection', entry: params.map((resource) => ({ resource })) });
+  for (const type of new Set(params.flatMap((p) => p.base ?? []))) paramCache.delete(type);
 }
 
 /** Every concrete R4 resource type; the server stores and searches all of them. */

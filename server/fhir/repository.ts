@@ -29,6 +29,27 @@ export interface HistoryOptions {
   offset: number;
 }
 
+/** What one transaction wrote, shown to the database's write observer before it commits. */
+export interface TxWrites {
+  versions: NewVersion[];
+  /** Set by a transaction Bundle: the submission as received (`raw`: the request body's text, when known). */
+  submission?: { raw?: string; bundle: unknown };
+}
+
+/** Sees every transaction's writes (chain provenance intake, server/provenance/): a throw rolls the transaction back. */
+export interface WriteObserver {
+  beforeCommit(sql: Sql, writes: TxWrites): Promise<void>;
+  afterCommit?(writes: TxWrites): void;
+}
+
+const observers = new WeakMap<Database, WriteObserver>();
+
+/** Installs (or removes) the write observer of a database. */
+export function setWriteObserver(db: Database, observer: WriteObserver | undefined): void {
+  if (observer) observers.set(db, observer);
+  else observers.delete(db);
+}
+
 interface CurrentRow {
   version: number;
   deleted: boolean;
@@ -39,13 +60,36 @@ export class Repository {
   constructor(
     readonly db: Database,
     private readonly sql: Sql = db,
-    private readonly inTransaction = false
+    private readonly inTransaction = false,
+    /** In a transaction: what it wrote so far (for the write observer). */
+    readonly writes?: TxWrites
   ) {}
 
   /** Runs `fn` with a repository bound to one transaction (joins the current one if any). */
   async transaction<T>(fn: (repo: Repository) => Promise<T>): Promise<T> {
     if (this.inTransaction) return fn(this);
-    return this.db.transaction((sql) => fn(new Repository(this.db, sql, true)));
+    const observer = observers.get(this.db);
+    if (!observer) return this.db.transaction((sql) => fn(new Repository(this.db, sql, true)));
+    let writes: TxWrites = { versions: [] };
+    const value = await this.db.transaction(async (sql) => {
+      writes = { versions: [] }; // a re-run transaction starts afresh
+      const result = await fn(new Repository(this.db, sql, true, writes));
+      if (writes.versions.length > 0) await observer.beforeCommit(sql, writes);
+      return result;
+    });
+    if (writes.versions.length > 0) observer.afterCommit?.(writes);
+    return value;
+  }
+
+  /** This repository's SQL connection (its transaction, if any): for modules that keep tables beside the resources. */
+  get connection(): Sql {
+    return this.sql;
+  }
+
+  /** Writes new versions (and tells the observer). */
+  private async write(versions: NewVersion[]): Promise<void> {
+    await writeVersions(this.sql, versions);
+    this.writes?.versions.push(...versions);
   }
 
   async read(type: string, id: string): Promise<Resource> {
@@ -95,13 +139,13 @@ export class Repository {
   async createMany(resources: Resource[]): Promise<Resource[]> {
     const now = new Date().toISOString();
     const stored = resources.map((r) => stamp(r, r.id ?? randomUUID(), 1, now));
-    await this.transaction((repo) => writeVersions(repo.sql, stored.map((resource) => ({ resource, method: 'POST', isNew: true }))));
+    await this.transaction((repo) => repo.write(stored.map((resource) => ({ resource, method: 'POST', isNew: true }))));
     return stored;
   }
 
   private async insertNew(resource: Resource, id: string | undefined, warnings: OperationOutcomeIssue[]): Promise<WriteResult> {
     const stored = stamp(resource, id ?? randomUUID(), 1, new Date().toISOString());
-    await writeVersions(this.sql, [{ resource: stored, method: 'POST', isNew: true }]);
+    await this.write([{ resource: stored, method: 'POST', isNew: true }]);
     return { resource: stored, status: 201, warnings };
   }
 
@@ -120,7 +164,7 @@ export class Repository {
         return { resource: present(current.content), status: 200 as const, unchanged: true, warnings };
       }
       const stored = stamp(resource, id, (current?.version ?? 0) + 1, new Date().toISOString());
-      await writeVersions(repo.sql, [{ resource: stored, method: options.method ?? 'PUT', isNew: !current }]);
+      await repo.write([{ resource: stored, method: options.method ?? 'PUT', isNew: !current }]);
       return { resource: stored, status: current ? (200 as const) : (201 as const), warnings };
     });
   }
@@ -174,7 +218,7 @@ export class Repository {
       const current = await repo.lockCurrent(type, id);
       if (!current || current.deleted) return; // deleting twice is not an error
       const stub = stamp({ resourceType: type } as Resource, id, current.version + 1, new Date().toISOString());
-      await writeVersions(repo.sql, [{ resource: stub, method: 'DELETE', isNew: false }]);
+      await repo.write([{ resource: stub, method: 'DELETE', isNew: false }]);
     });
   }
 

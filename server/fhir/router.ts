@@ -11,7 +11,7 @@ import { parseSearch, DEFAULT_COUNT, MAX_COUNT } from './search/parse.ts';
 import { capabilityStatement } from './capability.ts';
 import { findOperation } from './operations/registry.ts';
 import type { Principal } from '../http/auth.ts';
-import { ASYNC_PATH, type AsyncJobs } from './async/jobs.ts';
+import { ASYNC_PATH, type AsyncJobs, type ProgressReporter } from './async/jobs.ts';
 
 export interface FhirRequest {
   method: string;
@@ -19,6 +19,8 @@ export interface FhirRequest {
   path: string;
   query: [string, string][];
   body?: unknown;
+  /** POST of a Bundle to the base: the request body's text exactly as received (kept as the report's original). */
+  raw?: string;
   ifMatch?: string;
   ifNoneExist?: string;
   ifNoneMatch?: string;
@@ -45,9 +47,11 @@ export interface FhirContext {
   baseUrl: string;
   principal: Principal;
   /** Processes a batch/transaction Bundle (injected to avoid a module cycle). */
-  processBundle(ctx: FhirContext, bundle: unknown, prefer: Prefer): Promise<Bundle>;
+  processBundle(ctx: FhirContext, bundle: unknown, prefer: Prefer, raw?: string): Promise<Bundle>;
   /** The asynchronous request pattern; absent where requests are already running as a job. */
   jobs?: AsyncJobs;
+  /** Set when the request runs as an asynchronous job: long operations report their progress here. */
+  progress?: ProgressReporter;
 }
 
 export async function route(ctx: FhirContext, req: FhirRequest): Promise<FhirResponse> {
@@ -58,7 +62,7 @@ export async function route(ctx: FhirContext, req: FhirRequest): Promise<FhirRes
   if (segments.length === 0) {
     if (method === 'POST') {
       if (req.prefer.respondAsync && ctx.jobs) return accepted(await ctx.jobs.submit(req, ctx.principal, ctx.baseUrl));
-      return { status: 200, body: await ctx.processBundle(ctx, req.body, req.prefer) };
+      return { status: 200, body: await ctx.processBundle(ctx, req.body, req.prefer, req.raw) };
     }
     throw fail(405, 'not-supported', `${method} on the FHIR base is not supported`);
   }

@@ -1,10 +1,17 @@
 /**
- * The write side of the resource store: a list of new versions becomes one multi-row statement per table
- * (resource, resource_history, and each index table), whatever the number of resources.
+ * The write side of the resource store. A list of new versions — one resource or a whole transaction
+ * Bundle — is written with ONE SQL statement and one round trip: a single JSON parameter carries the versions
+ * and their index rows, and data-modifying CTEs insert into resource, resource_history and each index table
+ * (after deleting the index rows of replaced versions). Each resource's JSON is sent once, not once per table.
+ *
+ * Why one statement: on loopback the cost of a write is dominated by per-statement work (a socket write and
+ * wake-up on each side, parse/bind/execute, a plan) rather than by rows; multi-row `unnest` statements per
+ * table already made it independent of the number of resources, this makes it independent of the number of
+ * tables too. The statement text never changes, so it is a prepared statement on PostgreSQL (database.ts).
  */
 import type { Resource } from '@medplum/fhirtypes';
-import type { Sql } from '../db/database.ts';
-import { emptyRows, indexResource, INDEX_TABLES, type IndexRows } from './search/indexer.ts';
+import { prepared, type Sql } from '../db/database.ts';
+import { indexResource, INDEX_TABLES, type IndexRows, type IndexTable } from './search/indexer.ts';
 
 export type WriteMethod = 'POST' | 'PUT' | 'PATCH' | 'DELETE';
 
@@ -16,75 +23,73 @@ export interface NewVersion {
   isNew: boolean;
 }
 
-const INDEX_COLUMNS: Record<(typeof INDEX_TABLES)[number], string[]> = {
-  token: ['system', 'code', 'text'],
-  string: ['norm', 'value'],
-  date: ['low', 'high'],
-  quantity: ['value', 'system', 'code'],
-  reference: ['target_type', 'target_id', 'url'],
-  uri: ['value'],
-};
-const COLUMN_TYPES: Record<string, string> = {
-  low: 'timestamptz',
-  high: 'timestamptz',
-  value: 'text',
+/** Value columns of each index table (after the owner's type, id and the parameter code), with their SQL types. */
+const INDEX_COLUMNS: Record<IndexTable, [string, string][]> = {
+  token: [['system', 'text'], ['code', 'text'], ['text', 'text']],
+  string: [['norm', 'text'], ['value', 'text']],
+  date: [['low', 'timestamptz'], ['high', 'timestamptz']],
+  quantity: [['value', 'numeric'], ['system', 'text'], ['code', 'text']],
+  reference: [['target_type', 'text'], ['target_id', 'text'], ['url', 'text']],
+  uri: [['value', 'text']],
 };
 
-/** Writes the versions and their index rows. Call inside a transaction. */
-export async function writeVersions(sql: Sql, versions: NewVersion[]): Promise<void> {
-  if (versions.length === 0) return;
-  const types: string[] = [];
-  const ids: string[] = [];
-  const numbers: number[] = [];
-  const updated: string[] = [];
-  const deleted: boolean[] = [];
-  const methods: string[] = [];
-  const contents: string[] = [];
-  const rows = emptyRows();
-  for (const v of versions) {
-    const r = v.resource;
-    types.push(r.resourceType);
-    ids.push(r.id as string);
-    numbers.push(Number(r.meta?.versionId));
-    updated.push(r.meta?.lastUpdated as string);
-    deleted.push(v.method === 'DELETE');
-    methods.push(v.method);
-    contents.push(JSON.stringify(r));
-    if (v.method !== 'DELETE') indexResource(r, rows);
+/**
+ * The payload: `v` = [type, id, version, lastUpdated, deleted, method, replaced, content] per version; per index
+ * table, rows of [k, param, ...values] where k is the position of the owning version in `v`.
+ */
+export const WRITE_SQL = prepared(buildWriteSql());
+
+function buildWriteSql(): string {
+  const ctes: string[] = [
+    `p AS MATERIALIZED (SELECT $1::jsonb AS j)`,
+    `v AS MATERIALIZED (
+    SELECT (x.ord - 1)::int AS k, x.e->>0 AS type, x.e->>1 AS id, (x.e->>2)::int AS version, (x.e->>3)::timestamptz AS updated,
+           (x.e->>4)::boolean AS deleted, x.e->>5 AS method, (x.e->>6)::boolean AS replaced, x.e->7 AS content
+      FROM p CROSS JOIN LATERAL jsonb_array_elements(p.j->'v') WITH ORDINALITY AS x(e, ord))`,
+    `w_resource AS (
+    INSERT INTO resource (type, id, version, created, last_updated, deleted, content)
+    SELECT type, id, version, updated, updated, deleted, content FROM v
+    ON CONFLICT (type, id) DO UPDATE SET version = EXCLUDED.version, last_updated = EXCLUDED.last_updated,
+      deleted = EXCLUDED.deleted, content = EXCLUDED.content)`,
+    `w_history AS (
+    INSERT INTO resource_history (type, id, version, last_updated, deleted, method, content)
+    SELECT type, id, version, updated, deleted, method, content FROM v)`,
+  ];
+  for (const table of INDEX_TABLES) {
+    // the DELETE sees the snapshot before the statement, so it never removes the rows inserted beside it
+    ctes.push(`d_${table} AS (DELETE FROM idx_${table} o USING v WHERE v.replaced AND o.id = v.id AND o.type = v.type)`);
+    const cols = INDEX_COLUMNS[table];
+    const values = cols.map(([, type], c) => (type === 'text' ? `e->>${c + 2}` : `(e->>${c + 2})::${type}`));
+    ctes.push(`w_${table} AS (
+    INSERT INTO idx_${table} (type, id, param, ${cols.map(([name]) => name).join(', ')})
+    SELECT v.type, v.id, e->>1, ${values.join(', ')}
+      FROM p CROSS JOIN LATERAL jsonb_array_elements(p.j->'${table}') AS e JOIN v ON v.k = (e->>0)::int)`);
   }
-  await sql.query(
-    `INSERT INTO resource (type, id, version, created, last_updated, deleted, content)
-     SELECT t, i, v, u, u, d, c::jsonb FROM unnest($1::text[], $2::text[], $3::int[], $4::timestamptz[], $5::bool[], $6::text[]) AS x(t, i, v, u, d, c)
-     ON CONFLICT (type, id) DO UPDATE SET version = EXCLUDED.version, last_updated = EXCLUDED.last_updated,
-       deleted = EXCLUDED.deleted, content = EXCLUDED.content`,
-    [types, ids, numbers, updated, deleted, contents]
-  );
-  await sql.query(
-    `INSERT INTO resource_history (type, id, version, last_updated, deleted, method, content)
-     SELECT t, i, v, u, d, m, c::jsonb FROM unnest($1::text[], $2::text[], $3::int[], $4::timestamptz[], $5::bool[], $6::text[], $7::text[]) AS x(t, i, v, u, d, m, c)`,
-    [types, ids, numbers, updated, deleted, methods, contents]
-  );
-  const replaced = versions.filter((v) => !v.isNew);
-  if (replaced.length > 0) {
-    const rTypes = replaced.map((v) => v.resource.resourceType);
-    const rIds = replaced.map((v) => v.resource.id as string);
-    for (const table of INDEX_TABLES) {
-      await sql.query(
-        `DELETE FROM idx_${table} WHERE (id, type) IN (SELECT * FROM unnest($1::text[], $2::text[]))`,
-        [rIds, rTypes]
-      );
-    }
-  }
-  await insertIndexRows(sql, rows);
+  return `WITH ${ctes.join(',\n')}\nSELECT count(*)::int AS n FROM v`;
 }
 
-export async function insertIndexRows(sql: Sql, rows: IndexRows): Promise<void> {
+/** Writes the versions and their index rows, in one statement. Call inside a transaction. */
+export async function writeVersions(sql: Sql, versions: NewVersion[]): Promise<void> {
+  if (versions.length === 0) return;
+  const payload: Record<string, unknown[][]> = { v: [] };
+  for (const table of INDEX_TABLES) payload[table] = [];
+  versions.forEach((version, k) => {
+    const r = version.resource;
+    const meta = r.meta;
+    payload.v.push([r.resourceType, r.id, Number(meta?.versionId), meta?.lastUpdated, version.method === 'DELETE', version.method, !version.isNew, r]);
+    if (version.method !== 'DELETE') addRows(payload, k, indexResource(r));
+  });
+  await sql.query(WRITE_SQL, [JSON.stringify(payload)]);
+}
+
+/** Appends index rows to the payload, replacing the owner's (type, id) by its position k. */
+function addRows(payload: Record<string, unknown[][]>, k: number, rows: IndexRows): void {
   for (const table of INDEX_TABLES) {
-    const list = rows[table] as unknown[][];
-    if (list.length === 0) continue;
-    const columns = ['type', 'id', 'param', ...INDEX_COLUMNS[table]];
-    const arrays = columns.map((_, c) => list.map((row) => row[c]));
-    const casts = columns.map((col, c) => `$${c + 1}::${col === 'value' && table === 'quantity' ? 'numeric' : COLUMN_TYPES[col] ?? 'text'}[]`);
-    await sql.query(`INSERT INTO idx_${table} (${columns.join(', ')}) SELECT * FROM unnest(${casts.join(', ')})`, arrays);
+    const out = payload[table];
+    for (const row of rows[table] as unknown[][]) {
+      row[0] = k;
+      row.splice(1, 1);
+      out.push(row);
+    }
   }
 }

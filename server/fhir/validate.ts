@@ -13,6 +13,8 @@ import { loadRuleData } from './validation/rules.ts';
 import { warmSchemas } from './validation/schema.ts';
 import { loadTerminology, registerCanonical, releaseTerminologySource } from './validation/terminology.ts';
 import { Walker } from './validation/walker.ts';
+import { loadProfiles } from '../profiles/load.ts';
+import { profileIssues } from '../profiles/validate.ts';
 
 const ID_RE = /^[A-Za-z0-9\-.]{1,64}$/;
 
@@ -31,6 +33,7 @@ export function loadValidation(): void {
   loadTerminology();
   loadCoreExtensions();
   loadRuleData();
+  loadProfiles();
   for (const schema of Object.values(getAllDataTypes())) {
     if (schema.url) registerCanonical(schema.url, 'StructureDefinition');
   }
@@ -66,6 +69,14 @@ export function checkResource(resource: unknown, path?: string): OperationOutcom
     issues = issues.filter((i) => !REPLACED.some((re) => re.test(i.details?.text ?? '')));
     const own = new Issues();
     new Walker(own).resource(resource as Record<string, unknown>, type, true);
+    // a resource (or Bundle entry) claiming one of our profiles is validated against it (profiles/validate.ts)
+    const seen = new Set([...issues, ...own.list].map(issueKey));
+    for (const i of profileIssues(resource as Resource)) {
+      const key = issueKey(i);
+      if (REPLACED.some((re) => re.test(i.details?.text ?? '')) || seen.has(key)) continue;
+      seen.add(key);
+      own.list.push(i);
+    }
     // every issue names a FHIRPath; 'exception' would make the outcome a 500 (medplum getStatus)
     issues = [...issues, ...own.list].map((i) => ({
       ...i,
@@ -88,6 +99,10 @@ export function assertValid(resource: unknown, path?: string): OperationOutcomeI
     throw new OperationOutcomeError({ resourceType: 'OperationOutcome', issue: errors } as OperationOutcome);
   }
   return issues;
+}
+
+function issueKey(i: OperationOutcomeIssue): string {
+  return `${i.severity}|${i.details?.text ?? ''}|${i.expression?.join(',') ?? ''}`;
 }
 
 export function error(code: OperationOutcomeIssue['code'], text: string, expression: string): OperationOutcomeIssue {

@@ -25,8 +25,10 @@ export async function readBody(ctx: Koa.Context, limits: BodyLimits): Promise<un
     throw fail(415, 'not-supported', `Unsupported content type '${type || '(none)'}'; send application/fhir+json`);
   }
   let value: unknown;
+  const text = raw.toString('utf8');
+  ctx.state.rawBody = text; // kept exactly: a submitted report Bundle is stored as its original (server/provenance/)
   try {
-    value = JSON.parse(raw.toString('utf8').replace(/^\uFEFF/, '')); // a byte-order mark may be ignored (RFC 8259 §8.1)
+    value = JSON.parse(text.replace(/^\uFEFF/, '')); // a byte-order mark may be ignored (RFC 8259 §8.1)
   } catch (err) {
     throw badRequest(`Malformed JSON: ${(err as Error).message.slice(0, 160)}`);
   }

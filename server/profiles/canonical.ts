@@ -28,6 +28,17 @@ export const EXT = {
   qcQualification: sd('qc-qualification'),
   /** Organization: the district (区) the institution belongs to. valueCoding (GB/T 2260). */
   district: sd('district'),
+  /**
+   * DetectedIssue.mitigation (a recognition record's decision): the implicated report the doctor's decision
+   * is about. valueReference(DiagnosticReport). Absent: the decision covers every implicated report.
+   */
+  decisionReport: sd('decision-report'),
+  /**
+   * Provenance: the chain information of a report version (DESIGN.md §4). Complex; its parts and the rule that
+   * makes a Provenance a chain Provenance are the fingerprint contract (docs/fingerprint.md,
+   * fingerprint/chain-provenance.ts, whose CHAIN_ANCHOR_URL is this URL).
+   */
+  chainAnchor: sd('chain-anchor'),
 } as const;
 
 /** Administrative divisions of the People's Republic of China (GB/T 2260), e.g. 440100 广州市. */

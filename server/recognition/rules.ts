@@ -20,6 +20,8 @@ export interface CatalogueItem {
   display: string;
   /** The QC category the performing institution must be qualified for (e.g. 临床化学, 超声). */
   category: string;
+  /** How the category is named in explanations, when `category` is a code (e.g. F-613bc1 → 化学). */
+  categoryDisplay?: string;
   /** Validity window in days; undefined means the result does not expire. */
   windowDays?: number;
 }
@@ -100,11 +102,12 @@ export function evaluate(report: ReportFacts, item: CatalogueItem | undefined, r
     reasons.push({ code: 'not-yet-issued', text: '报告发布时间无效或晚于当前时间' });
   }
   if (item) {
+    const label = item.categoryDisplay ?? item.category;
     const qualified = report.performer.qualifications.filter((q) => q.category === item.category && !Number.isNaN(issuedAt) && activeAt(q, issuedAt));
     if (qualified.length === 0) {
-      reasons.push({ code: 'not-qc-qualified', text: `出具机构在报告时未获得「${item.category}」质控合格` });
+      reasons.push({ code: 'not-qc-qualified', text: `出具机构在报告时未获得「${label}」质控合格` });
     } else if (!qualified.some((q) => covers(q, requester.city))) {
-      reasons.push({ code: 'scope-not-covered', text: `出具机构「${item.category}」质控合格的互认范围不覆盖申请机构所在地区` });
+      reasons.push({ code: 'scope-not-covered', text: `出具机构「${label}」质控合格的互认范围不覆盖申请机构所在地区` });
     }
   }
   let daysRemaining: number | undefined;

@@ -19,12 +19,16 @@ import {
   CATALOGUE_SYSTEM,
   CATALOGUE_VALUESET,
   CONCEPT_PROPERTIES,
+  DECISION_SYSTEM,
   DESIGNATION_USE_SYSTEM,
+  DICTIONARY_STATUS_SYSTEM,
   LEGACY_MAP_URL,
   LEGACY_SYSTEM,
   NATIONAL_SYSTEM,
+  PLATFORM_ACTIVITY_SYSTEM,
   REASON_SYSTEM,
   REASON_VALUESET,
+  RECORD_KIND_SYSTEM,
   valueSetUrl,
 } from './canonical.ts';
 import { categoryCode, categoryToken, fieldCode, KINDS, type CatalogueRow, type Kind } from './catalogue-source.ts';
@@ -38,6 +42,8 @@ export interface BuildOptions {
   scope: string;
   /** The mutual-recognition mark printed on reports of the region. */
   hrLabel: string;
+  /** Where the edition comes from, for the descriptions (default: the generator and recognition-items.csv). */
+  source?: string;
 }
 
 export type TerminologyResource = CodeSystem | ValueSet | ConceptMap;
@@ -113,6 +119,10 @@ export function buildTerminology(rows: CatalogueRow[], options: BuildOptions): G
   add(reasonCodeSystem(options));
   add(reasonValueSet(options));
   add(designationUseCodeSystem(options));
+  add(platformActivityCodeSystem(options));
+  add(dictionaryStatusCodeSystem(options));
+  add(recordKindCodeSystem(options));
+  add(decisionCodeSystem(options));
   const ids = new Set<string>();
   for (const f of files) {
     if (ids.has(f.file)) throw new Error(`two generated resources share the file name ${f.file}`);
@@ -204,8 +214,8 @@ function catalogueCodeSystem(rows: CatalogueRow[], options: BuildOptions): CodeS
       'The mutual-recognition catalogue of the Guangzhou platform: every recognisable lab test (检验) and ' +
         'examination (检查) with its platform code, grouped by kind, field (Article 2 of 国卫医发〔2022〕6号) and ' +
         'category, with its validity window, recognition scope, HR mark, and its national (15-digit) and legacy ' +
-        '(9/11-digit) codes where known. Generated from recognition-items.csv by scripts/generate-terminology.ts; ' +
-        'do not edit by hand.',
+        '(9/11-digit) codes where known. ' +
+        (options.source ?? 'Generated from recognition-items.csv by scripts/generate-terminology.ts; do not edit by hand.'),
       options
     ),
     caseSensitive: true,
@@ -232,7 +242,7 @@ function catalogueCodeSystem(rows: CatalogueRow[], options: BuildOptions): CodeS
 function itemConcept(row: CatalogueRow, options: BuildOptions): CodeSystemConcept {
   const property: CodeSystemConceptProperty[] = [
     prop.code('level', 'item'),
-    prop.code('status', 'active'),
+    prop.code('status', row.status ?? 'active'),
     prop.str('kind', row.kind),
     prop.str('field', row.field),
     prop.str('category', row.category),
@@ -244,7 +254,8 @@ function itemConcept(row: CatalogueRow, options: BuildOptions): CodeSystemConcep
   if (row.legacyCode) property.push(prop.code('legacyCode', row.legacyCode));
   if (row.loinc) property.push(prop.code('loinc', row.loinc));
   for (const list of row.onLists) property.push(prop.str('onList', list));
-  property.push(prop.date('effectiveFrom', options.effectiveFrom));
+  property.push(prop.date('effectiveFrom', row.effectiveFrom ?? options.effectiveFrom));
+  if (row.effectiveTo) property.push(prop.date('effectiveTo', row.effectiveTo));
   if (row.note) property.push(prop.str('note', row.note));
   return {
     code: row.code,
@@ -284,14 +295,24 @@ function sourceCodeSystem(which: 'national' | 'legacy', rows: CatalogueRow[], op
 function conceptMap(rows: CatalogueRow[], options: BuildOptions): ConceptMap {
   const group = (source: string, target: string, pick: (r: CatalogueRow) => [string | undefined, string | undefined]): ConceptMapGroup => {
     const elements = new Map<string, ConceptMapGroupElement>();
-    const targetsOf = new Map<string, number>();
-    for (const row of rows) {
-      const [s] = pick(row);
-      if (s) targetsOf.set(s, (targetsOf.get(s) ?? 0) + 1);
-    }
+    // a retired item keeps its mappings (old records still carry its codes) unless an active item has
+    // taken over the same source code
+    const activeSources = new Set<string>();
     for (const row of rows) {
       const [s, t] = pick(row);
-      if (!s || !t) continue;
+      if (s && t && row.status !== 'retired') activeSources.add(s);
+    }
+    const mapped = rows.filter((row) => {
+      const [s, t] = pick(row);
+      return !!s && !!t && (row.status !== 'retired' || !activeSources.has(s));
+    });
+    const targetsOf = new Map<string, number>();
+    for (const row of mapped) {
+      const [s] = pick(row);
+      targetsOf.set(s as string, (targetsOf.get(s as string) ?? 0) + 1);
+    }
+    for (const row of mapped) {
+      const [s, t] = pick(row) as [string, string];
       let el = elements.get(s);
       if (!el) {
         el = { code: s, display: row.item, target: [] };
@@ -315,7 +336,8 @@ function conceptMap(rows: CatalogueRow[], options: BuildOptions): ConceptMap {
       LEGACY_MAP_URL,
       'LegacyNationalPlatform',
       '旧版物价编码 → 国家医保编码 → 互认平台编码',
-      'Maps the old price codes to the national medical-insurance service codes, and both to the platform codes of the recognition catalogue (编码升级). Generated from recognition-items.csv.',
+      'Maps the old price codes to the national medical-insurance service codes, and both to the platform codes of the recognition catalogue (编码升级). ' +
+        (options.source ?? 'Generated from recognition-items.csv.'),
       options
     ),
     group: [
@@ -330,7 +352,9 @@ function catalogueValueSets(rows: CatalogueRow[], options: BuildOptions): ValueS
   const eq = (property: string, value: string): ValueSetComposeIncludeFilter => ({ property, op: '=', value });
   const make = (id: string, name: string, title: string, description: string, filter: ValueSetComposeIncludeFilter[]): ValueSet => ({
     ...header('ValueSet', id, valueSetUrl(id), name, title, description, options),
-    compose: { include: [{ system: CATALOGUE_SYSTEM, filter: [eq('level', 'item'), ...filter] }] },
+    // pinned to the catalogue edition, so that an earlier version of the set expands as it did; retired
+    // items stay in the code system but leave the value sets
+    compose: { inactive: false, include: [{ system: CATALOGUE_SYSTEM, version: options.version, filter: [eq('level', 'item'), ...filter] }] },
   });
   const out: ValueSet[] = [
     make('recognition-catalogue', 'RecognitionCatalogue', '互认项目目录（全部）', 'Every item of the recognition catalogue.', []),
@@ -339,6 +363,7 @@ function catalogueValueSets(rows: CatalogueRow[], options: BuildOptions): ValueS
   const fields = new Map<string, CatalogueRow>();
   const categories = new Map<string, CatalogueRow>();
   for (const row of rows) {
+    if (row.status === 'retired') continue; // a set of retired items only is not published
     kinds.add(row.kind);
     const f = fieldCode(row.kind, row.field).slice(2);
     if (!fields.has(f)) fields.set(f, row);
@@ -406,6 +431,74 @@ function reasonValueSet(options: BuildOptions): ValueSet {
     ...header('ValueSet', 'not-recognised-reason', REASON_VALUESET, 'NotRecognisedReason', '不予互认原因', 'Every not-recognised reason code.', options),
     compose: { include: [{ system: REASON_SYSTEM }] },
   };
+}
+
+/** The kinds of recognition record (互认记录) the platform writes as DetectedIssue.code. */
+export const RECORD_KINDS: { code: string; zh: string; en: string; definition: string }[] = [
+  { code: 'encounter-reminder', zh: '就诊提醒', en: 'Encounter reminder', definition: 'Written by each recognition check at an encounter: the recognisable results the patient has (DetectedIssue.implicated).' },
+  { code: 'duplicate-order-reminder', zh: '重复检查提醒', en: 'Duplicate-order reminder', definition: 'Written by each duplicate check at order saving: the recognisable results that cover the ordered items (DetectedIssue.implicated).' },
+];
+
+/** The doctor's decision on a reminder (DetectedIssue.mitigation.action). */
+export const DECISIONS: { code: string; zh: string; en: string; definition: string }[] = [
+  { code: 'recognised', zh: '已互认', en: 'Recognised', definition: 'The doctor accepted the earlier result; no re-test.' },
+  { code: 'not-recognised', zh: '不予互认', en: 'Not recognised', definition: `The doctor ordered a re-test; the action also carries the reason code from ${REASON_SYSTEM}.` },
+];
+
+function smallCodeSystem(id: string, url: string, name: string, title: string, description: string, concepts: { code: string; zh: string; en: string; definition: string }[], options: BuildOptions): CodeSystem {
+  return {
+    ...header('CodeSystem', id, url, name, title, description, options),
+    caseSensitive: true,
+    content: 'complete',
+    count: concepts.length,
+    concept: concepts.map((c) => ({ code: c.code, display: c.zh, definition: c.definition, designation: [{ language: 'en', value: c.en }] })),
+  };
+}
+
+function recordKindCodeSystem(options: BuildOptions): CodeSystem {
+  return smallCodeSystem(
+    'recognition-record-kind',
+    RECORD_KIND_SYSTEM,
+    'RecognitionRecordKind',
+    '互认记录类型',
+    'Kinds of recognition record (互认记录, DetectedIssue.code): the encounter reminder and the duplicate-order reminder.',
+    RECORD_KINDS,
+    options
+  );
+}
+
+function decisionCodeSystem(options: BuildOptions): CodeSystem {
+  return smallCodeSystem(
+    'recognition-decision',
+    DECISION_SYSTEM,
+    'RecognitionDecision',
+    '互认决定',
+    "The doctor's decision on a recognisable result (DetectedIssue.mitigation.action): recognised, or not recognised with a not-recognised reason code.",
+    DECISIONS,
+    options
+  );
+}
+
+/** What the platform itself does to records, for Provenance.activity (编码升级, 目录导入). */
+export const PLATFORM_ACTIVITIES: { code: string; zh: string; en: string; definition: string }[] = [
+  { code: 'code-upgrade', zh: '编码升级', en: 'Code upgrade', definition: 'Legacy price codes of a stored record completed with the national and platform codes (the original coding kept).' },
+  { code: 'catalogue-import', zh: '互认目录导入', en: 'Catalogue import', definition: 'A new edition of the recognition catalogue imported from an official catalogue file.' },
+];
+
+function platformActivityCodeSystem(options: BuildOptions): CodeSystem {
+  return smallCodeSystem('platform-activity', PLATFORM_ACTIVITY_SYSTEM, 'PlatformActivity', '平台操作', 'Activities the platform performs on records (Provenance.activity).', PLATFORM_ACTIVITIES, options);
+}
+
+/** Review status of an entry of an institution's dictionary map (字典数据质控). */
+export const DICTIONARY_STATUSES: { code: string; zh: string; en: string; definition: string }[] = [
+  { code: 'pending', zh: '待审核', en: 'Pending review', definition: 'New, or changed by an upload of the map: waits for review.' },
+  { code: 'approved', zh: '已通过', en: 'Approved', definition: 'Reviewed and accepted: the local code stands for the catalogue item it maps to (or, without a target, is confirmed not to be in the catalogue).' },
+  { code: 'rejected', zh: '已驳回', en: 'Rejected', definition: 'Reviewed and refused, with a comment: the institution must correct the mapping.' },
+  { code: 'retired', zh: '已停用', en: 'Retired', definition: 'No longer in use: withdrawn by a reviewer, or no longer listed by the uploaded map.' },
+];
+
+function dictionaryStatusCodeSystem(options: BuildOptions): CodeSystem {
+  return smallCodeSystem('dictionary-entry-status', DICTIONARY_STATUS_SYSTEM, 'DictionaryEntryStatus', '字典映射审核状态', 'Review status of an entry of an institution\'s map from its local item dictionary to the recognition catalogue.', DICTIONARY_STATUSES, options);
 }
 
 function designationUseCodeSystem(options: BuildOptions): CodeSystem {

@@ -9,11 +9,12 @@
 import { readdirSync, readFileSync } from 'node:fs';
 import { fileURLToPath } from 'node:url';
 import canonicalize from 'canonicalize';
-import type { Database } from '../db/database.ts';
-import { Repository } from '../fhir/repository.ts';
+import type { Database, Sql } from '../db/database.ts';
+import { present, Repository } from '../fhir/repository.ts';
 import { statusOf } from '../fhir/errors.ts';
 import { assertValid } from '../fhir/validate.ts';
 import { Terminology, type TerminologyResource } from './service.ts';
+import { CANONICAL_BASE } from './canonical.ts';
 
 export const TERMINOLOGY_DIR = fileURLToPath(new URL('../../terminology/', import.meta.url));
 const TYPES = new Set(['CodeSystem', 'ValueSet', 'ConceptMap']);
@@ -62,9 +63,66 @@ export async function loadTerminology(db: Database, dir: string = TERMINOLOGY_DI
       return { effective, written: written + fresh.length };
     });
   // one retry: a twin server starting on the same database may have inserted the same rows first
-  const { effective, written } = await publishAll().catch(publishAll);
-  terminology.load(effective);
-  return { resources: effective.length, written };
+  const { written } = await publishAll().catch(publishAll);
+  // what the store holds is what counts: the files (or newer editions of them), plus what an import added
+  const resources = await reloadTerminology(db);
+  return { resources, written };
+}
+
+/**
+ * The platform's own terminology in the store: the CodeSystems, ValueSets and ConceptMaps whose canonical
+ * URL is `https://fhir.huren.gz.cn/<type>/<id>` — what the generator and the catalogue import write.
+ * (Institutions' dictionaries and maps use other URLs and are resolved from the store on demand.)
+ */
+export async function platformTerminology(sql: Sql): Promise<TerminologyResource[]> {
+  const rows = await sql.query<{ content: TerminologyResource }>(
+    `SELECT content FROM resource WHERE type IN ('CodeSystem', 'ValueSet', 'ConceptMap') AND NOT deleted
+     AND content->>'url' = $1 || type || '/' || id ORDER BY type, id`,
+    [`${CANONICAL_BASE}/`]
+  );
+  return rows.map((r) => present(r.content) as TerminologyResource);
+}
+
+/** Version (FHIR versionId) of the catalogue CodeSystem that the registry was last loaded with. */
+let loadedCatalogueVersion: number | undefined;
+
+async function catalogueVersionId(sql: Sql): Promise<number | undefined> {
+  const rows = await sql.query<{ version: number }>("SELECT version FROM resource WHERE type = 'CodeSystem' AND id = 'recognition-catalogue'");
+  return rows[0] ? Number(rows[0].version) : undefined;
+}
+
+/** Reloads the registry from the store (after an import); returns how many resources it holds. */
+export async function reloadTerminology(db: Database): Promise<number> {
+  const version = await catalogueVersionId(db);
+  const resources = await platformTerminology(db);
+  terminology.load(resources);
+  loadedCatalogueVersion = version;
+  return resources.length;
+}
+
+/**
+ * Reloads the registry when the catalogue in the store changed since it was loaded (an import through
+ * another server, or the command in direct mode). Cheap: one primary-key read. Returns true on reload.
+ */
+export async function refreshTerminology(db: Database): Promise<boolean> {
+  const version = await catalogueVersionId(db);
+  if (version === loadedCatalogueVersion) return false;
+  await reloadTerminology(db);
+  return true;
+}
+
+/** Checks for a new catalogue edition every `intervalMs`; returns the function that stops it. */
+export function watchTerminology(db: Database, intervalMs: number, onError: (err: unknown) => void = () => undefined): () => void {
+  let busy = false;
+  const timer = setInterval(() => {
+    if (busy) return;
+    busy = true;
+    refreshTerminology(db)
+      .catch(onError)
+      .finally(() => (busy = false));
+  }, intervalMs);
+  timer.unref();
+  return () => clearInterval(timer);
 }
 
 function sameContent(a: TerminologyResource, b: TerminologyResource): boolean {

@@ -31,9 +31,13 @@ interface JobRow {
   principal: Principal;
   base_url: string;
   result: { status: number; body?: Resource; location?: string } | null;
+  progress?: string | null;
 }
 
-export type Executor = (request: FhirRequest, principal: Principal, baseUrl: string) => Promise<FhirResponse>;
+/** Reports how far a job has got (shown as X-Progress when polled; also renews the job's lease). */
+export type ProgressReporter = (message: string) => void;
+
+export type Executor = (request: FhirRequest, principal: Principal, baseUrl: string, progress: ProgressReporter) => Promise<FhirResponse>;
 
 export const ASYNC_PATH = '_async';
 
@@ -67,7 +71,7 @@ export class AsyncJobs {
   /** The poll answer for a job. */
   async poll(id: string, principal: Principal): Promise<FhirResponse> {
     const rows = await this.db.query<JobRow>(
-      "SELECT id, status, result FROM async_job WHERE id = $1 AND principal->>'id' = $2 AND (expires_at IS NULL OR expires_at > now())",
+      "SELECT id, status, result, progress FROM async_job WHERE id = $1 AND principal->>'id' = $2 AND (expires_at IS NULL OR expires_at > now())",
       [id, principal.id]
     );
     const job = rows[0];
@@ -75,7 +79,7 @@ export class AsyncJobs {
     if (job.status !== 'done' || !job.result) {
       return {
         status: 202,
-        headers: { 'X-Progress': job.status === 'pending' ? 'queued' : 'in progress', 'Retry-After': '1' },
+        headers: { 'X-Progress': job.status === 'pending' ? 'queued' : (job.progress ?? 'in progress'), 'Retry-After': '1' },
       };
     }
     const r = job.result;
@@ -158,7 +162,7 @@ export class AsyncJobs {
     }
     let result: JobRow['result'];
     try {
-      const res = await this.execute(claimed.request, claimed.principal, claimed.base_url);
+      const res = await this.execute(claimed.request, claimed.principal, claimed.base_url, this.reporter(claimed.id));
       result = { status: res.status, ...(res.body ? { body: res.body } : {}), ...(res.location ? { location: res.location } : {}) };
     } catch (err) {
       // a failing request is a finished job too; its answer is the error
@@ -171,6 +175,23 @@ export class AsyncJobs {
       [claimed.id, JSON.stringify(result), this.options.retentionSeconds]
     );
     return true;
+  }
+
+  /** A throttled progress reporter for one running job (at most one write a second). */
+  private reporter(id: string): ProgressReporter {
+    let last = 0;
+    return (message) => {
+      const now = Date.now();
+      if (now - last < 1000) return;
+      last = now;
+      this.db
+        .query(
+          `UPDATE async_job SET progress = $2, updated_at = now(), lease_until = now() + make_interval(secs => $3)
+           WHERE id = $1 AND status = 'running'`,
+          [id, message.slice(0, 200), this.options.leaseSeconds]
+        )
+        .catch(() => undefined);
+    };
   }
 
   /** Forgets jobs whose results are past their retention. */

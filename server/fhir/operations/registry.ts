@@ -12,6 +12,14 @@ import { expandOperation } from './expand.ts';
 import { validateCodeOperation } from './validate-code.ts';
 import { translateOperation } from './translate.ts';
 import { subsumesOperation } from './subsumes.ts';
+import { catalogueImportOperation } from './catalogue-import.ts';
+import { codeUpgradeOperation } from './code-upgrade.ts';
+import { dictionaryQcOperation, entriesOperation, entryHistoryOperation, entryStatusOperation } from './dictionary.ts';
+import { decideOperation, duplicateCheckOperation, recognitionCheckOperation } from './recognition.ts';
+import { reportsOperation, viewOperation } from './report-view.ts';
+import { everythingOperation } from './everything.ts';
+import { verifyOperation } from './verify.ts';
+import { traceOperation } from './trace.ts';
 
 export interface Operation {
   name: string;
@@ -28,7 +36,31 @@ export function loadDefinition(file: string): OperationDefinition {
   return JSON.parse(readFileSync(`${PROFILES_DIR}${file}`, 'utf8')) as OperationDefinition;
 }
 
-export const operations: Operation[] = [validateOperation, lookupOperation, expandOperation, validateCodeOperation, translateOperation, subsumesOperation];
+export const operations: Operation[] = [
+  validateOperation,
+  lookupOperation,
+  expandOperation,
+  validateCodeOperation,
+  translateOperation,
+  subsumesOperation,
+  // recognition (issue 4): the HIS-facing checks, the decision, report viewing
+  recognitionCheckOperation,
+  duplicateCheckOperation,
+  decideOperation,
+  reportsOperation,
+  viewOperation,
+  everythingOperation,
+  // catalogue administration (issue 3): import, code upgrade, dictionary QC
+  catalogueImportOperation,
+  codeUpgradeOperation,
+  entriesOperation,
+  entryStatusOperation,
+  entryHistoryOperation,
+  dictionaryQcOperation,
+  // chain provenance (issue 5): hash consistency now, traceability
+  verifyOperation,
+  traceOperation,
+];
 
 /** The operation `$name` at the given level, if the server offers it there. */
 export function findOperation(name: string, type: string | undefined, instance: boolean): Operation | undefined {

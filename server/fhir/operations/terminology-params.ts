@@ -50,6 +50,16 @@ export class OpInput {
     return this.params.filter((p) => p.name === name);
   }
 
+  /** Every repetition of a parameter, as sent (GET query values arrive as valueString). */
+  list(name: string): ParametersParameter[] {
+    return this.all(name);
+  }
+
+  /** The names of the parameters sent. */
+  names(): string[] {
+    return [...new Set(this.params.map((p) => p.name as string))];
+  }
+
   has(name: string): boolean {
     return this.all(name).length > 0;
   }
@@ -173,7 +183,27 @@ export async function storedByUrl<T extends TerminologyResource>(ctx: FhirContex
   request.count = 2;
   const bundle = await ctx.repo.search(request, ctx.baseUrl);
   const found = (bundle.entry ?? []).map((e) => e.resource).filter((r): r is T => r?.resourceType === type);
-  return found[0];
+  if (found[0] || !version) return found[0];
+  return earlierVersion<T>(ctx, type, url, version);
+}
+
+/**
+ * An earlier business version of a terminology resource, from the history of the resource that holds the
+ * canonical URL now (a new catalogue edition is a new version of the same resource, so the old edition is
+ * in its history: `$lookup?version=2024.1.0`, `$expand?valueSetVersion=…` keep working after an import).
+ */
+async function earlierVersion<T extends TerminologyResource>(ctx: FhirContext, type: TermType, url: string, version: string): Promise<T | undefined> {
+  const request = parseSearch(type, [['url', url], ['_elements', 'id']]);
+  request.count = 10;
+  const bundle = await ctx.repo.search(request, ctx.baseUrl);
+  const ids = (bundle.entry ?? []).map((e) => e.resource?.id).filter((id): id is string => !!id);
+  if (ids.length === 0) return undefined;
+  const rows = await ctx.repo.db.query<{ content: T }>(
+    `SELECT content FROM resource_history WHERE type = $1 AND id = ANY($2::text[]) AND NOT deleted
+     AND content->>'url' = $3 AND content->>'version' = $4 ORDER BY version DESC LIMIT 1`,
+    [type, ids, url, version]
+  );
+  return rows[0]?.content;
 }
 
 /**

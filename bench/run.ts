@@ -1,0 +1,582 @@
+/**
+ * `npm run bench` — the throughput benchmark of the FHIR server (see README "Benchmark").
+ *
+ * For each store (PGlite, PostgreSQL) it starts the server as a child process, preloads generated lab data
+ * with transaction Bundles over HTTP (itself a throughput measurement), then measures, with N concurrent
+ * keep-alive clients over loopback: create (Observation), read, the search
+ * `Observation?subject=…&code=…&date=ge…`, and a transaction of one DiagnosticReport + 15 Observations.
+ * Results: `bench/results/<timestamp>-<store>.json` and `bench/results/latest.json`; the README table is
+ * regenerated from the latter.
+ *
+ *   npm run bench -- [--store pglite|postgres|both] [--scale 50000] [--patients 10000] [--duration 20]
+ *                    [--warmup 3] [--concurrency 16] [--scenarios create,read,search,transaction]
+ *                    [--max-requests 1000000] [--seed 20240601] [--profile] [--keep-db] [--no-readme]
+ *                    [--servers 1]   (PostgreSQL only: N server processes on the same database, clients spread
+ *                                     over them — an experiment on using both cores, not the default)
+ */
+import { mkdirSync, readdirSync, readFileSync, writeFileSync } from 'node:fs';
+import os from 'node:os';
+import { join } from 'node:path';
+import { parseArgs } from 'node:util';
+import type { Bundle } from '@medplum/fhirtypes';
+import { FhirClient, RoundRobin, round, runLoad, type LoadResult, type RequestSpec, type Sender } from './client.ts';
+import {
+  createBundle,
+  defaultWindow,
+  institutions,
+  labReport,
+  patient,
+  PANELS,
+  Rng,
+  singleObservation,
+  type ReportRefs,
+} from './data.ts';
+import { adminQuery, processCpuSeconds, REPO_ROOT, startServer, type RunningServer, type Store } from './server.ts';
+import { updateReadme } from './readme.ts';
+
+const { values: args } = parseArgs({
+  options: {
+    store: { type: 'string', default: 'both' },
+    scale: { type: 'string', default: '50000' },
+    patients: { type: 'string', default: '10000' },
+    organizations: { type: 'string', default: '20' },
+    duration: { type: 'string', default: '20' },
+    warmup: { type: 'string', default: '3' },
+    concurrency: { type: 'string', default: '16' },
+    scenarios: { type: 'string', default: 'create,read,search,transaction' },
+    'max-requests': { type: 'string', default: '1000000' },
+    seed: { type: 'string', default: '20240601' },
+    servers: { type: 'string', default: '1' },
+    profile: { type: 'boolean', default: false },
+    'keep-db': { type: 'boolean', default: false },
+    'no-readme': { type: 'boolean', default: false },
+    note: { type: 'string' },
+  },
+  strict: true,
+});
+
+const int = (name: string, v: string | undefined, min: number, max: number): number => {
+  const n = Number(v);
+  if (!Number.isInteger(n) || n < min || n > max) throw new Error(`--${name} must be an integer in [${min}, ${max}], got '${v}'`);
+  return n;
+};
+
+const options = {
+  stores: (args.store === 'both' ? ['pglite', 'postgres'] : [args.store]) as Store[],
+  scale: int('scale', args.scale, 0, 5_000_000),
+  patients: int('patients', args.patients, 1, 1_000_000),
+  organizations: int('organizations', args.organizations, 1, 20),
+  duration: int('duration', args.duration, 1, 3600),
+  warmup: int('warmup', args.warmup, 0, 600),
+  concurrency: int('concurrency', args.concurrency, 1, 1024),
+  scenarios: (args.scenarios as string).split(',').map((s) => s.trim()).filter(Boolean),
+  maxRequests: int('max-requests', args['max-requests'], 1, 100_000_000),
+  seed: int('seed', args.seed, 0, 2 ** 31),
+  servers: int('servers', args.servers, 1, 16),
+  profile: args.profile as boolean,
+  keepDb: args['keep-db'] as boolean,
+  readme: !(args['no-readme'] as boolean),
+  note: args.note as string | undefined,
+};
+for (const s of options.stores) if (s !== 'pglite' && s !== 'postgres') throw new Error(`--store must be pglite, postgres or both, not '${s}'`);
+const SCENARIOS = ['create', 'read', 'search', 'transaction'];
+for (const s of options.scenarios) if (!SCENARIOS.includes(s)) throw new Error(`Unknown scenario '${s}' (${SCENARIOS.join(', ')})`);
+
+const RESULTS_DIR = join(REPO_ROOT, 'bench/results');
+const OBS_PER_REPORT = PANELS[0].analytes.length; // 15
+
+function log(message: string): void {
+  process.stderr.write(`[bench ${new Date().toISOString().slice(11, 19)}] ${message}\n`);
+}
+
+// ---------------------------------------------------------------------------------------------------------
+// CPU accounting: the server process, this load generator, PostgreSQL server processes, the whole machine.
+
+interface CpuSnapshot {
+  at: number;
+  server: number;
+  loadgen: number;
+  postgres: number;
+  machineBusy: number;
+  machineTotal: number;
+}
+
+/**
+ * CPU of the PostgreSQL processes that work for the benchmark: the backends connected to its database and
+ * the shared WAL writer, checkpointer and background writer (other databases on the same server — other
+ * people's tests — are left out). Sampled every second, so that backends which exit are still counted up
+ * to their last sample.
+ */
+class PostgresCpu {
+  private readonly start = new Map<number, number>();
+  private readonly last = new Map<number, number>();
+  private timer?: NodeJS.Timeout;
+  constructor(private readonly databaseName: string) {}
+
+  begin(): void {
+    this.sample(true);
+    this.timer = setInterval(() => this.sample(false), 1000);
+    this.timer.unref();
+  }
+
+  stop(): void {
+    clearInterval(this.timer);
+  }
+
+  /** CPU seconds used by the tracked processes since `begin()`. */
+  seconds(): number {
+    this.sample(false);
+    let total = 0;
+    for (const [pid, cpu] of this.last) total += cpu - (this.start.get(pid) ?? 0);
+    return total;
+  }
+
+  private sample(initial: boolean): void {
+    let pids: string[];
+    try {
+      pids = readdirSync('/proc').filter((p) => /^\d+$/.test(p));
+    } catch {
+      return;
+    }
+    for (const p of pids) {
+      const pid = Number(p);
+      try {
+        if (!this.last.has(pid)) {
+          const cmdline = readFileSync(`/proc/${pid}/cmdline`, 'utf8');
+          if (!cmdline.startsWith('postgres: ')) continue;
+          const ours = cmdline.includes(` ${this.databaseName} `) || /^postgres: (?:\S+ )?(walwriter|checkpointer|background writer)/.test(cmdline);
+          if (!ours) continue;
+        }
+        const cpu = processCpuSeconds(pid);
+        if (Number.isNaN(cpu)) continue;
+        if (initial || !this.last.has(pid)) this.start.set(pid, initial ? cpu : (this.start.get(pid) ?? 0));
+        this.last.set(pid, cpu);
+      } catch {
+        // exited
+      }
+    }
+  }
+}
+
+let postgresCpu: PostgresCpu | undefined;
+
+function postgresCpuSeconds(): number {
+  return postgresCpu ? postgresCpu.seconds() : 0;
+}
+
+function cpuSnapshot(servers: RunningServer[]): CpuSnapshot {
+  const cpus = os.cpus();
+  let busy = 0;
+  let total = 0;
+  for (const c of cpus) {
+    const t = c.times;
+    busy += t.user + t.nice + t.sys + t.irq;
+    total += t.user + t.nice + t.sys + t.irq + t.idle;
+  }
+  const self = process.cpuUsage();
+  return {
+    at: performance.now(),
+    server: servers.reduce((sum, server) => sum + server.cpuSeconds(), 0),
+    loadgen: (self.user + self.system) / 1e6,
+    postgres: servers[0].store === 'postgres' ? postgresCpuSeconds() : 0,
+    machineBusy: busy / 1000,
+    machineTotal: total / 1000,
+  };
+}
+
+/** Average number of cores busy in each part during the interval (1.0 = one core fully). */
+function cpuUse(a: CpuSnapshot, b: CpuSnapshot, requests?: number) {
+  const wall = (b.at - a.at) / 1000;
+  const cores = (x: number) => round(x / wall, 2);
+  // CPU time per request is much less sensitive to other load on the machine than requests/s
+  const perRequest = (x: number) => (requests ? { [`ms`]: round((1000 * x) / requests, 2) } : {});
+  return {
+    serverCores: cores(b.server - a.server),
+    loadGeneratorCores: cores(b.loadgen - a.loadgen),
+    ...(b.postgres > 0 ? { postgresCores: cores(b.postgres - a.postgres) } : {}),
+    machineBusyPercent: round((100 * (b.machineBusy - a.machineBusy)) / Math.max(1e-9, b.machineTotal - a.machineTotal), 1),
+    ...(requests
+      ? {
+          serverCpuMsPerRequest: perRequest(b.server - a.server).ms,
+          ...(b.postgres > 0 ? { postgresCpuMsPerRequest: perRequest(b.postgres - a.postgres).ms } : {}),
+        }
+      : {}),
+  };
+}
+
+// ---------------------------------------------------------------------------------------------------------
+// Sampling of what the preload created (bounded memory at any scale)
+
+class Reservoir<T> {
+  readonly items: T[] = [];
+  private seen = 0;
+  constructor(
+    private readonly size: number,
+    private readonly rng: Rng
+  ) {}
+  add(item: T): void {
+    this.seen++;
+    if (this.items.length < this.size) this.items.push(item);
+    else {
+      const j = Math.floor(this.rng.next() * this.seen);
+      if (j < this.size) this.items[j] = item;
+    }
+  }
+}
+
+interface SearchTarget {
+  patientId: string;
+  codes: string[];
+  effective: string;
+}
+
+interface Fixture {
+  orgs: ReportRefs['org'][];
+  patients: { id: string; gender: 'male' | 'female' }[];
+  observationIds: Reservoir<string>;
+  searchTargets: Reservoir<SearchTarget>;
+}
+
+function idsFromResponse(body: string): { type: string; id: string }[] {
+  const bundle = JSON.parse(body) as Bundle;
+  return (bundle.entry ?? []).map((e) => {
+    const location = e.response?.location ?? '';
+    const [type, id] = location.replace(/^.*\/fhir\//, '').split('/');
+    return { type, id };
+  });
+}
+
+/** Runs `count` transactions of `build(i)` on `concurrency` clients; returns throughput and latency. */
+async function preloadPhase(
+  client: Sender,
+  label: string,
+  count: number,
+  resourcesPer: (i: number) => number,
+  build: (i: number) => string,
+  onDone: (i: number, body: string) => void
+) {
+  let nextIndex = 0;
+  let done = 0;
+  let resources = 0;
+  const latencies: number[] = [];
+  const t0 = performance.now();
+  let lastLog = t0;
+  const worker = async () => {
+    for (;;) {
+      const i = nextIndex++;
+      if (i >= count) return;
+      const body = build(i);
+      const start = performance.now();
+      const reply = await client.send({ method: 'POST', path: '/fhir', body, keepBody: true });
+      latencies.push(performance.now() - start);
+      if (reply.status !== 200) throw new Error(`Preload ${label} transaction ${i} failed: ${reply.status} ${(reply.body ?? '').slice(0, 500)}`);
+      onDone(i, reply.body as string);
+      done++;
+      resources += resourcesPer(i);
+      const now = performance.now();
+      if (now - lastLog > 10_000) {
+        lastLog = now;
+        const s = (now - t0) / 1000;
+        log(`  ${label}: ${done}/${count} transactions, ${Math.round(resources / s)} resources/s, ETA ${Math.round(((count - done) * s) / done)} s`);
+      }
+    }
+  };
+  await Promise.all(Array.from({ length: options.concurrency }, worker));
+  const seconds = (performance.now() - t0) / 1000;
+  const { summarize } = await import('./client.ts');
+  return {
+    transactions: count,
+    resources,
+    seconds: round(seconds, 1),
+    transactionsPerSecond: round(count / seconds, 1),
+    resourcesPerSecond: round(resources / seconds, 1),
+    latencyMs: summarize(latencies),
+  };
+}
+
+async function preload(servers: RunningServer[], client: Sender, rng: Rng) {
+  const fixture: Fixture = {
+    orgs: [],
+    patients: [],
+    observationIds: new Reservoir<string>(200_000, rng),
+    searchTargets: new Reservoir<SearchTarget>(50_000, rng),
+  };
+  const window = defaultWindow();
+  const startCpu = cpuSnapshot(servers);
+
+  // 1. institutions, one transaction
+  const insts = institutions(options.organizations);
+  const orgReply = await client.send({ method: 'POST', path: '/fhir', body: JSON.stringify(createBundle(insts.map((i) => i.resource))), keepBody: true });
+  if (orgReply.status !== 200) throw new Error(`Preload of organizations failed: ${orgReply.status} ${orgReply.body}`);
+  idsFromResponse(orgReply.body as string).forEach(({ id }, k) => fixture.orgs.push({ id, code: insts[k].code, name: insts[k].resource.name as string }));
+
+  // 2. patients, 100 per transaction
+  const perBundle = 100;
+  const patientBatches = Math.ceil(options.patients / perBundle);
+  const genders: ('male' | 'female')[][] = [];
+  const patients = await preloadPhase(
+    client,
+    'patients',
+    patientBatches,
+    (i) => Math.min(perBundle, options.patients - i * perBundle),
+    (i) => {
+      const seeds = Array.from({ length: Math.min(perBundle, options.patients - i * perBundle) }, (_, k) => patient(rng, i * perBundle + k, insts));
+      genders[i] = seeds.map((s) => s.gender);
+      return JSON.stringify(createBundle(seeds.map((s) => s.resource)));
+    },
+    (i, body) => {
+      idsFromResponse(body).forEach(({ id }, k) => fixture.patients.push({ id, gender: genders[i][k] }));
+      delete genders[i];
+    }
+  );
+  log(`  patients: ${patients.resources} in ${patients.seconds} s (${patients.resourcesPerSecond}/s)`);
+
+  // 3. lab reports (1 DiagnosticReport + 15 Observations per transaction)
+  const reportCount = Math.ceil(options.scale / OBS_PER_REPORT);
+  const targets: SearchTarget[] = [];
+  const reports = await preloadPhase(
+    client,
+    'reports',
+    reportCount,
+    () => OBS_PER_REPORT + 1,
+    (i) => {
+      const p = rng.pick(fixture.patients);
+      const r = labReport(rng, { patientId: p.id, gender: p.gender, org: rng.pick(fixture.orgs) }, window);
+      targets[i] = { patientId: r.patientId, codes: r.codes, effective: r.effective };
+      return JSON.stringify(r.bundle);
+    },
+    (i, body) => {
+      for (const { type, id } of idsFromResponse(body)) if (type === 'Observation') fixture.observationIds.add(id);
+      fixture.searchTargets.add(targets[i]);
+      delete targets[i];
+    }
+  );
+  log(`  reports: ${reports.transactions} transactions in ${reports.seconds} s (${reports.transactionsPerSecond} tx/s, ${reports.resourcesPerSecond} resources/s)`);
+  return {
+    fixture,
+    window,
+    summary: {
+      organizations: fixture.orgs.length,
+      patients,
+      reports: { ...reports, observations: reports.transactions * OBS_PER_REPORT },
+      cpu: cpuUse(startCpu, cpuSnapshot(servers), patients.transactions + reports.transactions),
+    },
+  };
+}
+
+// ---------------------------------------------------------------------------------------------------------
+
+function scenarioRequests(name: string, fixture: Fixture, window: ReturnType<typeof defaultWindow>, rng: Rng): (i: number) => RequestSpec {
+  const refs = (): ReportRefs => {
+    const p = rng.pick(fixture.patients);
+    return { patientId: p.id, gender: p.gender, org: rng.pick(fixture.orgs) };
+  };
+  switch (name) {
+    case 'create':
+      return () => ({ method: 'POST', path: '/fhir/Observation', body: JSON.stringify(singleObservation(rng, refs(), window)) });
+    case 'read': {
+      const ids = fixture.observationIds.items;
+      if (ids.length === 0) throw new Error('The read scenario needs preloaded Observations (--scale > 0)');
+      return () => ({ method: 'GET', path: `/fhir/Observation/${rng.pick(ids)}` });
+    }
+    case 'search': {
+      const targets = fixture.searchTargets.items;
+      if (targets.length === 0) throw new Error('The search scenario needs preloaded reports (--scale > 0)');
+      return () => {
+        const t = rng.pick(targets);
+        const code = rng.pick(t.codes);
+        // from up to half a year before the result: most searches find it (and sometimes a few more)
+        const since = new Date(Date.parse(t.effective) - rng.int(0, 180) * 86_400_000).toISOString().slice(0, 10);
+        const query = `subject=Patient/${t.patientId}&code=${encodeURIComponent(`http://loinc.org|${code}`)}&date=ge${since}`;
+        return { method: 'GET', path: `/fhir/Observation?${query}` };
+      };
+    }
+    case 'transaction':
+      return () => ({ method: 'POST', path: '/fhir', body: JSON.stringify(labReport(rng, refs(), window, rng.pick(PANELS)).bundle) });
+  }
+  throw new Error(`unknown scenario ${name}`);
+}
+
+async function databaseFigures(server: RunningServer) {
+  if (!server.databaseUrl) return undefined;
+  const rows = await adminQuery<{ relname: string; rows: number; bytes: string }>(
+    `SELECT c.relname, c.reltuples::bigint AS rows, pg_total_relation_size(c.oid) AS bytes
+       FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace
+      WHERE n.nspname = 'public' AND c.relkind = 'r' ORDER BY pg_total_relation_size(c.oid) DESC`,
+    server.databaseUrl
+  );
+  const size = await adminQuery<{ bytes: string }>(`SELECT pg_database_size(current_database()) AS bytes`, server.databaseUrl);
+  return {
+    databaseMB: round(Number(size[0].bytes) / 2 ** 20, 1),
+    tables: Object.fromEntries(rows.map((r) => [r.relname, { rows: Number(r.rows), totalMB: round(Number(r.bytes) / 2 ** 20, 1) }])),
+  };
+}
+
+async function benchStore(store: Store, machine: Record<string, unknown>) {
+  const rng = new Rng(options.seed);
+  const profileDir = options.profile ? join(RESULTS_DIR, `tmp-profile-${store}-${Date.now()}`) : undefined;
+  log(`${store}: starting the server${profileDir ? ` (CPU profile in ${profileDir})` : ''}`);
+  const server = await startServer({
+    store,
+    nodeFlags: profileDir ? ['--cpu-prof', `--cpu-prof-dir=${profileDir}`] : [],
+    keepDatabase: options.keepDb,
+  });
+  const servers = [server];
+  try {
+    for (let i = 1; store === 'postgres' && i < options.servers; i++) {
+      servers.push(await startServer({ store, databaseName: server.databaseName, nodeFlags: profileDir ? ['--cpu-prof', `--cpu-prof-dir=${profileDir}`] : [] }));
+    }
+  } catch (err) {
+    for (const s of servers.reverse()) await s.stop();
+    throw err;
+  }
+  if (servers.length > 1) log(`${store}: ${servers.length} server processes on database ${server.databaseName}`);
+  const client: Sender =
+    servers.length === 1
+      ? new FhirClient(server.baseUrl, server.token, options.concurrency)
+      : new RoundRobin(servers.map((s) => new FhirClient(s.baseUrl, s.token, options.concurrency)));
+  postgresCpu = server.databaseName ? new PostgresCpu(server.databaseName) : undefined;
+  postgresCpu?.begin();
+  try {
+    log(`${store}: preloading ${options.organizations} organizations, ${options.patients} patients, ${Math.ceil(options.scale / OBS_PER_REPORT)} reports (${options.scale} observations)`);
+    const { fixture, window, summary } = await preload(servers, client, rng);
+    const preloaded = performance.now();
+    // Planner statistics: the server analyses grown tables every 30 s when nothing else does (PGlite has no
+    // autovacuum, and this machine's PostgreSQL runs with autovacuum off). On PostgreSQL the benchmark
+    // analyses right after the preload, as autovacuum would, so the searches do not depend on that timer.
+    let analyzeSeconds: number | undefined;
+    if (server.databaseUrl) {
+      const t = performance.now();
+      await adminQuery('ANALYZE', server.databaseUrl);
+      analyzeSeconds = round((performance.now() - t) / 1000, 1);
+      log(`${store}: ANALYZE after the preload took ${analyzeSeconds} s`);
+    }
+    const scenarios: Record<string, LoadResult & { cpu: ReturnType<typeof cpuUse>; resourcesPerSecond?: number }> = {};
+    for (const name of options.scenarios) {
+      if (name === 'search' && !server.databaseUrl) {
+        // PGlite: let the server's statistics round (every 30 s) see the preloaded tables first
+        const wait = 35_000 - (performance.now() - preloaded);
+        if (wait > 0) {
+          log(`${store}: waiting ${Math.ceil(wait / 1000)} s for the server to analyse the preloaded tables`);
+          await new Promise((r) => setTimeout(r, wait));
+        }
+      }
+      log(`${store}: ${name} — ${options.warmup} s warm-up, ${options.duration} s measured, ${options.concurrency} clients`);
+      const next = scenarioRequests(name, fixture, window, rng);
+      const before = cpuSnapshot(servers);
+      const result = await runLoad(client, { concurrency: options.concurrency, seconds: options.duration, warmupSeconds: options.warmup, maxRequests: options.maxRequests }, next);
+      // the CPU window includes the warm-up: count its requests too
+      const cpu = cpuUse(before, cpuSnapshot(servers), result.requests + result.warmupRequests);
+      scenarios[name] = {
+        ...result,
+        ...(name === 'transaction' ? { resourcesPerSecond: round(result.requestsPerSecond * (OBS_PER_REPORT + 1), 1) } : {}),
+        cpu,
+      };
+      log(
+        `  ${name}: ${result.requestsPerSecond} req/s, p50 ${result.latencyMs.p50} ms, p99 ${result.latencyMs.p99} ms, ${result.errors} errors` +
+          ` (server ${cpu.serverCores} cores = ${cpu.serverCpuMsPerRequest} ms/req, load generator ${cpu.loadGeneratorCores}` +
+          `${cpu.postgresCores !== undefined ? `, postgres ${cpu.postgresCores} = ${cpu.postgresCpuMsPerRequest} ms/req` : ''}, machine ${cpu.machineBusyPercent}% busy)`
+      );
+      for (const s of result.errorSamples) log(`    error: ${s}`);
+    }
+    const database = await databaseFigures(server).catch(() => undefined);
+    return {
+      benchmark: 'huren',
+      timestamp: new Date().toISOString(),
+      store,
+      engine: server.engineVersion,
+      options: {
+        scale: options.scale,
+        concurrency: options.concurrency,
+        serverProcesses: servers.length,
+        durationSeconds: options.duration,
+        warmupSeconds: options.warmup,
+        maxRequests: options.maxRequests,
+        seed: options.seed,
+        profiled: options.profile,
+      },
+      data: {
+        organizations: summary.organizations,
+        patients: fixture.patients.length,
+        reports: summary.reports.transactions,
+        observations: summary.reports.observations,
+      },
+      machine: { ...machine, engine: server.engineVersion },
+      preload: { ...summary, ...(analyzeSeconds !== undefined ? { analyzeSeconds } : {}) },
+      scenarios,
+      ...(database ? { database } : {}),
+      ...(options.note ? { note: options.note } : {}),
+      ...(profileDir ? { profileDir } : {}),
+    };
+  } finally {
+    postgresCpu?.stop();
+    postgresCpu = undefined;
+    client.close();
+    log(`${store}: stopping the server${options.keepDb && server.databaseName ? ` (keeping database ${server.databaseName})` : ''}`);
+    // the first server created the database and drops it: stop it last
+    for (const s of [...servers].reverse()) await s.stop();
+  }
+}
+
+async function machineInfo(): Promise<Record<string, unknown>> {
+  const cpus = os.cpus();
+  let postgres: string | undefined;
+  if (options.stores.includes('postgres')) {
+    postgres = (await adminQuery<{ version: string }>('SELECT version()').catch(() => []))[0]?.version;
+  }
+  let os_ = `${os.type()} ${os.release()}`;
+  try {
+    const pretty = /PRETTY_NAME="([^"]+)"/.exec(readFileSync('/etc/os-release', 'utf8'));
+    if (pretty) os_ = `${pretty[1]} (${os.type()} ${os.release()})`;
+  } catch {
+    // not Linux
+  }
+  return {
+    os: os_,
+    arch: os.arch(),
+    cpuModel: cpus[0]?.model ?? 'unknown',
+    cpuCount: cpus.length,
+    totalMemoryGB: round(os.totalmem() / 2 ** 30, 1),
+    node: process.version,
+    ...(postgres ? { postgres } : {}),
+    loadAverageAtStart: os.loadavg().map((l) => round(l, 2)),
+  };
+}
+
+async function main() {
+  mkdirSync(RESULTS_DIR, { recursive: true });
+  const machine = await machineInfo();
+  log(`machine: ${machine.cpuCount} × ${machine.cpuModel}, ${machine.totalMemoryGB} GB, Node ${machine.node}`);
+  const latestPath = join(RESULTS_DIR, 'latest.json');
+  for (const store of options.stores) {
+    const result = await benchStore(store, machine);
+    const stamp = result.timestamp.replace(/[:.]/g, '-');
+    const file = join(RESULTS_DIR, `${stamp}-${store}.json`);
+    writeFileSync(file, `${JSON.stringify(result, null, 2)}\n`);
+    let latest: { updated?: string; runs: Record<string, unknown> } = { runs: {} };
+    try {
+      latest = JSON.parse(readFileSync(latestPath, 'utf8'));
+    } catch {
+      // first run
+    }
+    latest.updated = result.timestamp;
+    const key = `${store}@${options.scale}${result.options.serverProcesses > 1 ? `x${result.options.serverProcesses}` : ''}`;
+    latest.runs = { ...latest.runs, [key]: { ...result, file: file.slice(REPO_ROOT.length) } };
+    writeFileSync(latestPath, `${JSON.stringify(latest, null, 2)}\n`);
+    log(`${store}: results in ${file.slice(REPO_ROOT.length)}`);
+    if (options.readme) updateReadme(join(REPO_ROOT, 'README.md'), latest.runs as any);
+  }
+}
+
+let interrupted = false;
+process.on('SIGINT', () => {
+  if (interrupted) process.exit(130);
+  interrupted = true;
+  log('interrupted: stopping (press Ctrl-C again to abort without cleanup)');
+  process.exitCode = 130;
+});
+
+main().catch((err) => {
+  log(`failed: ${(err as Error).stack ?? err}`);
+  process.exitCode = 1;
+});

@@ -1,0 +1,179 @@
+/**
+ * The server under test runs as a child process (`node --import tsx server/main.ts`), so that the load
+ * generator never shares its event loop. For PostgreSQL it gets a fresh database (dropped afterwards); for
+ * PGlite a temporary data directory (removed afterwards).
+ */
+import { spawn, type ChildProcess } from 'node:child_process';
+import { randomBytes } from 'node:crypto';
+import { mkdtempSync, readFileSync, rmSync } from 'node:fs';
+import { createServer } from 'node:net';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { fileURLToPath } from 'node:url';
+import pg from 'pg';
+
+export const REPO_ROOT = fileURLToPath(new URL('..', import.meta.url));
+export const ADMIN_DB_URL = process.env.HUREN_BENCH_PG_URL ?? 'postgres://postgres@127.0.0.1:5432/postgres';
+
+export type Store = 'pglite' | 'postgres';
+
+export interface ServerOptions {
+  store: Store;
+  /** Extra node flags for the server process (e.g. --cpu-prof). */
+  nodeFlags?: string[];
+  /** Keep the PostgreSQL database instead of dropping it (for EXPLAIN afterwards). */
+  keepDatabase?: boolean;
+  /** Use this existing database instead of creating one (it is not dropped). */
+  databaseName?: string;
+}
+
+export interface RunningServer {
+  store: Store;
+  baseUrl: string;
+  token: string;
+  pid: number;
+  databaseUrl?: string;
+  databaseName?: string;
+  dataDir: string;
+  /** Version string of the database engine (PostgreSQL server, or PGlite's embedded PostgreSQL). */
+  engineVersion?: string;
+  /** CPU seconds (user + system) used so far by the server process. */
+  cpuSeconds(): number;
+  stop(): Promise<void>;
+}
+
+async function freePort(): Promise<number> {
+  return new Promise((resolve, reject) => {
+    const s = createServer();
+    s.once('error', reject);
+    s.listen(0, '127.0.0.1', () => {
+      const { port } = s.address() as { port: number };
+      s.close(() => resolve(port));
+    });
+  });
+}
+
+export async function adminQuery<T = Record<string, unknown>>(text: string, url = ADMIN_DB_URL): Promise<T[]> {
+  const client = new pg.Client({ connectionString: url });
+  await client.connect();
+  try {
+    return (await client.query(text)).rows as T[];
+  } finally {
+    await client.end();
+  }
+}
+
+function dbUrl(name: string): string {
+  const url = new URL(ADMIN_DB_URL);
+  url.pathname = `/${name}`;
+  return url.toString();
+}
+
+/** user+system CPU seconds of a process, from /proc (Linux); NaN elsewhere. */
+export function processCpuSeconds(pid: number): number {
+  try {
+    const stat = readFileSync(`/proc/${pid}/stat`, 'utf8');
+    const fields = stat.slice(stat.lastIndexOf(')') + 2).split(' ');
+    // fields[11] = utime, fields[12] = stime (1-based 14 and 15 in proc(5)), in clock ticks (100/s on Linux)
+    return (Number(fields[11]) + Number(fields[12])) / 100;
+  } catch {
+    return Number.NaN;
+  }
+}
+
+export async function startServer(options: ServerOptions): Promise<RunningServer> {
+  const dataDir = mkdtempSync(join(tmpdir(), 'huren-bench-'));
+  let databaseName: string | undefined;
+  let databaseUrl: string | undefined;
+  let created = false;
+  if (options.store === 'postgres') {
+    if (options.databaseName) {
+      databaseName = options.databaseName;
+    } else {
+      databaseName = `huren_bench_${new Date().toISOString().replace(/\D/g, '').slice(0, 14)}_${randomBytes(2).toString('hex')}`;
+      await adminQuery(`CREATE DATABASE ${databaseName}`);
+      created = true;
+    }
+    databaseUrl = dbUrl(databaseName);
+  }
+  const port = await freePort();
+  const token = randomBytes(24).toString('base64url');
+  const child: ChildProcess = spawn(process.execPath, [...(options.nodeFlags ?? []), '--import', 'tsx', 'server/main.ts'], {
+    cwd: REPO_ROOT,
+    env: {
+      ...process.env,
+      PORT: String(port),
+      HOST: '127.0.0.1',
+      HUREN_DATA_DIR: dataDir,
+      DATABASE_URL: databaseUrl ?? '',
+      HUREN_BOOTSTRAP_TOKEN: token,
+      LOG_LEVEL: 'warn',
+      NODE_ENV: 'production',
+    },
+    stdio: ['ignore', 'pipe', 'pipe'],
+  });
+  let output = '';
+  child.stdout!.on('data', (c: Buffer) => (output = (output + c.toString()).slice(-4000)));
+  child.stderr!.on('data', (c: Buffer) => {
+    output = (output + c.toString()).slice(-4000);
+    process.stderr.write(`[server] ${c}`);
+  });
+  let exited = false;
+  const exitPromise = new Promise<void>((resolve) => child.once('exit', () => ((exited = true), resolve())));
+
+  const cleanup = async () => {
+    rmSync(dataDir, { recursive: true, force: true });
+    if (created && !options.keepDatabase) await adminQuery(`DROP DATABASE IF EXISTS ${databaseName} WITH (FORCE)`);
+  };
+
+  const baseUrl = `http://127.0.0.1:${port}`;
+  const deadline = Date.now() + 60_000;
+  for (;;) {
+    if (exited) {
+      await cleanup();
+      throw new Error(`The server exited during start:\n${output}`);
+    }
+    try {
+      const res = await fetch(`${baseUrl}/readyz`);
+      if (res.ok) break;
+    } catch {
+      // not listening yet
+    }
+    if (Date.now() > deadline) {
+      child.kill('SIGKILL');
+      await cleanup();
+      throw new Error(`The server did not become ready within 60 s:\n${output}`);
+    }
+    await new Promise((r) => setTimeout(r, 200));
+  }
+
+  let engineVersion: string | undefined;
+  if (databaseUrl) {
+    engineVersion = (await adminQuery<{ v: string }>('SHOW server_version', databaseUrl).catch(() => []))[0]?.v;
+  } else {
+    const pkg = JSON.parse(readFileSync(join(REPO_ROOT, 'node_modules/@electric-sql/pglite/package.json'), 'utf8'));
+    engineVersion = `PGlite ${pkg.version} (embedded PostgreSQL 18 in WASM)`;
+  }
+
+  const pid = child.pid as number;
+  return {
+    store: options.store,
+    baseUrl,
+    token,
+    pid,
+    databaseUrl,
+    databaseName,
+    dataDir,
+    engineVersion,
+    cpuSeconds: () => processCpuSeconds(pid),
+    async stop() {
+      if (!exited) {
+        child.kill('SIGTERM');
+        const timer = setTimeout(() => child.kill('SIGKILL'), 15_000);
+        await exitPromise;
+        clearTimeout(timer);
+      }
+      await cleanup();
+    },
+  };
+}

@@ -1,0 +1,74 @@
+/**
+ * CDS Hooks 2.0 under `/cds-services` (DESIGN.md §6, §6a):
+ *
+ *   GET  /cds-services                 discovery (public: the auth seam lets it through without a token)
+ *   POST /cds-services/{id}            a hook call → { "cards": [ … ] }
+ *   POST /cds-services/{id}/feedback   the doctor's decisions → the recognition record
+ *
+ * Calls and feedback need `Authorization: Bearer …` — the seam in server/http/auth.ts, where the CDS client's
+ * JWT (CDS Hooks 2.0 "Trusting CDS Clients") is to be verified in production; today the platform's bearer
+ * token. Errors are 4xx OperationOutcomes whose expression is the JSON path of the input at fault.
+ */
+import type Koa from 'koa';
+import type { Repository } from '../fhir/repository.ts';
+import { badRequest, fail } from '../fhir/errors.ts';
+import type { Principal } from '../http/auth.ts';
+import { readBody, type BodyLimits } from '../http/body.ts';
+import { recordFeedback } from './feedback.ts';
+import { callService, type CdsEnv } from './hooks.ts';
+import { discovery, findService } from './services.ts';
+
+export interface CdsOptions {
+  repo: Repository;
+  limits: BodyLimits;
+  /** The server's public base URL, if behind a proxy (else taken from the request). */
+  publicUrl?: string;
+}
+
+const PREFIX = '/cds-services';
+
+export function cdsHooks(options: CdsOptions): Koa.Middleware {
+  return async (ctx, next) => {
+    if (ctx.path !== PREFIX && !ctx.path.startsWith(`${PREFIX}/`)) return next();
+    const segments = ctx.path.slice(PREFIX.length).split('/').filter(Boolean);
+    const allow = segments.length === 0 ? 'GET, HEAD, OPTIONS' : 'POST, OPTIONS';
+    if (segments.length > 2 || (segments.length === 2 && segments[1] !== 'feedback')) throw fail(404, 'not-found', `Nothing at ${ctx.path.slice(0, 100)}`);
+    const service = segments.length > 0 ? findService(decodeSegment(segments[0])) : undefined;
+    if (segments.length > 0 && !service) throw fail(404, 'not-found', `No CDS service '${decodeSegment(segments[0]).slice(0, 64)}' (GET ${PREFIX} lists them)`);
+    if (ctx.method === 'OPTIONS') {
+      ctx.set('Allow', allow);
+      ctx.status = 204;
+      return;
+    }
+    if (!allow.split(', ').includes(ctx.method)) {
+      ctx.set('Allow', allow);
+      throw fail(405, 'not-supported', `${ctx.method} is not allowed here; use ${allow.split(', ')[0]}`);
+    }
+    if (!service) {
+      json(ctx, discovery());
+      return;
+    }
+    const body = await readBody(ctx, options.limits);
+    if (body === undefined) throw badRequest('The request has no body: send the CDS Hooks JSON (Content-Type: application/json)');
+    const env: CdsEnv = {
+      repo: options.repo,
+      principal: ctx.state.principal as Principal | undefined,
+      publicBase: options.publicUrl ?? `${ctx.protocol}://${ctx.host}`,
+    };
+    json(ctx, segments.length === 1 ? await callService(env, service, body) : await recordFeedback(env, service, body));
+  };
+}
+
+function decodeSegment(segment: string): string {
+  try {
+    return decodeURIComponent(segment);
+  } catch {
+    throw badRequest('Malformed URL encoding in the path');
+  }
+}
+
+function json(ctx: Koa.Context, body: unknown): void {
+  ctx.status = 200;
+  ctx.type = 'application/json; charset=utf-8';
+  ctx.body = JSON.stringify(body);
+}

@@ -1,0 +1,298 @@
+/**
+ * Intake: the write observer of the resource store (server/fhir/repository.ts). It runs inside the writing
+ * transaction, before it commits, so a failed transaction leaves no trace and a stored report always has its
+ * records:
+ *
+ * - a transaction Bundle that writes DiagnosticReport versions: the Bundle exactly as received is kept as
+ *   their original (report_original) with its fingerprint (SM3, or the chain Provenance's algorithm), each
+ *   version gets a report_version row and the digests of its stored members (the report, its results and
+ *   imaging studies); without a chain Provenance it is queued for platform anchoring (when enabled);
+ * - a DiagnosticReport written any other way (PUT, PATCH, POST alone, a batch): a report_version row
+ *   without an original — its fingerprint is undefined, so it is `unanchored` (docs/chain-provenance.md);
+ * - a chain Provenance (in the Bundle or later, POST/PUT): its anchor is read (a malformed one is a 400),
+ *   checked at once against the original's fingerprint and its Merkle proof, and left `pending` for the
+ *   chain lookup, which runs off the request path (verify.ts);
+ * - a recognition record (DetectedIssue) version: queued for platform anchoring by its digest.
+ */
+import { createHash, randomUUID } from 'node:crypto';
+import type { DiagnosticReport, Provenance, Resource } from '@medplum/fhirtypes';
+import type { Sql } from '../db/database.ts';
+import { badRequest } from '../fhir/errors.ts';
+import type { TxWrites, WriteObserver } from '../fhir/repository.ts';
+import {
+  canonicalize,
+  CHAIN_ANCHOR_URL,
+  ChainAnchorError,
+  DEFAULT_ALG,
+  fingerprint,
+  FingerprintError,
+  isChainEntry,
+  isChainProvenance,
+  JcsError,
+  parseDigest,
+  readChainAnchor,
+  type ChainAnchor,
+  type HashAlg,
+} from '../fingerprint/index.ts';
+import { verifyAnchorProof } from '../merkle/index.ts';
+import { enqueue } from './outbox.ts';
+import { insertAnchor, refreshChainStatus, reportKey, reportVersion, type AnchorStatus, type ReportVersionRow } from './records.ts';
+
+export const RECOGNITION_RECORD_KIND = 'recognition-record';
+export const REPORT_KIND = 'report';
+
+export interface IntakeOptions {
+  platformAnchoring: boolean;
+  platformAnchorDelaySeconds: number;
+  /** Called after a commit that left anchors waiting for the chain. */
+  onPending?: () => void;
+}
+
+const ANCHOR_EXPR = `extension.where(url='${CHAIN_ANCHOR_URL}')`;
+
+export class Intake implements WriteObserver {
+  constructor(private readonly options: IntakeOptions) {}
+
+  async beforeCommit(sql: Sql, writes: TxWrites): Promise<void> {
+    const submission = writes.submission;
+    const bundleAnchors = submission ? readBundleAnchors(submission.bundle) : [];
+    // the last version written of each resource (a transaction may write one twice)
+    const last = new Map<string, { resource: Resource; deleted: boolean }>();
+    for (const v of writes.versions) last.set(`${v.resource.resourceType}/${v.resource.id}`, { resource: v.resource, deleted: v.method === 'DELETE' });
+    const written = [...last.values()];
+    const reports = written.filter((w) => w.resource.resourceType === 'DiagnosticReport');
+    let pending = false;
+
+    const live = reports.filter((w) => !w.deleted).map((w) => w.resource as DiagnosticReport);
+    if (live.length > 0) await this.reports(sql, live, submission, bundleAnchors.length > 0);
+    for (const w of reports.filter((r) => r.deleted)) {
+      await sql.query('UPDATE report_version SET current = false WHERE report_id = $1 AND current', [w.resource.id]);
+    }
+    // a new version (or a deletion) of a Provenance withdraws the anchors of its earlier versions
+    for (const w of written.filter((r) => r.resource.resourceType === 'Provenance')) {
+      const withdrawn = await sql.query<{ report_id: string; version: number }>(
+        `UPDATE report_anchor SET withdrawn = true WHERE provenance_id = $1 AND NOT withdrawn AND provenance_version < $2
+         RETURNING report_id, version`,
+        [w.resource.id, Number(w.resource.meta?.versionId ?? 0) + (w.deleted ? 1 : 0)]
+      );
+      for (const r of withdrawn) await refreshChainStatus(sql, r.report_id, r.version);
+    }
+    for (const w of written) {
+      if (w.deleted || !isChainProvenance(w.resource)) continue;
+      pending = (await this.provenance(sql, w.resource as Provenance)) || pending;
+    }
+    for (const w of written) {
+      if (w.deleted || w.resource.resourceType !== 'DetectedIssue') continue;
+      await enqueue(sql, RECOGNITION_RECORD_KIND, `DetectedIssue/${w.resource.id}/_history/${w.resource.meta?.versionId}`, recordDigest(w.resource));
+    }
+    if (pending) this.waiting.add(writes);
+    else this.waiting.delete(writes);
+  }
+
+  /** Transactions that left anchors waiting for the chain. */
+  private readonly waiting = new WeakSet<TxWrites>();
+
+  afterCommit(writes: TxWrites): void {
+    if (this.waiting.has(writes)) this.options.onPending?.();
+  }
+
+  /** New DiagnosticReport versions: their original (if any), rows, members; platform anchoring. */
+  private async reports(sql: Sql, reports: DiagnosticReport[], submission: TxWrites['submission'], anchoredInBundle: boolean): Promise<void> {
+    let original: { id: string; xmin: string; alg: HashAlg; fingerprint: string } | undefined;
+    if (submission) {
+      const raw = submission.raw ?? JSON.stringify(submission.bundle);
+      const alg = readBundleAnchors(submission.bundle)[0]?.anchor.alg ?? DEFAULT_ALG;
+      let fp: string;
+      try {
+        fp = fingerprint(submission.bundle, alg);
+      } catch (e) {
+        if (e instanceof JcsError || e instanceof FingerprintError) throw badRequest(`The Bundle has no fingerprint: ${e.message}`, 'Bundle');
+        throw e;
+      }
+      const id = randomUUID();
+      const rows = await sql.query<{ xmin: string }>(
+        `INSERT INTO report_original (id, raw, raw_exact, raw_digest, alg, fingerprint) VALUES ($1, $2, $3, $4, $5, $6) RETURNING xmin::text AS xmin`,
+        [id, raw, submission.raw !== undefined, rawDigest(raw), alg, fp]
+      );
+      original = { id, xmin: rows[0]!.xmin, alg, fingerprint: fp };
+    }
+    for (const report of reports) {
+      const version = Number(report.meta?.versionId);
+      await sql.query('UPDATE report_version SET current = false WHERE report_id = $1 AND current AND version <> $2', [report.id, version]);
+      await sql.query(
+        `INSERT INTO report_version (report_id, version, original_id, original_xmin, alg, fingerprint, performer, chain_status, chain_reasons)
+         VALUES ($1, $2, $3, $4, $5, $6, $7, 'unanchored', '[]')
+         ON CONFLICT (report_id, version) DO UPDATE SET current = true`,
+        [report.id, version, original?.id ?? null, original?.xmin ?? null, original?.alg ?? null, original?.fingerprint ?? null, performerOf(report)]
+      );
+      await recordMembers(sql, report);
+      if (original && this.options.platformAnchoring && !anchoredInBundle) {
+        await enqueue(sql, REPORT_KIND, reportKey(report.id as string, version), formatFp(original.fingerprint), {
+          delaySeconds: this.options.platformAnchorDelaySeconds,
+        });
+      }
+      await refreshChainStatus(sql, report.id as string, version);
+    }
+  }
+
+  /** A chain Provenance: record its anchor for each DiagnosticReport it targets. Returns whether one waits for the chain. */
+  private async provenance(sql: Sql, prov: Provenance): Promise<boolean> {
+    let anchor: ChainAnchor;
+    try {
+      anchor = readChainAnchor(prov);
+    } catch (e) {
+      if (e instanceof ChainAnchorError) throw badRequest(`Invalid chain anchor: ${e.message}`, `Provenance.${ANCHOR_EXPR}`);
+      throw e;
+    }
+    anchor = { ...anchor, fingerprint: formatFp(anchor.fingerprint), ...(anchor.proof ? { proof: { ...anchor.proof, root: formatFp(anchor.proof.root) } } : {}) };
+    const targets = (prov.target ?? []).map((t, i) => ({ i, ref: parseReportRef(t.reference) })).filter((t) => t.ref);
+    if (targets.length === 0) {
+      throw badRequest('A chain Provenance targets the DiagnosticReport it anchors (DiagnosticReport/<id>, optionally /_history/<version>)', 'Provenance.target');
+    }
+    let pending = false;
+    for (const { i, ref } of targets) {
+      const { id, version: asked } = ref!;
+      const cur = await sql.query<{ version: number; deleted: boolean }>("SELECT version, deleted FROM resource WHERE type = 'DiagnosticReport' AND id = $1", [id]);
+      if (cur.length === 0 || cur[0]!.deleted) throw badRequest(`Provenance.target[${i}]: DiagnosticReport/${id.slice(0, 64)} does not exist`, `Provenance.target[${i}]`);
+      const version = asked ?? Number(cur[0]!.version);
+      if (asked !== undefined) {
+        const hist = await sql.query("SELECT 1 FROM resource_history WHERE type = 'DiagnosticReport' AND id = $1 AND version = $2 AND NOT deleted", [id, asked]);
+        if (hist.length === 0) throw badRequest(`Provenance.target[${i}]: DiagnosticReport/${id.slice(0, 64)} has no version ${asked}`, `Provenance.target[${i}]`);
+      }
+      const rv = await ensureReportVersion(sql, id, version);
+      const local = await localCheck(sql, rv, anchor);
+      await insertAnchor(sql, {
+        reportId: id,
+        version,
+        source: 'institution',
+        provenance: { id: prov.id as string, version: Number(prov.meta?.versionId ?? 1) },
+        anchor,
+        root: local.root,
+        status: local.status,
+        reasons: local.reasons,
+      });
+      // the institution anchors this version itself: the platform need not
+      await sql.query(`UPDATE anchor_outbox SET state = 'superseded' WHERE kind = $1 AND key = $2 AND state = 'queued'`, [REPORT_KIND, reportKey(id, version)]);
+      await refreshChainStatus(sql, id, version);
+      pending ||= local.status === 'pending';
+    }
+    return pending;
+  }
+}
+
+/** The chain anchors in a submitted Bundle, read and checked (a malformed one is a 400 naming its entry). */
+export function readBundleAnchors(bundle: unknown): Array<{ index: number; anchor: ChainAnchor }> {
+  const entries = (bundle as { entry?: unknown })?.entry;
+  if (!Array.isArray(entries)) return [];
+  const out: Array<{ index: number; anchor: ChainAnchor }> = [];
+  entries.forEach((entry, index) => {
+    if (!isChainEntry(entry)) return;
+    try {
+      out.push({ index, anchor: readChainAnchor((entry as { resource: unknown }).resource) });
+    } catch (e) {
+      if (e instanceof ChainAnchorError) throw badRequest(`Bundle.entry[${index}]: invalid chain anchor: ${e.message}`, `Bundle.entry[${index}].resource.${ANCHOR_EXPR}`);
+      throw e;
+    }
+  });
+  return out;
+}
+
+/**
+ * Checks an anchor against what the platform holds, without the chain: the original's fingerprint (in the
+ * anchor's algorithm) must be the anchored one and the Merkle proof must lead to the root. `pending` means
+ * it now needs the chain.
+ */
+export async function localCheck(sql: Sql, rv: ReportVersionRow, anchor: ChainAnchor): Promise<{ status: AnchorStatus; reasons: string[]; root: string; fingerprint?: string }> {
+  const claimed = formatFp(anchor.fingerprint);
+  const root = anchor.proof?.root ? formatFp(anchor.proof.root) : claimed;
+  if (!rv.original_id) {
+    return {
+      status: 'unverifiable',
+      root,
+      reasons: [`version ${rv.version} was not submitted in a transaction Bundle: there is no original to recompute its fingerprint from, so the anchor cannot be checked`],
+    };
+  }
+  let fp = rv.fingerprint ?? undefined;
+  if (anchor.alg !== rv.alg || !fp) fp = await originalFingerprint(sql, rv.original_id, anchor.alg);
+  if (fp !== claimed) {
+    return { status: 'inconsistent', root, fingerprint: fp, reasons: [`the fingerprint of the submitted Bundle (${fp}) is not the anchored fingerprint (${claimed})`] };
+  }
+  const proof = verifyAnchorProof(claimed, anchor.proof);
+  if (!proof.ok) return { status: 'inconsistent', root, fingerprint: fp, reasons: [`the Merkle proof does not hold: ${proof.reason}`] };
+  return { status: 'pending', root: proof.root, fingerprint: fp, reasons: ['waiting for the chain lookup'] };
+}
+
+/** The fingerprint of a stored original, recomputed in the given algorithm. */
+export async function originalFingerprint(sql: Sql, originalId: string, alg: HashAlg): Promise<string> {
+  const rows = await sql.query<{ raw: string }>('SELECT raw FROM report_original WHERE id = $1', [originalId]);
+  if (rows.length === 0) throw new Error(`original ${originalId} is missing`);
+  return fingerprint(parseOriginal(rows[0]!.raw), alg);
+}
+
+/** The original's text → the Bundle (a byte-order mark is ignored, as on intake). */
+export function parseOriginal(raw: string): unknown {
+  return JSON.parse(raw.replace(/^\uFEFF/, ''));
+}
+
+/** SHA-256 of the original's UTF-8 bytes, hex: its integrity digest. */
+export function rawDigest(raw: string): string {
+  return createHash('sha256').update(raw, 'utf8').digest('hex');
+}
+
+/** A report version row for a version that has none (written before chain provenance, or unknown). */
+export async function ensureReportVersion(sql: Sql, id: string, version: number): Promise<ReportVersionRow> {
+  const existing = await reportVersion(sql, id, version);
+  if (existing) return existing;
+  const cur = await sql.query<{ version: number; content: DiagnosticReport }>("SELECT version, content FROM resource WHERE type = 'DiagnosticReport' AND id = $1", [id]);
+  const isCurrent = cur.length > 0 && Number(cur[0]!.version) === version;
+  if (isCurrent) await sql.query('UPDATE report_version SET current = false WHERE report_id = $1 AND current', [id]);
+  await sql.query(
+    `INSERT INTO report_version (report_id, version, current, performer, chain_status, chain_reasons)
+     VALUES ($1, $2, $3, $4, 'unanchored', $5) ON CONFLICT DO NOTHING`,
+    [id, version, isCurrent, isCurrent ? performerOf(cur[0]!.content) : null, JSON.stringify(['no intake record: stored before chain provenance was enabled'])]
+  );
+  if (isCurrent) await recordMembers(sql, cur[0]!.content);
+  return (await reportVersion(sql, id, version))!;
+}
+
+/**
+ * The stored members of a report version — the DiagnosticReport, the resources of `result` and
+ * `imagingStudy` — with their version, row version (xmin) and a digest of their stored JSON, taken now.
+ */
+export async function recordMembers(sql: Sql, report: DiagnosticReport): Promise<void> {
+  const refs = [{ type: 'DiagnosticReport', id: report.id as string }];
+  for (const r of [...(report.result ?? []), ...(report.imagingStudy ?? [])]) {
+    const m = /(?:^|\/)(Observation|ImagingStudy)\/([A-Za-z0-9\-.]{1,64})(?:\/_history\/\d+)?$/.exec(r.reference ?? '');
+    if (m && !refs.some((x) => x.type === m[1] && x.id === m[2])) refs.push({ type: m[1]!, id: m[2]! });
+  }
+  await sql.query(
+    `INSERT INTO report_member (report_id, version, type, id, res_version, row_xmin, digest)
+     SELECT $1, $2, r.type, r.id, r.version, r.xmin::text, encode(sha256(convert_to(r.content::text, 'UTF8')), 'hex')
+       FROM resource r JOIN jsonb_to_recordset($3::jsonb) AS m(type text, id text) ON r.type = m.type AND r.id = m.id
+      WHERE NOT r.deleted
+     ON CONFLICT DO NOTHING`,
+    [report.id, Number(report.meta?.versionId), JSON.stringify(refs)]
+  );
+}
+
+/** `DiagnosticReport/<id>[/_history/<v>]`, relative or absolute. */
+export function parseReportRef(reference: string | undefined): { id: string; version?: number } | undefined {
+  const m = /(?:^|\/)DiagnosticReport\/([A-Za-z0-9\-.]{1,64})(?:\/_history\/(\d{1,9}))?$/.exec(reference ?? '');
+  return m ? { id: m[1]!, ...(m[2] ? { version: Number(m[2]) } : {}) } : undefined;
+}
+
+function performerOf(report: DiagnosticReport): string | null {
+  const ref = report.performer?.find((p) => /^Organization\//.test(p.reference ?? ''))?.reference;
+  return ref ? ref.slice(0, 200) : null;
+}
+
+/** `<alg>:<hex>` in lowercase. */
+function formatFp(digest: string): string {
+  const d = parseDigest(digest);
+  return `${d.alg}:${d.hex}`;
+}
+
+/** The digest of a recognition record: SM3 of the JCS of the DetectedIssue version as stored. */
+export function recordDigest(resource: Resource): string {
+  return `${DEFAULT_ALG}:${createHash(DEFAULT_ALG).update(canonicalize(resource), 'utf8').digest('hex')}`;
+}

@@ -1,0 +1,224 @@
+/**
+ * The chain-provenance records beside the resources (migration 020): report versions with their status,
+ * their member digests, and the anchors claimed or made for them. The status of a report version:
+ *
+ *   inconsistent  the stored report no longer matches what was submitted (integrity), or an anchor does not
+ *                 match it (fingerprint, proof, or what the chain holds);
+ *   consistent    otherwise, when an anchor of it was found on the chain;
+ *   pending       an anchor waits for the chain (not reachable, not yet found) or for platform anchoring;
+ *   unanchored    nothing anchors it (no chain Provenance and no platform anchoring, or no original Bundle).
+ *
+ * An institution's anchor (its chain Provenance, the latest one) decides over the platform's own anchor.
+ */
+import { randomUUID } from 'node:crypto';
+import type { Sql } from '../db/database.ts';
+import type { ChainAnchor } from '../fingerprint/index.ts';
+import type { NodeHolding } from '../ledger/port.ts';
+
+export type HashStatus = 'consistent' | 'inconsistent' | 'pending' | 'unanchored';
+/** An anchor that cannot be checked at all (no original) is `unverifiable`. */
+export type AnchorStatus = 'consistent' | 'inconsistent' | 'pending' | 'unverifiable';
+export type AnchorSource = 'institution' | 'platform';
+
+export interface ReportVersionRow {
+  report_id: string;
+  version: number;
+  current: boolean;
+  created_at: string | Date;
+  original_id: string | null;
+  original_xmin: string | null;
+  alg: string | null;
+  fingerprint: string | null;
+  performer: string | null;
+  integrity_ok: boolean;
+  integrity_reasons: string[];
+  chain_status: HashStatus;
+  chain_reasons: string[];
+  anchor_source: AnchorSource | null;
+  ledger: string | null;
+  tx_id: string | null;
+  height: number | string | null;
+  block_hash: string | null;
+  root: string | null;
+  checked_at: string | Date | null;
+  swept_at: string | Date | null;
+  status: HashStatus;
+}
+
+export interface AnchorRow {
+  id: string;
+  report_id: string;
+  version: number;
+  source: AnchorSource;
+  provenance_id: string | null;
+  provenance_version: number | null;
+  created_at: string | Date;
+  withdrawn: boolean;
+  alg: string;
+  fingerprint: string;
+  anchor: ChainAnchor;
+  root: string;
+  status: AnchorStatus;
+  reasons: string[];
+  ledger: string | null;
+  tx_id: string | null;
+  height: number | string | null;
+  block_hash: string | null;
+  nodes: NodeHolding[] | null;
+  checked_at: string | Date | null;
+  next_check_at: string | Date | null;
+  attempts: number;
+}
+
+export const reportKey = (id: string, version: number) => `DiagnosticReport/${id}/_history/${version}`;
+
+export function parseReportKey(key: string): { id: string; version: number } | undefined {
+  const m = /^DiagnosticReport\/([^/]+)\/_history\/(\d+)$/.exec(key);
+  return m ? { id: m[1]!, version: Number(m[2]) } : undefined;
+}
+
+export const iso = (v: string | Date | null | undefined): string | undefined =>
+  v === null || v === undefined ? undefined : new Date(v).toISOString();
+
+export const num = (v: number | string | null | undefined): number | undefined => (v === null || v === undefined ? undefined : Number(v));
+
+export async function reportVersion(sql: Sql, id: string, version: number): Promise<ReportVersionRow | undefined> {
+  const rows = await sql.query<ReportVersionRow>('SELECT * FROM report_version WHERE report_id = $1 AND version = $2', [id, version]);
+  return rows[0];
+}
+
+export async function reportVersions(sql: Sql, id: string): Promise<ReportVersionRow[]> {
+  return sql.query<ReportVersionRow>('SELECT * FROM report_version WHERE report_id = $1 ORDER BY version', [id]);
+}
+
+export async function anchorsOf(sql: Sql, id: string, version?: number): Promise<AnchorRow[]> {
+  return version === undefined
+    ? sql.query<AnchorRow>('SELECT * FROM report_anchor WHERE report_id = $1 ORDER BY version, created_at, id', [id])
+    : sql.query<AnchorRow>('SELECT * FROM report_anchor WHERE report_id = $1 AND version = $2 ORDER BY created_at, id', [id, version]);
+}
+
+export interface NewAnchor {
+  reportId: string;
+  version: number;
+  source: AnchorSource;
+  provenance?: { id: string; version: number };
+  anchor: ChainAnchor;
+  root: string;
+  status: AnchorStatus;
+  reasons: string[];
+  chain?: { txId?: string; height?: number; blockHash?: string; nodes?: NodeHolding[] };
+  checked?: boolean;
+}
+
+export async function insertAnchor(sql: Sql, a: NewAnchor): Promise<string> {
+  const id = randomUUID();
+  await sql.query(
+    `INSERT INTO report_anchor (id, report_id, version, source, provenance_id, provenance_version, alg, fingerprint, anchor, root, status, reasons,
+       ledger, tx_id, height, block_hash, nodes, checked_at, next_check_at)
+     VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16, $17,
+       CASE WHEN $18::boolean THEN now() END, CASE WHEN $11 = 'pending' THEN now() END)`,
+    [
+      id,
+      a.reportId,
+      a.version,
+      a.source,
+      a.provenance?.id ?? null,
+      a.provenance?.version ?? null,
+      a.anchor.alg,
+      a.anchor.fingerprint,
+      JSON.stringify(a.anchor),
+      a.root,
+      a.status,
+      JSON.stringify(a.reasons),
+      a.anchor.ledger,
+      a.chain?.txId ?? a.anchor.transaction,
+      a.chain?.height ?? a.anchor.height,
+      a.chain?.blockHash ?? null,
+      a.chain?.nodes ? JSON.stringify(a.chain.nodes) : null,
+      a.checked === true,
+    ]
+  );
+  return id;
+}
+
+export interface ChainVerdict {
+  status: AnchorStatus;
+  reasons: string[];
+  txId?: string;
+  height?: number;
+  blockHash?: string;
+  nodes?: NodeHolding[];
+  /** pending: when to look again. */
+  retryInSeconds?: number;
+}
+
+/** Stores what a check of an anchor found. */
+export async function updateAnchor(sql: Sql, id: string, v: ChainVerdict): Promise<void> {
+  await sql.query(
+    `UPDATE report_anchor SET status = $2, reasons = $3, tx_id = coalesce($4, tx_id), height = coalesce($5, height),
+       block_hash = coalesce($6, block_hash), nodes = coalesce($7, nodes), checked_at = now(), lease_until = NULL,
+       next_check_at = CASE WHEN $2 = 'pending' THEN now() + make_interval(secs => $8) END
+     WHERE id = $1`,
+    [id, v.status, JSON.stringify(v.reasons), v.txId ?? null, v.height ?? null, v.blockHash ?? null, v.nodes ? JSON.stringify(v.nodes) : null, v.retryInSeconds ?? 0]
+  );
+}
+
+/** Recomputes a report version's chain status from its anchors (and the outbox) and stores it. */
+export async function refreshChainStatus(sql: Sql, reportId: string, version: number): Promise<void> {
+  const rv = await reportVersion(sql, reportId, version);
+  if (!rv) return;
+  const anchors = (await anchorsOf(sql, reportId, version)).filter((a) => !a.withdrawn);
+  const latest = (source: AnchorSource) => anchors.filter((a) => a.source === source).at(-1);
+  const decisive = latest('institution') ?? latest('platform');
+  let status: HashStatus;
+  let reasons: string[];
+  if (decisive) {
+    status = decisive.status === 'unverifiable' ? 'unanchored' : decisive.status;
+    reasons = decisive.reasons;
+  } else {
+    const queued = await sql.query(
+      `SELECT 1 FROM anchor_outbox WHERE kind = 'report' AND key = $1 AND state IN ('queued', 'batched') LIMIT 1`,
+      [reportKey(reportId, version)]
+    );
+    if (queued.length > 0) {
+      status = 'pending';
+      reasons = ['waiting for platform anchoring (no chain Provenance from the institution)'];
+    } else {
+      status = 'unanchored';
+      reasons = rv.original_id
+        ? ['no chain Provenance received for this version']
+        : ['this version was not submitted in a transaction Bundle: it has no fingerprint'];
+    }
+  }
+  await sql.query(
+    `UPDATE report_version SET chain_status = $3, chain_reasons = $4, anchor_source = $5, ledger = $6, tx_id = $7, height = $8,
+       block_hash = $9, root = $10, checked_at = $11
+     WHERE report_id = $1 AND version = $2`,
+    [
+      reportId,
+      version,
+      status,
+      JSON.stringify(reasons),
+      decisive?.source ?? null,
+      decisive?.ledger ?? null,
+      decisive?.tx_id ?? null,
+      decisive?.height ?? null,
+      decisive?.block_hash ?? null,
+      decisive?.root ?? null,
+      decisive?.checked_at ?? null,
+    ]
+  );
+}
+
+/** The stored status of report versions, for `(id, version)` pairs (a missing row is `unanchored`). */
+export async function statusesOf(sql: Sql, reports: Array<{ id: string; version: number }>): Promise<Map<string, HashStatus>> {
+  const out = new Map<string, HashStatus>();
+  if (reports.length === 0) return out;
+  const rows = await sql.query<{ report_id: string; version: number; status: HashStatus }>(
+    'SELECT report_id, version, status FROM report_version WHERE report_id = ANY($1::text[])',
+    [[...new Set(reports.map((r) => r.id))]]
+  );
+  const byKey = new Map(rows.map((r) => [`${r.report_id}/${r.version}`, r.status]));
+  for (const r of reports) out.set(r.id, byKey.get(`${r.id}/${r.version}`) ?? 'unanchored');
+  return out;
+}
