@@ -291,6 +291,25 @@ test.serial('platform anchoring: reports without an anchor and recognition recor
   t.true(held.found);
 });
 
+test.serial('$verify and $trace honour Prefer: respond-async', async (t) => {
+  for (const op of ['$verify', '$trace']) {
+    const res = await s.fhir(`DiagnosticReport/${consistentReport}/${op}`, { headers: { prefer: 'respond-async' } });
+    t.is(res.status, 202);
+    const poll = res.headers.get('content-location')!;
+    let answer: any;
+    await until(async () => {
+      const p = await fetch(poll, { headers: { authorization: `Bearer ${s.token}`, accept: 'application/fhir+json' } });
+      if (p.status !== 200) return false;
+      answer = await p.json();
+      return true;
+    });
+    const inner = answer.entry[0];
+    t.is(inner.response.status, '200');
+    t.is(inner.resource.resourceType, 'Parameters');
+    t.truthy(param(inner.resource, op === '$verify' ? 'status' : 'ledger'));
+  }
+});
+
 test.serial('bad input is a 4xx OperationOutcome naming the element, never a 5xx', async (t) => {
   const r = reportBundle('bad-1');
   const someAnchor = { alg: 'sm3' as const, fingerprint: fingerprint(r.bundle), ledger: LEDGER_NAME, transaction: '0x' + '1'.repeat(64), height: 3 };
@@ -330,9 +349,9 @@ test.serial('the schedules run by themselves (node-schedule): platform anchoring
     const body = (await res.json()) as any;
     const id = reportIdOf(body);
     const status = async () => (await s2.huren.db.query<{ status: string }>('SELECT status FROM report_version WHERE report_id = $1', [id]))[0]!.status;
-    await until(async () => (await status()) === 'consistent', 20_000);
+    await until(async () => (await status()) === 'consistent', 30_000);
     await s2.huren.db.query(`UPDATE resource SET content = jsonb_set(content, '{status}', '"cancelled"') WHERE type = 'DiagnosticReport' AND id = $1`, [id]);
-    await until(async () => (await status()) === 'inconsistent', 20_000);
+    await until(async () => (await status()) === 'inconsistent', 30_000);
     const [row] = await s2.huren.db.query<{ integrity_reasons: string[]; anchor_source: string }>('SELECT integrity_reasons, anchor_source FROM report_version WHERE report_id = $1', [id]);
     t.is(row!.anchor_source, 'platform');
     t.deepEqual(row!.integrity_reasons, [`DiagnosticReport/${id} was changed in the database behind the server's back (same version, different content)`]);

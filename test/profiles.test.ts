@@ -42,7 +42,8 @@ let s: TestServer;
 test.before(async () => {
   s = await startTestServer();
   // the referenced examples exist, so that the intake of the chain Provenance finds its report
-  for (const file of ['Patient-example-chen.json', 'Organization-example-gy1.json', 'Organization-example-lw.json', 'Observation-example-wbc.json', 'Observation-example-hgb.json', 'DiagnosticReport-example-cbc.json', 'DiagnosticReport-example-ultrasound.json']) {
+  for (const file of ['Patient-example-chen.json', 'Organization-example-gy1.json', 'Organization-example-lw.json', 'Observation-example-wbc.json', 'Observation-example-hgb.json', 'DiagnosticReport-example-cbc.json', 'DiagnosticReport-example-ultrasound.json', 'DetectedIssue-example-encounter-reminder.json', 'DetectedIssue-example-duplicate-reminder.json']) {
+    // (the records are stored here too, so that the search test, which runs concurrently, finds them)
     const r = example(file);
     const res = await s.fhir(`${r.resourceType}/${r.id}`, { method: 'PUT', json: r });
     if (res.status !== 201 && res.status !== 200) throw new Error(`${file}: ${res.status} ${await res.text()}`);

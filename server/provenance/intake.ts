@@ -36,7 +36,7 @@ import {
 } from '../fingerprint/index.ts';
 import { verifyAnchorProof } from '../merkle/index.ts';
 import { enqueue } from './outbox.ts';
-import { insertAnchor, refreshChainStatus, reportKey, reportVersion, type AnchorStatus, type ReportVersionRow } from './records.ts';
+import { insertAnchor, NO_BUNDLE, NO_PROVENANCE, refreshChainStatus, reportKey, reportVersion, WAITING_FOR_PLATFORM, type AnchorStatus, type ReportVersionRow } from './records.ts';
 
 export const RECOGNITION_RECORD_KIND = 'recognition-record';
 export const REPORT_KIND = 'report';
@@ -116,22 +116,24 @@ export class Intake implements WriteObserver {
       );
       original = { id, xmin: rows[0]!.xmin, alg, fingerprint: fp };
     }
+    const platform = original !== undefined && this.options.platformAnchoring && !anchoredInBundle;
     for (const report of reports) {
       const version = Number(report.meta?.versionId);
-      await sql.query('UPDATE report_version SET current = false WHERE report_id = $1 AND current AND version <> $2', [report.id, version]);
+      if (version > 1) await sql.query('UPDATE report_version SET current = false WHERE report_id = $1 AND current AND version <> $2', [report.id, version]);
+      // a new version has no anchor yet: waiting for the platform, for the Bundle's own Provenance (below), or none
+      const [status, reason] = platform ? ['pending', WAITING_FOR_PLATFORM] : ['unanchored', original ? NO_PROVENANCE : NO_BUNDLE];
       await sql.query(
         `INSERT INTO report_version (report_id, version, original_id, original_xmin, alg, fingerprint, performer, chain_status, chain_reasons)
-         VALUES ($1, $2, $3, $4, $5, $6, $7, 'unanchored', '[]')
+         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9)
          ON CONFLICT (report_id, version) DO UPDATE SET current = true`,
-        [report.id, version, original?.id ?? null, original?.xmin ?? null, original?.alg ?? null, original?.fingerprint ?? null, performerOf(report)]
+        [report.id, version, original?.id ?? null, original?.xmin ?? null, original?.alg ?? null, original?.fingerprint ?? null, performerOf(report), status, JSON.stringify([reason])]
       );
       await recordMembers(sql, report);
-      if (original && this.options.platformAnchoring && !anchoredInBundle) {
-        await enqueue(sql, REPORT_KIND, reportKey(report.id as string, version), formatFp(original.fingerprint), {
+      if (platform) {
+        await enqueue(sql, REPORT_KIND, reportKey(report.id as string, version), formatFp(original!.fingerprint), {
           delaySeconds: this.options.platformAnchorDelaySeconds,
         });
       }
-      await refreshChainStatus(sql, report.id as string, version);
     }
   }
 

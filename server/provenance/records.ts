@@ -70,6 +70,11 @@ export interface AnchorRow {
   attempts: number;
 }
 
+/** Why a version without an anchor has the status it has. */
+export const WAITING_FOR_PLATFORM = 'waiting for platform anchoring (no chain Provenance from the institution)';
+export const NO_PROVENANCE = 'no chain Provenance received for this version';
+export const NO_BUNDLE = 'this version was not submitted in a transaction Bundle: it has no fingerprint';
+
 export const reportKey = (id: string, version: number) => `DiagnosticReport/${id}/_history/${version}`;
 
 export function parseReportKey(key: string): { id: string; version: number } | undefined {
@@ -182,12 +187,10 @@ export async function refreshChainStatus(sql: Sql, reportId: string, version: nu
     );
     if (queued.length > 0) {
       status = 'pending';
-      reasons = ['waiting for platform anchoring (no chain Provenance from the institution)'];
+      reasons = [WAITING_FOR_PLATFORM];
     } else {
       status = 'unanchored';
-      reasons = rv.original_id
-        ? ['no chain Provenance received for this version']
-        : ['this version was not submitted in a transaction Bundle: it has no fingerprint'];
+      reasons = rv.original_id ? [NO_PROVENANCE] : [NO_BUNDLE];
     }
   }
   await sql.query(

@@ -20,6 +20,7 @@ import { badRequest, gone, notFound } from '../fhir/errors.ts';
 import { setWriteObserver, type Repository } from '../fhir/repository.ts';
 import type { Logger } from '../http/observability.ts';
 import type { LedgerPort } from '../ledger/port.ts';
+import { describeLedgerConfig, type LedgerConfig } from '../ledger/config.ts';
 import { setHashStatusProvider } from '../recognition/service.ts';
 import type { ProvenanceConfig } from './config.ts';
 import { ensureReportVersion, Intake } from './intake.ts';
@@ -44,6 +45,7 @@ export interface ProvenanceOptions {
 export class ProvenanceService {
   readonly ledger: LedgerPort;
   readonly config: ProvenanceConfig;
+  private readonly ledgerConfig: LedgerConfig;
   private readonly secret: PlatformSecret;
   private readonly intake: Intake;
   private readonly anchorer: Anchorer;
@@ -68,6 +70,7 @@ export class ProvenanceService {
     options: ProvenanceOptions = {}
   ) {
     this.config = config.provenance;
+    this.ledgerConfig = config.ledger;
     this.ledger = options.ledger ?? new LazyLedger(config.ledger);
     this.secret = new PlatformSecret(config.dataDir);
     this.intake = new Intake({
@@ -99,6 +102,10 @@ export class ProvenanceService {
       if (!job) throw new Error(`${name}: '${cron}' is not a valid cron expression`);
       this.jobs.push(job);
     };
+    this.logger.info(
+      { ledger: describeLedgerConfig(this.ledgerConfig), anchor: this.config.anchorCron ?? 'off', sweep: this.config.sweepCron ?? 'off', platformAnchoring: this.config.platformAnchoring },
+      'chain provenance started'
+    );
     every('anchor', this.config.anchorCron, () => this.anchorNow({ force: false }));
     every('sweep', this.config.sweepCron, () => this.sweep({ deep: false, chain: true }));
     every('deep-sweep', this.config.deepSweepCron, () => this.sweep({ deep: true, chain: true }));
@@ -159,12 +166,12 @@ export class ProvenanceService {
   }
 
   /** $verify: the full check of a report version now (default: the current one). */
-  async verify(reportId: string, version?: number): Promise<VerifyResult> {
+  async verify(reportId: string, version?: number, versionExpr = 'version'): Promise<VerifyResult> {
     const v = version ?? (await this.currentVersion(reportId));
     if (version !== undefined) {
       const hist = await this.db.query("SELECT deleted FROM resource_history WHERE type = 'DiagnosticReport' AND id = $1 AND version = $2", [reportId, version]);
       if (hist.length === 0) throw notFound(`DiagnosticReport/${reportId.slice(0, 64)} has no version ${version}`);
-      if ((hist[0] as { deleted: boolean }).deleted) throw badRequest(`Version ${version} of DiagnosticReport/${reportId.slice(0, 64)} is a deletion`, "Parameters.parameter.where(name='version')");
+      if ((hist[0] as { deleted: boolean }).deleted) throw badRequest(`Version ${version} of DiagnosticReport/${reportId.slice(0, 64)} is a deletion`, versionExpr);
     }
     let rv = await reportVersion(this.db, reportId, v);
     if (!rv) rv = await this.db.transaction((sql) => ensureReportVersion(sql, reportId, v));

@@ -62,10 +62,6 @@ interface Row {
   odd: Array<[string, string, number, number | null, boolean | null, string | null, boolean | null, string]> | null;
 }
 
-export function sweepSqlForTest(deep: boolean): string {
-  return sweepSql(deep);
-}
-
 function sweepSql(deep: boolean): string {
   const xminSame = (col: string, stored: string) => (deep ? 'false' : `${col}::text = ${stored}`);
   return `

@@ -8,7 +8,7 @@
  * Also the full check of one report version that `$verify` runs on demand (verifyReport).
  */
 import type { Database, Sql } from '../db/database.ts';
-import { LedgerError, type LedgerPort, type LookupResult, type NodeHolding } from '../ledger/port.ts';
+import { LedgerError, type LedgerPort, type LookupResult } from '../ledger/port.ts';
 import { fingerprint, type HashAlg } from '../fingerprint/index.ts';
 import type { Logger } from '../http/observability.ts';
 import type { ProvenanceConfig } from './config.ts';
@@ -272,4 +272,3 @@ async function checkMembers(sql: Sql, rv: ReportVersionRow): Promise<MemberCheck
   });
 }
 
-export type { NodeHolding };

@@ -29,7 +29,7 @@ export const verifyOperation: Operation = {
     const version = input.integer('version', { min: 1, max: 999_999_999 });
     const service = ProvenanceService.of(ctx.repo.db);
     if (!service) throw fail(503, 'transient', 'Chain provenance is not running on this server');
-    const r = await service.verify(target.id as string, version);
+    const r = await service.verify(target.id as string, version, input.expr('version'));
     const d = r.decisive;
     const held = d?.verdict.nodes ?? d?.anchor.nodes ?? [];
     const parameter: ParametersParameter[] = [
