@@ -10,7 +10,7 @@
  *
  *   npm run bench -- [--store pglite|postgres|both] [--scale 50000] [--patients 10000] [--duration 20]
  *                    [--warmup 3] [--concurrency 16] [--scenarios create,read,search,transaction]
- *                    [--max-requests 1000000] [--seed 20240601] [--profile] [--keep-db] [--no-readme]
+ *                    [--max-requests 1000000] [--seed 20240601] [--profile] [--keep-db] [--no-readme] [--readme-only]
  *                    [--servers 1]   (PostgreSQL only: N server processes on the same database, clients spread
  *                                     over them — an experiment on using both cores, not the default)
  */
@@ -50,6 +50,7 @@ const { values: args } = parseArgs({
     profile: { type: 'boolean', default: false },
     'keep-db': { type: 'boolean', default: false },
     'no-readme': { type: 'boolean', default: false },
+    'readme-only': { type: 'boolean', default: false },
     note: { type: 'string' },
   },
   strict: true,
@@ -545,6 +546,11 @@ async function machineInfo(): Promise<Record<string, unknown>> {
 
 async function main() {
   mkdirSync(RESULTS_DIR, { recursive: true });
+  if (args['readme-only']) {
+    // regenerate the README section from the last results, without running anything
+    updateReadme(join(REPO_ROOT, 'README.md'), JSON.parse(readFileSync(join(RESULTS_DIR, 'latest.json'), 'utf8')).runs);
+    return;
+  }
   const machine = await machineInfo();
   log(`machine: ${machine.cpuCount} × ${machine.cpuModel}, ${machine.totalMemoryGB} GB, Node ${machine.node}`);
   const latestPath = join(RESULTS_DIR, 'latest.json');
