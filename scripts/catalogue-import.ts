@@ -19,25 +19,15 @@ import { fileURLToPath } from 'node:url';
 import { parseArgs } from './lib/args.ts';
 import { issuesOf, paramsOf, remote, runOperation, UsageError, valueOf } from './lib/fhir-client.ts';
 import { createProgress, type Progress } from './lib/progress.ts';
+import type { ImportResult } from '../server/terminology/import.ts';
 
 const USAGE = `usage: npm run catalogue:import -- <file.csv|file.xlsx> [--server URL --token T] [--version V]
        [--effective-from YYYY-MM-DD] [--scope S] [--hr-label L] [--new-field F]... [--new-category C]... [--dry-run]`;
 
 export const EXIT = { ok: 0, rejected: 1, usage: 2, failed: 3 } as const;
 
-interface Summary {
-  version: string;
-  previousVersion?: string;
-  items: number;
-  added: number;
-  changed: number;
-  unchanged: number;
-  retired: number;
-  written: number;
-  dryRun: boolean;
-  noChange: boolean;
-  codeSystem?: string;
-}
+/** What the command prints: the import's own report, whether it ran here or on the server. */
+type Summary = Omit<ImportResult, 'provenance' | 'sha256'>;
 
 export async function main(argv: string[], out: NodeJS.WriteStream = process.stdout, err: NodeJS.WriteStream = process.stderr): Promise<number> {
   let args;
