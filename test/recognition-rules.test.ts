@@ -118,3 +118,16 @@ test('HR mark must be present and non-blank; issue times in the future are refus
   t.true(garbage.reasons.some((r) => r.code === 'not-yet-issued'));
   t.false(garbage.recognisable);
 });
+
+test('an item withdrawn from the catalogue stops counting from its withdrawal date, whatever its window', (t) => {
+  const withdrawnLater = { ...potassium, retired: '2026-07-01' };
+  t.true(evaluate(report(), withdrawnLater, { id: 'req', city: GZ }, now).recognisable);
+  const withdrawnBefore = { ...potassium, retired: '2026-06-29' };
+  const v = evaluate(report(), withdrawnBefore, { id: 'req', city: GZ }, now);
+  t.false(v.recognisable);
+  t.deepEqual(v.reasons.map((r) => r.code), ['not-in-catalogue']);
+  t.regex(v.reasons[0]!.text, /钾 已于 2026-06-29 移出互认目录/);
+  const undated = evaluate(report(), { ...potassium, retired: true }, { id: 'req', city: GZ }, now);
+  t.deepEqual(undated.reasons.map((r) => r.code), ['not-in-catalogue']);
+  t.regex(undated.reasons[0]!.text, /已移出互认目录/);
+});

@@ -79,12 +79,14 @@ export class CatalogueView {
     const kind = field && parentOf(field);
     if (!group || !field || !kind) return undefined;
     const window = c.properties.find((p) => p.code === 'windowDays')?.valueInteger;
+    const retired = c.inactive ? (c.properties.find((p) => p.code === 'effectiveTo')?.valueDateTime ?? true) : undefined;
     return {
       code: c.code,
       display: c.display ?? c.code,
       category: field.code,
       categoryDisplay: field.display ?? field.code,
       ...(window !== undefined ? { windowDays: window } : {}),
+      ...(retired !== undefined ? { retired } : {}),
       kind: this.cs.valuesOf(c, 'kind')[0] ?? kind.display ?? '',
       kindCode: kind.code,
       field: { code: field.code, display: field.display ?? field.code },

@@ -24,6 +24,12 @@ export interface CatalogueItem {
   categoryDisplay?: string;
   /** Validity window in days; undefined means the result does not expire. */
   windowDays?: number;
+  /**
+   * Set when the item has been withdrawn from the catalogue (status retired): the ISO date from which it no
+   * longer belongs to it (its effectiveTo), or `true` when the catalogue gives no date. A withdrawn item's
+   * results are no longer recognised once that date has passed, whatever their window.
+   */
+  retired?: string | true;
 }
 
 export interface Qualification {
@@ -82,6 +88,14 @@ export function covers(q: Qualification, city: RegionCode): boolean {
   return q.covers.includes(city) || q.covers.includes(provinceOf(city));
 }
 
+/** Whether a retired item's withdrawal has taken effect at `now` (an undated retirement has). */
+function withdrawn(item: CatalogueItem, now: Date): boolean {
+  if (item.retired === undefined) return false;
+  if (item.retired === true) return true;
+  const at = Date.parse(item.retired);
+  return Number.isNaN(at) || at <= now.getTime();
+}
+
 function activeAt(q: Qualification, at: number): boolean {
   return Date.parse(q.start) <= at && (q.end === undefined || at <= Date.parse(q.end));
 }
@@ -91,6 +105,9 @@ export function evaluate(report: ReportFacts, item: CatalogueItem | undefined, r
   const issuedAt = Date.parse(report.issued);
   if (!item) {
     reasons.push({ code: 'not-in-catalogue', text: `项目 ${report.itemCode} 不在互认目录中` });
+  } else if (withdrawn(item, now)) {
+    const since = item.retired === true ? '' : `于 ${item.retired!.slice(0, 10)} `;
+    reasons.push({ code: 'not-in-catalogue', text: `项目 ${item.display} 已${since}移出互认目录` });
   }
   if (!RECOGNISABLE_STATUSES.has(report.status)) {
     reasons.push({ code: 'not-final', text: `报告状态为 ${report.status}，只有最终报告可以互认` });
