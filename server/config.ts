@@ -1,5 +1,6 @@
 /** Configuration from the environment (DESIGN.md §6a). */
 import { resolve } from 'node:path';
+import { loadCdsClients, type CdsClient } from './cds/trust.ts';
 import { loadLedgerConfig, type LedgerConfig } from './ledger/config.ts';
 import { loadProvenanceConfig, type ProvenanceConfig } from './provenance/config.ts';
 
@@ -27,6 +28,8 @@ export interface Config {
   ledger: LedgerConfig;
   /** Anchoring, verification and sweep schedules (server/provenance/config.ts). */
   provenance: ProvenanceConfig;
+  /** The CDS clients whose signed JWTs are accepted on CDS Hooks calls (HUREN_CDS_CLIENTS; server/cds/trust.ts). */
+  cdsClients: CdsClient[];
 }
 
 export function loadConfig(env: NodeJS.ProcessEnv = process.env, overrides: Partial<Config> = {}): Config {
@@ -46,6 +49,7 @@ export function loadConfig(env: NodeJS.ProcessEnv = process.env, overrides: Part
     asyncConcurrency: intEnv(env.HUREN_ASYNC_CONCURRENCY, 2),
     ledger: overrides.ledger ?? loadLedgerConfig(env, { dataDir }),
     provenance: overrides.provenance ?? loadProvenanceConfig(env),
+    cdsClients: overrides.cdsClients ?? loadCdsClients(env.HUREN_CDS_CLIENTS),
     ...overrides,
   };
 }

@@ -14,7 +14,7 @@
  *     without it, from the platform's store (`context.userId` PractitionerRole/[id], or the roles of
  *     Practitioner/[id]); the organization must be known to the platform (give its `identifier`, or a
  *     platform id);
- *  3. the institution of the caller's credentials (`defaultRequester`; the CDS client's JWT in production).
+ *  3. the institution of the caller's credentials (`defaultRequester`: a CDS client's registered institution).
  * None of these: 400.
  */
 import type { Patient, PractitionerRole, Reference, Resource } from '@medplum/fhirtypes';

@@ -5,9 +5,9 @@
  *   POST /cds-services/{id}            a hook call → { "cards": [ … ] }
  *   POST /cds-services/{id}/feedback   the doctor's decisions → the recognition record
  *
- * Calls and feedback need `Authorization: Bearer …` — the seam in server/http/auth.ts, where the CDS client's
- * JWT (CDS Hooks 2.0 "Trusting CDS Clients") is to be verified in production; today the platform's bearer
- * token. Errors are 4xx OperationOutcomes whose expression is the JSON path of the input at fault.
+ * Calls and feedback need `Authorization: Bearer …` — the seam in server/http/auth.ts: the platform token,
+ * or a registered CDS client's signed JWT (CDS Hooks 2.0 "Trusting CDS Clients", server/cds/trust.ts), which
+ * makes the call for the client's institution. Errors are 4xx OperationOutcomes whose expression is the JSON path of the input at fault.
  */
 import type Koa from 'koa';
 import type { Repository } from '../fhir/repository.ts';

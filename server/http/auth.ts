@@ -1,18 +1,23 @@
 /**
  * The authorisation seam: one middleware resolves the principal of every request; nothing behind it runs
- * without one. Today a static bootstrap token with full rights; users, clients and scopes slot in here.
+ * without one. Two kinds of credentials today: the static bootstrap token (full rights), and — for the CDS
+ * Hooks calls only — a registered CDS client's signed JWT (server/cds/trust.ts), which makes the call on
+ * behalf of the client's institution. Users, clients and scopes slot in here.
  */
 import { randomBytes, timingSafeEqual, createHash } from 'node:crypto';
 import { existsSync, mkdirSync, readFileSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import type Koa from 'koa';
 import { fail } from '../fhir/errors.ts';
+import { CdsTrustError, type CdsTrust } from '../cds/trust.ts';
 
 export interface Principal {
-  kind: 'anonymous' | 'bootstrap';
+  kind: 'anonymous' | 'bootstrap' | 'cds-client';
   /** A stable, non-personal identifier for logs and audit. */
   id: string;
   scopes: string[];
+  /** The institution the caller speaks for ("Organization/[id]" or "Organization?identifier=…"), if bound to one. */
+  institution?: string;
 }
 
 export const ANONYMOUS: Principal = { kind: 'anonymous', id: 'anonymous', scopes: [] };
@@ -31,14 +36,39 @@ export function isPublic(method: string, path: string): boolean {
   );
 }
 
-export function authMiddleware(bootstrapToken: string): Koa.Middleware {
+/** A CDS service call or its feedback: `POST /cds-services/{id}[/feedback]` → the URLs a client may name as `aud`. */
+function cdsAudiences(method: string, path: string, base: string): string[] | undefined {
+  const m = /^\/cds-services\/([^/]+)(\/feedback)?$/.exec(path);
+  if (method !== 'POST' || !m) return undefined;
+  const service = `${base}/cds-services/${m[1]}`;
+  return m[2] ? [`${service}/feedback`, service] : [service];
+}
+
+export interface AuthOptions {
+  /** The registered CDS clients, whose JWTs are accepted on the CDS Hooks calls. */
+  cds?: CdsTrust;
+  /** The server's public base URL (else taken from the request), for the JWT audience. */
+  publicUrl?: string;
+}
+
+export function authMiddleware(bootstrapToken: string, options: AuthOptions = {}): Koa.Middleware {
   const expected = digest(bootstrapToken);
   return async (ctx, next) => {
     const header = ctx.get('authorization');
     const m = /^Bearer\s+(\S+)$/i.exec(header);
     let principal: Principal = ANONYMOUS;
+    const audiences = m && options.cds?.size ? cdsAudiences(ctx.method, ctx.path, options.publicUrl ?? `${ctx.protocol}://${ctx.host}`) : undefined;
     if (m && timingSafeEqual(digest(m[1]), expected)) {
       principal = { kind: 'bootstrap', id: 'bootstrap', scopes: ['system/*.*'] };
+    } else if (m && audiences && m[1].split('.').length === 3) {
+      try {
+        const caller = await options.cds!.verify(m[1], audiences);
+        principal = { kind: 'cds-client', id: `cds-client:${caller.iss}`, scopes: ['cds-hooks'], institution: caller.organization };
+      } catch (err) {
+        if (!(err instanceof CdsTrustError)) throw err;
+        ctx.set('WWW-Authenticate', 'Bearer error="invalid_token"');
+        throw fail(401, 'login', `CDS client JWT refused: ${err.message}`);
+      }
     } else if (header && !isPublic(ctx.method, ctx.path)) {
       ctx.set('WWW-Authenticate', 'Bearer error="invalid_token"');
       throw fail(401, 'login', 'Invalid or expired bearer token');

@@ -101,12 +101,12 @@ export function setHashStatusProvider(provider: HashStatusProvider | undefined):
 }
 
 /**
- * The requesting institution when the request names none: the caller's own institution. Principals carry
- * none yet (only the bootstrap token exists); when they do, this is where it is read.
+ * The requesting institution when the request names none: the caller's own institution (a CDS client's,
+ * from its registration; the bootstrap token has none).
  */
 export function defaultRequester(principal: Principal | undefined): Reference | undefined {
-  const institution = (principal as (Principal & { institution?: string }) | undefined)?.institution;
-  return institution ? { reference: institution.includes('/') ? institution : `Organization/${institution}` } : undefined;
+  const institution = principal?.institution;
+  return institution ? { reference: institution.startsWith('Organization') ? institution : `Organization/${institution}` } : undefined;
 }
 
 // ---------------------------------------------------------------------------------------------------
