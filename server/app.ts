@@ -17,6 +17,8 @@ import { Repository } from './fhir/repository.ts';
 import { route, type FhirContext, type FhirRequest, type Prefer } from './fhir/router.ts';
 import { processBundle } from './fhir/bundle.ts';
 import { AsyncJobs } from './fhir/async/jobs.ts';
+import { BackendAuth } from './auth/backend.ts';
+import { authRoutes } from './auth/routes.ts';
 import { CdsTrust } from './cds/trust.ts';
 import { authMiddleware, resolveBootstrapToken, type Principal } from './http/auth.ts';
 import { readBody, UNSTORABLE_TEXT } from './http/body.ts';
@@ -115,7 +117,9 @@ export function createApp(config: Config, db: Database, logger: Logger, bootstra
     ctx.set('Cache-Control', 'no-store');
     await next();
   });
-  app.use(authMiddleware(bootstrapToken, { cds: new CdsTrust(config.cdsClients), publicUrl: config.publicUrl }));
+  const backend = new BackendAuth(config.clients, bootstrapToken);
+  app.use(authMiddleware(bootstrapToken, { cds: new CdsTrust(config.cdsClients), backend, publicUrl: config.publicUrl }));
+  app.use(authRoutes(backend, config.publicUrl));
 
   const router = new Router();
   router.get('/healthz', (ctx) => {

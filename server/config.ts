@@ -1,5 +1,6 @@
 /** Configuration from the environment (DESIGN.md §6a). */
 import { resolve } from 'node:path';
+import { loadBackendClients, type BackendClient } from './auth/backend.ts';
 import { loadCdsClients, type CdsClient } from './cds/trust.ts';
 import { loadLedgerConfig, type LedgerConfig } from './ledger/config.ts';
 import { loadProvenanceConfig, type ProvenanceConfig } from './provenance/config.ts';
@@ -30,6 +31,8 @@ export interface Config {
   provenance: ProvenanceConfig;
   /** The CDS clients whose signed JWTs are accepted on CDS Hooks calls (HUREN_CDS_CLIENTS; server/cds/trust.ts). */
   cdsClients: CdsClient[];
+  /** The hospital systems that get access tokens (SMART Backend Services; HUREN_CLIENTS; server/auth/backend.ts). */
+  clients: BackendClient[];
 }
 
 export function loadConfig(env: NodeJS.ProcessEnv = process.env, overrides: Partial<Config> = {}): Config {
@@ -50,6 +53,7 @@ export function loadConfig(env: NodeJS.ProcessEnv = process.env, overrides: Part
     ledger: overrides.ledger ?? loadLedgerConfig(env, { dataDir }),
     provenance: overrides.provenance ?? loadProvenanceConfig(env),
     cdsClients: overrides.cdsClients ?? loadCdsClients(env.HUREN_CDS_CLIENTS),
+    clients: overrides.clients ?? loadBackendClients(env.HUREN_CLIENTS),
     ...overrides,
   };
 }

@@ -11,6 +11,7 @@ import Router from '@koa/router';
 import type Koa from 'koa';
 import type { Database } from '../db/database.ts';
 import { badRequest, fail } from '../fhir/errors.ts';
+import { allows } from '../auth/scopes.ts';
 import type { Principal } from '../http/auth.ts';
 import { readBody, UNSTORABLE_TEXT, type BodyLimits } from '../http/body.ts';
 import { dictionaryQc } from './qc.ts';
@@ -29,6 +30,11 @@ export function dictionaryApi(db: Database, limits: BodyLimits): Router {
     return value;
   };
   const run = async <T>(ctx: Koa.Context, fn: () => Promise<T>) => {
+    // reading the dictionaries needs ConceptMap read rights; reviewing an entry, update rights
+    const action = ctx.method === 'GET' || ctx.method === 'HEAD' ? 'r' : 'u';
+    if (!allows((ctx.state.principal as Principal).scopes, 'ConceptMap', action)) {
+      throw fail(403, 'forbidden', action === 'r' ? 'Reading the dictionaries needs system/ConceptMap.r' : 'Reviewing dictionary entries needs the right to write ConceptMap resources');
+    }
     try {
       ctx.body = await fn();
       ctx.type = 'application/json; charset=utf-8';
@@ -67,9 +73,6 @@ export function dictionaryApi(db: Database, limits: BodyLimits): Router {
   router.post('/maps/:map/entries/:code/status', (ctx) =>
     run(ctx, async () => {
       const principal = ctx.state.principal as Principal;
-      if (!principal.scopes.some((s) => ['system/*.*', 'system/*.write', 'system/ConceptMap.*', 'system/ConceptMap.write'].includes(s))) {
-        throw fail(403, 'forbidden', 'Reviewing dictionary entries needs the right to write ConceptMap resources');
-      }
       const body = (await readBody(ctx, limits)) as { status?: unknown; comment?: unknown; system?: unknown } | undefined;
       if (!body || typeof body !== 'object' || Array.isArray(body)) throw badRequest('Send a JSON object: { "status": "approved", "comment": "…" }');
       if (typeof body.status !== 'string') throw badRequest('status is required', 'status');

@@ -10,7 +10,7 @@ import { OperationOutcomeError } from '@medplum/core';
 import type { Bundle, BundleEntry, OperationOutcome, Resource } from '@medplum/fhirtypes';
 import { badRequest, FhirError, statusOf } from './errors.ts';
 import { isSupportedResourceType } from './definitions.ts';
-import { route, type FhirContext, type FhirRequest, type FhirResponse, type Prefer } from './router.ts';
+import { authorize, route, type FhirContext, type FhirRequest, type FhirResponse, type Prefer } from './router.ts';
 import { assertValid } from './validate.ts';
 
 const ORDER: Record<string, number> = { DELETE: 0, POST: 1, PUT: 2, PATCH: 2, GET: 3, HEAD: 3 };
@@ -53,6 +53,10 @@ async function batch(ctx: FhirContext, entries: BundleEntry[], prefer: Prefer): 
 }
 
 async function transaction(ctx: FhirContext, submitted: BundleEntry[], prefer: Prefer, submission: { raw?: string; bundle: unknown }): Promise<Bundle> {
+  // the caller's scopes must allow every entry before anything is done (creates below bypass route())
+  for (const [i, entry] of submitted.entries()) {
+    await at(i, async () => authorize(ctx.principal, entry.request!.method!, entry.request!.url!.split('?')[0].split('/').filter(Boolean)));
+  }
   const order = submitted.map((_, i) => i).sort((a, b) => ORDER[submitted[a].request!.method!] - ORDER[submitted[b].request!.method!] || a - b);
   let results: FhirResponse[] = [];
   await ctx.repo.transaction(async (repo) => {

@@ -71,7 +71,17 @@ export function capabilityStatement(baseUrl: string): CapabilityStatement {
         mode: 'server',
         security: {
           cors: true,
-          description: 'Every request except this statement and the health endpoints needs a bearer token (Authorization: Bearer …).',
+          extension: [
+            {
+              url: 'http://fhir-registry.smarthealthit.org/StructureDefinition/oauth-uris',
+              extension: [{ url: 'token', valueUri: `${baseUrl.replace(/\/fhir$/, '')}/auth/token` }],
+            },
+          ],
+          service: [{ coding: [{ system: 'http://terminology.hl7.org/CodeSystem/restful-security-service', code: 'SMART-on-FHIR' }] }],
+          description:
+            'Every request except this statement and the health endpoints needs a bearer token (Authorization: Bearer …): ' +
+            'an access token from SMART Backend Services (client_credentials with a signed JWT assertion, see /.well-known/smart-configuration), ' +
+            'within its system scopes, or the platform token.',
         },
         resource: resources,
         interaction: [{ code: 'transaction' }, { code: 'batch' }, { code: 'history-system' }],

@@ -11,6 +11,7 @@ import { parseSearch, DEFAULT_COUNT, MAX_COUNT } from './search/parse.ts';
 import { capabilityStatement } from './capability.ts';
 import { findOperation } from './operations/registry.ts';
 import type { Principal } from '../http/auth.ts';
+import { allows, needed } from '../auth/scopes.ts';
 import { ASYNC_PATH, type AsyncJobs, type ProgressReporter } from './async/jobs.ts';
 
 export interface FhirRequest {
@@ -58,6 +59,7 @@ export async function route(ctx: FhirContext, req: FhirRequest): Promise<FhirRes
   const segments = req.path.split('/').filter((s) => s.length > 0);
   const [type, second, third, fourth] = segments;
   const method = req.method.toUpperCase();
+  authorize(ctx.principal, method, segments);
 
   if (segments.length === 0) {
     if (method === 'POST') {
@@ -129,6 +131,15 @@ export async function route(ctx: FhirContext, req: FhirRequest): Promise<FhirRes
   }
   if (third?.startsWith('$') && segments.length === 3) return operation(ctx, req, third.slice(1), type, id);
   throw notFound(`No FHIR interaction at ${type}/${second}/${segments.slice(2).join('/')}`.slice(0, 200));
+}
+
+/** The caller's scopes must allow the interaction (SMART system scopes; the bootstrap token has system/*.*). */
+export function authorize(principal: Principal, method: string, segments: string[]): void {
+  const need = needed(method, segments);
+  if (need && !allows(principal.scopes, need.type, need.action)) {
+    const what = { c: 'create', r: 'read', u: 'update or run this operation on', d: 'delete', s: 'search' }[need.action];
+    throw fail(403, 'forbidden', `The caller's scopes do not allow it to ${what} ${need.type ?? 'the whole server'} (needs system/${need.type ?? '*'}.${need.action})`);
+  }
 }
 
 async function create(ctx: FhirContext, type: string, req: FhirRequest): Promise<FhirResponse> {

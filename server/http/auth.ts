@@ -10,9 +10,11 @@ import { join } from 'node:path';
 import type Koa from 'koa';
 import { fail } from '../fhir/errors.ts';
 import { CdsTrustError, type CdsTrust } from '../cds/trust.ts';
+import type { BackendAuth } from '../auth/backend.ts';
+import { TOKEN_PATH } from '../auth/routes.ts';
 
 export interface Principal {
-  kind: 'anonymous' | 'bootstrap' | 'cds-client';
+  kind: 'anonymous' | 'bootstrap' | 'cds-client' | 'client';
   /** A stable, non-personal identifier for logs and audit. */
   id: string;
   scopes: string[];
@@ -24,6 +26,7 @@ export const ANONYMOUS: Principal = { kind: 'anonymous', id: 'anonymous', scopes
 
 /** Paths anyone may call (DESIGN.md §6a). */
 export function isPublic(method: string, path: string): boolean {
+  if (path === TOKEN_PATH) return true;
   if (method !== 'GET' && method !== 'HEAD' && method !== 'OPTIONS') return false;
   return (
     path === '/fhir/metadata' ||
@@ -47,29 +50,40 @@ function cdsAudiences(method: string, path: string, base: string): string[] | un
 export interface AuthOptions {
   /** The registered CDS clients, whose JWTs are accepted on the CDS Hooks calls. */
   cds?: CdsTrust;
+  /** The registered backend clients (SMART Backend Services), whose access tokens are accepted everywhere else. */
+  backend?: BackendAuth;
   /** The server's public base URL (else taken from the request), for the JWT audience. */
   publicUrl?: string;
 }
 
 export function authMiddleware(bootstrapToken: string, options: AuthOptions = {}): Koa.Middleware {
   const expected = digest(bootstrapToken);
-  return async (ctx, next) => {
-    const header = ctx.get('authorization');
-    const m = /^Bearer\s+(\S+)$/i.exec(header);
-    let principal: Principal = ANONYMOUS;
-    const audiences = m && options.cds?.size ? cdsAudiences(ctx.method, ctx.path, options.publicUrl ?? `${ctx.protocol}://${ctx.host}`) : undefined;
-    if (m && timingSafeEqual(digest(m[1]), expected)) {
-      principal = { kind: 'bootstrap', id: 'bootstrap', scopes: ['system/*.*'] };
-    } else if (m && audiences && m[1].split('.').length === 3) {
+  /** The principal a bearer token stands for here, or undefined when it stands for none. */
+  const resolve = async (ctx: Koa.Context, token: string): Promise<Principal | undefined> => {
+    if (timingSafeEqual(digest(token), expected)) return { kind: 'bootstrap', id: 'bootstrap', scopes: ['system/*.*'] };
+    if (token.split('.').length !== 3) return undefined;
+    // a backend client's access token (server/auth/backend.ts) …
+    const client = options.backend?.size ? await options.backend.principal(token) : undefined;
+    if (client) return { kind: 'client', id: `client:${client.clientId}`, scopes: client.scopes, institution: client.organization };
+    // … or, on a CDS Hooks call, a CDS client's own signed JWT (server/cds/trust.ts)
+    const audiences = options.cds?.size ? cdsAudiences(ctx.method, ctx.path, options.publicUrl ?? `${ctx.protocol}://${ctx.host}`) : undefined;
+    if (audiences) {
       try {
-        const caller = await options.cds!.verify(m[1], audiences);
-        principal = { kind: 'cds-client', id: `cds-client:${caller.iss}`, scopes: ['cds-hooks'], institution: caller.organization };
+        const caller = await options.cds!.verify(token, audiences);
+        return { kind: 'cds-client', id: `cds-client:${caller.iss}`, scopes: ['cds-hooks'], institution: caller.organization };
       } catch (err) {
         if (!(err instanceof CdsTrustError)) throw err;
         ctx.set('WWW-Authenticate', 'Bearer error="invalid_token"');
         throw fail(401, 'login', `CDS client JWT refused: ${err.message}`);
       }
-    } else if (header && !isPublic(ctx.method, ctx.path)) {
+    }
+    return undefined;
+  };
+  return async (ctx, next) => {
+    const header = ctx.get('authorization');
+    const token = /^Bearer\s+(\S+)$/i.exec(header)?.[1];
+    const principal = (token && (await resolve(ctx, token))) || ANONYMOUS;
+    if (principal.kind === 'anonymous' && header && !isPublic(ctx.method, ctx.path)) {
       ctx.set('WWW-Authenticate', 'Bearer error="invalid_token"');
       throw fail(401, 'login', 'Invalid or expired bearer token');
     }
