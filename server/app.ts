@@ -135,6 +135,8 @@ export function createApp(config: Config, db: Database, logger: Logger, bootstra
     }
   });
   router.get('/metrics', async (ctx) => {
+    // operational figures are for the platform's operators (the platform token), not for hospital clients
+    if ((ctx.state.principal as Principal | undefined)?.kind !== 'bootstrap') throw fail(403, 'forbidden', 'The metrics need the platform token');
     ctx.type = metrics.registry.contentType;
     ctx.body = await metrics.registry.metrics();
   });

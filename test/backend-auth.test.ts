@@ -155,6 +155,9 @@ test.serial('calls outside the scopes are 403 and write nothing; the bootstrap t
   // the dictionary API asks the same of the scopes
   const dict = await fetch(`${s.huren.url}/api/dictionary/maps/x/entries/y/status`, { method: 'POST', headers: { authorization: `Bearer ${reader}`, 'content-type': 'application/json' }, body: '{"status":"approved"}' });
   t.is(dict.status, 403);
+  // operational metrics are for the platform's operators
+  t.is((await fetch(`${s.huren.url}/metrics`, { headers: { authorization: `Bearer ${reader}` } })).status, 403);
+  t.is((await fetch(`${s.huren.url}/metrics`, { headers: { authorization: `Bearer ${s.token}` } })).status, 200);
   t.is((await s.fhir('Patient', { method: 'POST', json: { resourceType: 'Patient', name: [{ family: '测试' }] } })).status, 201);
 });
 
