@@ -8,7 +8,7 @@ import test from 'ava';
 import { exportJWK, generateKeyPair, SignJWT, type JWK } from 'jose';
 import { BackendAuth } from '../server/auth/backend.ts';
 import { startTestServer, type TestServer } from './helpers/server.ts';
-import { countOf, NATIONAL_ID, ORG_ID, param, params, seedScenario, type Seeded } from './helpers/recognition-data.ts';
+import { countOf, NATIONAL_ID, ORG_ID, param, params, seedScenario, requesterOf, type Seeded } from './helpers/recognition-data.ts';
 
 const TAG = 'smart';
 const WRITER = 'his-liwan';
@@ -108,7 +108,7 @@ test.serial('a registered client gets a token within its registered scopes, and 
   t.true(param(body, 'exists').valueBoolean);
   t.true(params(body, 'result').length > 3);
   const reminder = await (await s.fhir(param(body, 'reminder').valueReference.reference)).json();
-  t.is(reminder.author.reference, `Organization/${d.org['req-gz']}`);
+  t.is(requesterOf(reminder), `Organization/${d.org['req-gz']}`);
   t.is(await countOf(s, 'DetectedIssue'), before + 1);
 
   // the Foshan client, asking the same, gets its own (narrower) answer

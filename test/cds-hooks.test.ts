@@ -8,7 +8,7 @@
 import test from 'ava';
 import { startTestServer, type TestServer } from './helpers/server.ts';
 import { charLength, duplicateOrderCard, encounterCard, md, MAX_SUMMARY, uuidV5 } from '../server/cds/cards.ts';
-import { countOf, idOf, ITEM, NATIONAL, NATIONAL_ID, ORG_ID, CATALOGUE, seedScenario, transaction, type Seeded } from './helpers/recognition-data.ts';
+import { countOf, idOf, ITEM, NATIONAL, NATIONAL_ID, ORG_ID, CATALOGUE, seedScenario, transaction, requesterOf, type Seeded } from './helpers/recognition-data.ts';
 
 let s: TestServer;
 let d: Seeded;
@@ -164,7 +164,7 @@ test.serial('patient-view: one info card listing the recognisable results, writt
   t.truthy(record, 'the card uuid is an identifier of the record');
   t.deepEqual(record.code.coding[0], { system: RECORD_KIND, code: 'encounter-reminder', display: '就诊提醒' });
   t.is(record.patient.reference, `Patient/${d.patient}`);
-  t.is(record.author.reference, `Organization/${d.org['req-gz']}`);
+  t.is(requesterOf(record), `Organization/${d.org['req-gz']}`);
   t.is(record.implicated.length, 8);
   t.is(record.meta.versionId, '1', 'written once, with its card');
 
@@ -174,17 +174,17 @@ test.serial('patient-view: one info card listing the recognisable results, writt
   t.is(plain.body.cards.length, 1);
   t.is(plain.body.cards[0].summary, card.summary);
   t.not(plain.body.cards[0].uuid, card.uuid);
-  t.is((await recordOf(plain.body.cards[0].uuid)).author.reference, `Organization/${d.org['req-gz']}`);
+  t.is(requesterOf(await recordOf(plain.body.cards[0].uuid)), `Organization/${d.org['req-gz']}`);
   // the user as a Practitioner: its role on the platform names the institution
   const asPractitioner = await post('/recognition-reminder', patientView({ userId: `Practitioner/${practitionerId}` }));
   t.is(asPractitioner.status, 200);
-  t.is((await recordOf(asPractitioner.body.cards[0].uuid)).author.reference, `Organization/${d.org['req-gz']}`);
+  t.is(requesterOf(await recordOf(asPractitioner.body.cards[0].uuid)), `Organization/${d.org['req-gz']}`);
   // the user prefetched as a PractitionerRole whose organization carries the platform identifier
   const prefetchedRole = { resourceType: 'PractitionerRole', id: 'ehr-role-1', organization: { identifier: { system: ORG_ID, value: `req-fs-${TAG}` } } };
   const foshan = await post('/recognition-reminder', patientView({ userId: 'PractitionerRole/ehr-role-1', patientId: 'ehr-8841' }, { prefetch: { patient: ehrPatient('ehr-8841'), user: prefetchedRole } }));
   t.is(foshan.status, 200, JSON.stringify(foshan.body));
   t.regex(foshan.body.cards[0].summary, /^患者有 3 项可互认/, 'a Foshan requester recognises the province-wide and partner-city results only');
-  t.is((await recordOf(foshan.body.cards[0].uuid)).author.reference, `Organization/${d.org['req-fs']}`);
+  t.is(requesterOf(await recordOf(foshan.body.cards[0].uuid)), `Organization/${d.org['req-fs']}`);
   t.is(await countOf(s, 'DetectedIssue'), before + 4);
 });
 

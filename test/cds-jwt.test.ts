@@ -8,7 +8,7 @@ import type { AddressInfo } from 'node:net';
 import test from 'ava';
 import { exportJWK, generateKeyPair, SignJWT, type JWK } from 'jose';
 import { startTestServer, type TestServer } from './helpers/server.ts';
-import { countOf, NATIONAL, NATIONAL_ID, ORG_ID, seedScenario, type Seeded } from './helpers/recognition-data.ts';
+import { countOf, NATIONAL, NATIONAL_ID, ORG_ID, seedScenario, requesterOf, type Seeded } from './helpers/recognition-data.ts';
 import { loadCdsClients, CdsTrust } from '../server/cds/trust.ts';
 
 const TAG = 'jwt';
@@ -106,7 +106,7 @@ test.serial('a registered client calls with its own JWT, for its own institution
   t.is(res.status, 200, JSON.stringify(res.body));
   t.is(res.body.cards.length, 1);
   const record = await recordFor(res.body.cards[0].uuid);
-  t.is(record.author.reference, `Organization/${d.org['req-gz']}`, 'the requester is the client’s institution');
+  t.is(requesterOf(record), `Organization/${d.org['req-gz']}`, 'the requester is the client’s institution');
 
   // feedback, with a JWT whose audience is the feedback endpoint
   const card = res.body.cards[0].uuid;
@@ -124,7 +124,7 @@ test.serial('a client publishing its keys at a URL (RS384) is verified too, and 
   t.is(res.status, 200, JSON.stringify(res.body));
   t.is(res.body.cards.length, 1);
   t.regex(res.body.cards[0].summary, /3 项.*2 家机构/, "the partner and the provincial hospital only");
-  t.is((await recordFor(res.body.cards[0].uuid)).author.reference, `Organization/${d.org['req-fs']}`);
+  t.is(requesterOf(await recordFor(res.body.cards[0].uuid)), `Organization/${d.org['req-fs']}`);
 });
 
 test.serial('every wrong JWT is refused with 401, says why without echoing it, and writes no record', async (t) => {

@@ -5,7 +5,7 @@
  */
 import test from 'ava';
 import { startTestServer, type TestServer } from './helpers/server.ts';
-import { countOf, ITEM, CATALOGUE, NATIONAL_ID, param, params, part, seedScenario } from './helpers/recognition-data.ts';
+import { countOf, ITEM, CATALOGUE, NATIONAL_ID, param, params, part, requesterOf, seedScenario } from './helpers/recognition-data.ts';
 
 const auth = (s: TestServer) => ({ authorization: `Bearer ${s.token}` });
 
@@ -103,7 +103,7 @@ test('a queued check can be cancelled; another survives a restart and runs on th
     const result = (await done.json()).entry[0].resource;
     t.is(param(result, 'exists').valueBoolean, true);
     const reminder = await (await second.fhir(param(result, 'reminder').valueReference.reference)).json();
-    t.is(reminder.author.reference, `Organization/${d.org['req-gz']}`);
+    t.is(requesterOf(reminder), `Organization/${d.org['req-gz']}`);
     t.is((await second.fhir(cancelledPath)).status, 404, 'the cancelled job stays cancelled');
     t.is(await countOf(second, 'DetectedIssue'), before + 1, 'only the job that ran wrote a reminder');
   } finally {

@@ -25,6 +25,7 @@ import {
   parts,
   reportEntries,
   seedScenario,
+  requesterOf,
   transaction,
   type Seeded,
 } from './helpers/recognition-data.ts';
@@ -133,7 +134,13 @@ test.serial('recognition check: every recognisable result for a Guangzhou reques
   t.is(reminder.status, 'final');
   t.deepEqual(reminder.code.coding[0], { system: RECORD_KIND, code: 'encounter-reminder', display: '就诊提醒' });
   t.is(reminder.patient.reference, `Patient/${d.patient}`);
-  t.is(reminder.author.reference, `Organization/${d.org['req-gz']}`);
+  t.is(requesterOf(reminder), `Organization/${d.org['req-gz']}`);
+  t.deepEqual(reminder.author, { type: 'Device', identifier: { system: 'https://fhir.huren.gz.cn/sid/device', value: 'huren-recognition' }, display: '互认平台互认服务' });
+  const byRequester = await (await s.fhir(`DetectedIssue?requester=Organization/${d.org['req-gz']}&_count=200`)).json();
+  t.true(byRequester.entry.some((e: any) => e.resource.id === reminder.id), 'searchable by the requesting institution');
+  t.false(
+    ((await (await s.fhir(`DetectedIssue?requester=Organization/${d.org['req-fs']}&_count=200`)).json()).entry ?? []).some((e: any) => e.resource.id === reminder.id)
+  );
   t.truthy(reminder.identifiedDateTime);
   const implicated = reminder.implicated.map((r: any) => r.reference).sort();
   const expected = ['amended', 'blood-group', 'cbc', 'ct-legacy', 'fresh', 'lapsed-before', 'partner', 'province'].map((k) => `DiagnosticReport/${d.report[k]}`).sort();
@@ -237,7 +244,7 @@ test.serial('duplicate check: per ordered item, the matches or why the near-matc
   t.is(reminder.code.coding[0].code, 'duplicate-order-reminder');
   t.is(reminder.code.coding[0].display, '重复检查提醒');
   t.is(reminder.patient.reference, `Patient/${d.patient}`);
-  t.is(reminder.author.reference, `Organization/${d.org['req-gz']}`);
+  t.is(requesterOf(reminder), `Organization/${d.org['req-gz']}`);
   t.deepEqual(
     reminder.implicated.map((r: any) => r.reference).sort(),
     ['fresh', 'cbc', 'ct-legacy', 'lapsed-before', 'amended'].map((k) => `DiagnosticReport/${d.report[k]}`).sort()

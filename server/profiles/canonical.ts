@@ -34,6 +34,11 @@ export const EXT = {
    */
   decisionReport: sd('decision-report'),
   /**
+   * DetectedIssue (a recognition record): the institution that asked. valueReference(Organization). The
+   * record's author is the platform's recognition service (RECOGNITION_SERVICE).
+   */
+  requestingInstitution: sd('requesting-institution'),
+  /**
    * Provenance: the chain information of a report version (DESIGN.md §4). Complex; its parts and the rule that
    * makes a Provenance a chain Provenance are the fingerprint contract (docs/fingerprint.md,
    * fingerprint/chain-provenance.ts, whose CHAIN_ANCHOR_URL is this URL).
@@ -42,4 +47,11 @@ export const EXT = {
 } as const;
 
 /** Administrative divisions of the People's Republic of China (GB/T 2260), e.g. 440100 广州市. */
+/** The platform's recognition service, author of every recognition record (a logical Device reference). */
+export const RECOGNITION_SERVICE = {
+  type: 'Device',
+  identifier: { system: `${CANONICAL_BASE}/sid/device`, value: 'huren-recognition' },
+  display: '互认平台互认服务',
+} as const;
+
 export const ADMIN_DIVISION_SYSTEM = `${CANONICAL_BASE}/CodeSystem/admin-division`;

@@ -6,7 +6,7 @@
  * - the access record of every report view — an AuditEvent (no personal data in it).
  */
 import type { AuditEvent, AuditEventEntity, CodeableConcept, Coding, DetectedIssue, DetectedIssueMitigation, Reference } from '@medplum/fhirtypes';
-import { EXT, PROFILE } from '../profiles/canonical.ts';
+import { EXT, PROFILE, RECOGNITION_SERVICE } from '../profiles/canonical.ts';
 import { CANONICAL_BASE, DECISION_SYSTEM, REASON_SYSTEM, RECORD_KIND_SYSTEM } from '../terminology/canonical.ts';
 import type { Candidate } from './facts.ts';
 
@@ -46,13 +46,14 @@ export function reminder(input: ReminderInput): DetectedIssue {
   return {
     resourceType: 'DetectedIssue',
     meta: { profile: [PROFILE.recognitionRecord] },
+    extension: [{ url: EXT.requestingInstitution, valueReference: input.requester }],
     status: 'final',
     code: { coding: [{ system: RECORD_KIND_SYSTEM, code: input.kind, display: RECORD_KIND_DISPLAY[input.kind] }] },
     severity: input.implicated.length > 0 ? 'moderate' : 'low',
     patient: input.patient as DetectedIssue['patient'],
     identifiedDateTime: input.now.toISOString(),
-    // R4 names Practitioner/Device as authors; the platform records the requesting institution
-    author: input.requester as DetectedIssue['author'],
+    // the platform's recognition service raised it; the institution that asked is the extension above
+    author: { ...RECOGNITION_SERVICE, identifier: { ...RECOGNITION_SERVICE.identifier } },
     ...(input.implicated.length > 0 ? { implicated: input.implicated } : {}),
     ...(input.ordered?.length ? { evidence: input.ordered.map((code) => ({ code: [code] })) } : {}),
     detail: clip(input.detail, MAX_DETAIL),

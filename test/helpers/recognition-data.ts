@@ -237,3 +237,7 @@ export async function countOf(s: TestServer, type: string, query = ''): Promise<
   const res = await s.fhir(`${type}?_summary=count${query ? `&${query}` : ''}`);
   return (await res.json()).total;
 }
+
+/** The institution that asked, as a recognition record holds it (the requesting-institution extension). */
+export const requesterOf = (record: any): string | undefined =>
+  record?.extension?.find((e: any) => e.url === 'https://fhir.huren.gz.cn/StructureDefinition/requesting-institution')?.valueReference?.reference;
