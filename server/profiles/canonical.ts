@@ -43,3 +43,10 @@ export const EXT = {
 
 /** Administrative divisions of the People's Republic of China (GB/T 2260), e.g. 440100 广州市. */
 export const ADMIN_DIVISION_SYSTEM = `${CANONICAL_BASE}/CodeSystem/admin-division`;
+
+/**
+ * The hash-consistent badge (哈希一致标识, server/provenance/badge.ts): a meta.tag that report responses carry
+ * (code = the report version's hash-consistency status). Added to responses only, never stored: incoming
+ * writes are stripped of it (fhir/repository.ts).
+ */
+export const HASH_BADGE_SYSTEM = `${CANONICAL_BASE}/CodeSystem/hash-badge`;

@@ -1,0 +1,9 @@
+-- Platform settings that an administrator changes at run time (docs/chain-provenance.md): one row per
+-- setting, its value as JSON, when and by whom (a principal id, never a person's name) it was changed.
+-- First setting: 'hash-badge' (the hash-consistent badge: on/off and the statuses that show it).
+CREATE TABLE platform_setting (
+  key         text        PRIMARY KEY,
+  value       jsonb       NOT NULL,
+  updated_at  timestamptz NOT NULL DEFAULT now(),
+  updated_by  text        NOT NULL
+);
