@@ -127,6 +127,13 @@ test.serial('a client sending back what it read stores no badge and makes no new
   t.deepEqual(await stored(createdId), [{ system: 'urn:x', code: 'keep' }], 'the badge is stripped, other tags kept');
   t.deepEqual(badgeCode(await get(`DiagnosticReport/${createdId}`)), [], 'unanchored: no badge');
   t.is((await get(`DiagnosticReport/${id.consistent}/$verify`)).parameter[0].valueCode, 'consistent');
+
+  // a stored Bundle is content: a report inside it is shown exactly as stored
+  const { meta: _meta, ...plain } = read;
+  const bundle = await s.fhir('Bundle', { method: 'POST', json: { resourceType: 'Bundle', type: 'collection', entry: [{ resource: plain }] } });
+  t.is(bundle.status, 201);
+  const back = await get(`Bundle/${((await bundle.json()) as any).id}`);
+  t.deepEqual(back.entry[0].resource, plain);
 });
 
 test.serial('off: no badge anywhere', async (t) => {

@@ -1,6 +1,6 @@
 /**
  * Publishing the platform's conformance resources at start: the StructureDefinitions and SearchParameters of
- * `profiles/`, and the OperationDefinitions it defines under its own canonical base, are written into the
+ * `profiles/`, and the OperationDefinitions and Measures it defines under its own canonical base, are written into the
  * store by their fixed ids (so `GET /fhir/StructureDefinition?url=…` finds them), and profile validation is
  * connected to the platform's terminology and recognition catalogue.
  *

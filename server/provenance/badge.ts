@@ -120,9 +120,11 @@ export async function decorateWithBadges(ctx: FhirContext, req: FhirRequest, res
     return settings.statuses.includes(s) ? s : undefined;
   };
   for (const r of found.resources) {
-    const tags = (r.meta?.tag ?? []).filter((t) => t.system !== HASH_BADGE_SYSTEM);
+    const had = r.meta?.tag ?? [];
+    const tags = had.filter((t) => t.system !== HASH_BADGE_SYSTEM);
     const s = shown(r.id as string, Number(r.meta?.versionId) || undefined);
     if (s) tags.push(badgeCoding(s));
+    else if (tags.length === had.length) continue; // nothing to add or remove: left exactly as it is
     const meta: Meta = { ...r.meta };
     if (tags.length > 0) meta.tag = tags;
     else delete meta.tag;
@@ -145,6 +147,8 @@ function collect(value: unknown, reportParts: boolean, found: Found, depth: numb
     found.resources.push(r as DiagnosticReport);
     return;
   }
+  // a stored Bundle or Parameters (it has a version) is content, shown as it was stored: not looked into
+  if (r.meta?.versionId !== undefined) return;
   if (r.resourceType === 'Bundle') {
     for (const e of r.entry ?? []) collect(e?.resource, reportParts, found, depth + 1);
     return;

@@ -7,3 +7,7 @@ CREATE TABLE platform_setting (
   updated_at  timestamptz NOT NULL DEFAULT now(),
   updated_by  text        NOT NULL
 );
+
+-- Chain statistics per institution and day (server/provenance/statistics.ts) read report versions by the
+-- time they were received.
+CREATE INDEX report_version_created ON report_version (created_at);
