@@ -27,6 +27,7 @@ import { loadTerminology, watchTerminology } from './terminology/load.ts';
 import { publishProfiles } from './profiles/publish.ts';
 import { ProvenanceService } from './provenance/service.ts';
 import { dictionaryApi } from './dictionary/api.ts';
+import { provenanceApi } from './provenance/api.ts';
 import { cdsHooks } from './cds/router.ts';
 
 export interface Huren {
@@ -146,6 +147,10 @@ export function createApp(config: Config, db: Database, logger: Logger, bootstra
   const dictionary = dictionaryApi(db, { maxBytes: config.maxBodyBytes, maxDepth: config.maxJsonDepth });
   app.use(dictionary.routes());
   app.use(dictionary.allowedMethods());
+  // the monitoring app's chain statistics and badge setting API (issue 5)
+  const provenanceRoutes = provenanceApi(db, { maxBytes: config.maxBodyBytes, maxDepth: config.maxJsonDepth });
+  app.use(provenanceRoutes.routes());
+  app.use(provenanceRoutes.allowedMethods());
   // CDS Hooks 2.0 (issue 4): discovery is public (http/auth.ts), calls and feedback need the token
   app.use(cdsHooks({ repo, limits: { maxBytes: config.maxBodyBytes, maxDepth: config.maxJsonDepth }, publicUrl: config.publicUrl }));
 

@@ -13,6 +13,7 @@ import { writeVersions, type NewVersion } from './store.ts';
 import { assertValid } from './validate.ts';
 import { parseSearch, type SearchRequest } from './search/parse.ts';
 import { findIds, runSearch } from './search/execute.ts';
+import { HASH_BADGE_SYSTEM } from '../profiles/canonical.ts';
 
 export interface WriteResult {
   resource: Resource;
@@ -123,6 +124,7 @@ export class Repository {
 
   /** Creates a resource (server-assigned id unless `id` is given by a transaction's pre-assignment). */
   async create(resource: Resource, options: { ifNoneExist?: string; id?: string } = {}): Promise<WriteResult> {
+    resource = withoutResponseTags(resource);
     const warnings = assertValid(resource);
     if (options.ifNoneExist) {
       return this.transaction(async (repo) => {
@@ -138,7 +140,7 @@ export class Repository {
   /** Creates many new resources with one statement per table (ids already assigned, already valid). */
   async createMany(resources: Resource[]): Promise<Resource[]> {
     const now = new Date().toISOString();
-    const stored = resources.map((r) => stamp(r, r.id ?? randomUUID(), 1, now));
+    const stored = resources.map(withoutResponseTags).map((r) => stamp(r, r.id ?? randomUUID(), 1, now));
     await this.transaction((repo) => repo.write(stored.map((resource) => ({ resource, method: 'POST', isNew: true }))));
     return stored;
   }
@@ -151,6 +153,7 @@ export class Repository {
 
   /** Update (or create with a client id); `ifMatch` is a version number to check. */
   async update(resource: Resource, options: { ifMatch?: string; method?: 'PUT' | 'PATCH' } = {}): Promise<WriteResult> {
+    resource = withoutResponseTags(resource);
     const warnings = assertValid(resource);
     const type = resource.resourceType;
     const id = resource.id;
@@ -293,6 +296,15 @@ export interface HistoryRow {
 
 function checkType(type: string): void {
   if (!isSupportedResourceType(type)) throw notFound(`Unknown resource type '${type}'`);
+}
+
+/** Without the tags that only answers carry (the hash badge, server/provenance/badge.ts): they are never stored. */
+function withoutResponseTags(resource: Resource): Resource {
+  const tags = resource.meta?.tag;
+  if (!Array.isArray(tags) || !tags.some((t) => t?.system === HASH_BADGE_SYSTEM)) return resource;
+  const { tag: _tag, ...meta } = resource.meta as NonNullable<Resource['meta']>;
+  const kept = tags.filter((t) => t?.system !== HASH_BADGE_SYSTEM);
+  return { ...resource, meta: kept.length > 0 ? { ...meta, tag: kept } : meta } as Resource;
 }
 
 /** Sets id and server-owned meta fields (keeps profile, tag, security, source). */

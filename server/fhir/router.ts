@@ -55,7 +55,20 @@ export interface FhirContext {
   progress?: ProgressReporter;
 }
 
+/** Post-processes every answer (installed by the chain provenance: the hash badge, server/provenance/badge.ts). */
+export type ResponseDecorator = (ctx: FhirContext, req: FhirRequest, res: FhirResponse) => Promise<FhirResponse>;
+let responseDecorator: ResponseDecorator | undefined;
+
+export function setResponseDecorator(decorator: ResponseDecorator | undefined): void {
+  responseDecorator = decorator;
+}
+
 export async function route(ctx: FhirContext, req: FhirRequest): Promise<FhirResponse> {
+  const res = await dispatch(ctx, req);
+  return responseDecorator ? responseDecorator(ctx, req, res) : res;
+}
+
+async function dispatch(ctx: FhirContext, req: FhirRequest): Promise<FhirResponse> {
   const segments = req.path.split('/').filter((s) => s.length > 0);
   const [type, second, third, fourth] = segments;
   const method = req.method.toUpperCase();

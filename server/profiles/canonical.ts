@@ -55,3 +55,10 @@ export const RECOGNITION_SERVICE = {
 } as const;
 
 export const ADMIN_DIVISION_SYSTEM = `${CANONICAL_BASE}/CodeSystem/admin-division`;
+
+/**
+ * The hash-consistent badge (哈希一致标识, server/provenance/badge.ts): a meta.tag that report responses carry
+ * (code = the report version's hash-consistency status). Added to responses only, never stored: incoming
+ * writes are stripped of it (fhir/repository.ts).
+ */
+export const HASH_BADGE_SYSTEM = `${CANONICAL_BASE}/CodeSystem/hash-badge`;

@@ -1,6 +1,6 @@
 /**
  * Publishing the platform's conformance resources at start: the StructureDefinitions and SearchParameters of
- * `profiles/`, and the OperationDefinitions it defines under its own canonical base, are written into the
+ * `profiles/`, and the OperationDefinitions and Measures it defines under its own canonical base, are written into the
  * store by their fixed ids (so `GET /fhir/StructureDefinition?url=…` finds them), and profile validation is
  * connected to the platform's terminology and recognition catalogue.
  *
@@ -22,11 +22,20 @@ import { configureProfileValidation } from './validate.ts';
 
 /** Our OperationDefinitions: those of `profiles/` published under the platform's canonical base. */
 export function projectOperationDefinitions(dir: string = PROFILES_DIR): Resource[] {
+  return projectResources('OperationDefinition-', dir);
+}
+
+/** Our Measures (the chain statistics, server/provenance/statistics.ts). */
+export function projectMeasures(dir: string = PROFILES_DIR): Resource[] {
+  return projectResources('Measure-', dir);
+}
+
+function projectResources(prefix: string, dir: string): Resource[] {
   return readdirSync(dir)
-    .filter((f) => f.startsWith('OperationDefinition-') && f.endsWith('.json'))
+    .filter((f) => f.startsWith(prefix) && f.endsWith('.json'))
     .sort()
     .map((f) => JSON.parse(readFileSync(`${dir}${f}`, 'utf8')) as Resource & { url?: string })
-    .filter((od) => typeof od.url === 'string' && od.url.startsWith(`${CANONICAL_BASE}/`));
+    .filter((r) => typeof r.url === 'string' && r.url.startsWith(`${CANONICAL_BASE}/`));
 }
 
 /** Connects profile validation to the running platform (its terminology registry and catalogue). */
@@ -60,7 +69,7 @@ export interface PublishResult {
  */
 export async function publishProfiles(db: Database): Promise<PublishResult> {
   connectProfileValidation();
-  const resources: Resource[] = [...projectStructureDefinitions(), ...projectSearchParameters(), ...projectOperationDefinitions()];
+  const resources: Resource[] = [...projectStructureDefinitions(), ...projectSearchParameters(), ...projectOperationDefinitions(), ...projectMeasures()];
   const publish = () =>
     new Repository(db).transaction(async (repo) => {
       const skipped: PublishResult['skipped'] = [];

@@ -14,6 +14,8 @@
  *   HUREN_VERIFY_GIVE_UP_HOURS         an anchor the chain still does not hold after this long is inconsistent
  *                                      (default 24; until then it is pending)
  *   HUREN_CHAIN_RECHECK_PER_SWEEP      consistent anchors looked up again on the chain per sweep (default 200)
+ *   HUREN_STATISTICS_CRON              when the chain statistics MeasureReports of yesterday and today
+ *                                      (Asia/Shanghai) are generated (default hourly at minute 45; `off` disables)
  */
 
 export interface ProvenanceConfig {
@@ -27,6 +29,7 @@ export interface ProvenanceConfig {
   retryMaxSeconds: number;
   verifyGiveUpHours: number;
   chainRecheckPerSweep: number;
+  statisticsCron?: string;
 }
 
 export class ProvenanceConfigError extends Error {
@@ -48,6 +51,7 @@ export function loadProvenanceConfig(env: NodeJS.ProcessEnv = process.env): Prov
     retryMaxSeconds: Math.max(1, int(env.HUREN_ANCHOR_RETRY_MAX_SECONDS, 600, 'HUREN_ANCHOR_RETRY_MAX_SECONDS')),
     verifyGiveUpHours: int(env.HUREN_VERIFY_GIVE_UP_HOURS, 24, 'HUREN_VERIFY_GIVE_UP_HOURS'),
     chainRecheckPerSweep: int(env.HUREN_CHAIN_RECHECK_PER_SWEEP, 200, 'HUREN_CHAIN_RECHECK_PER_SWEEP'),
+    statisticsCron: cron(env.HUREN_STATISTICS_CRON, '45 * * * *'),
   };
 }
 

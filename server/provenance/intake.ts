@@ -36,6 +36,7 @@ import {
 } from '../fingerprint/index.ts';
 import { verifyAnchorProof } from '../merkle/index.ts';
 import { enqueue } from './outbox.ts';
+import { refusePlatformProvenanceWrite } from './platform-provenance.ts';
 import { insertAnchor, NO_BUNDLE, NO_PROVENANCE, refreshChainStatus, reportKey, reportVersion, WAITING_FOR_PLATFORM, type AnchorStatus, type ReportVersionRow } from './records.ts';
 
 export const RECOGNITION_RECORD_KIND = 'recognition-record';
@@ -60,6 +61,8 @@ export class Intake implements WriteObserver {
     const last = new Map<string, { resource: Resource; deleted: boolean }>();
     for (const v of writes.versions) last.set(`${v.resource.resourceType}/${v.resource.id}`, { resource: v.resource, deleted: v.method === 'DELETE' });
     const written = [...last.values()];
+    // platform anchors are written by the platform alone, past this observer (platform-provenance.ts)
+    for (const v of writes.versions) refusePlatformProvenanceWrite(v.resource);
     const reports = written.filter((w) => w.resource.resourceType === 'DiagnosticReport');
     let pending = false;
 

@@ -24,6 +24,7 @@ import type { Logger } from '../http/observability.ts';
 import type { ProvenanceConfig } from './config.ts';
 import { insertAnchor, parseReportKey, refreshChainStatus } from './records.ts';
 import type { PlatformSecret } from './secret.ts';
+import { PLATFORM_PROVENANCE_PREFIX, writePlatformProvenances } from './platform-provenance.ts';
 
 const KIND = /^[a-z][a-z0-9-]{0,39}$/;
 
@@ -215,6 +216,7 @@ export class Anchorer {
           reportId: key.id,
           version: key.version,
           source: 'platform',
+          provenance: { id: `${PLATFORM_PROVENANCE_PREFIX}${r.seq}`, version: 1 },
           anchor: { alg: receipt.alg, fingerprint: r.digest, ledger: receipt.ledger, transaction: receipt.txId, height: receipt.height, proof: r.proof },
           root: receipt.root,
           status: 'consistent',
@@ -224,6 +226,8 @@ export class Anchorer {
         });
         await refreshChainStatus(sql, key.id, key.version);
       }
+      // and every record's anchor readable through FHIR, as a Provenance (platform-provenance.ts)
+      await writePlatformProvenances(this.db, sql, records, receipt);
     });
     this.logger.info({ batch: batch.id, size: batch.size, ledger: receipt.ledger, txId: receipt.txId, height: receipt.height, existing: receipt.existing }, 'batch anchored');
     return true;

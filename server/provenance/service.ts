@@ -17,7 +17,8 @@ import type { DiagnosticReport } from '@medplum/fhirtypes';
 import type { Config } from '../config.ts';
 import type { Database, Sql } from '../db/database.ts';
 import { badRequest, gone, notFound } from '../fhir/errors.ts';
-import { setWriteObserver, type Repository } from '../fhir/repository.ts';
+import { Repository, setWriteObserver } from '../fhir/repository.ts';
+import { setResponseDecorator } from '../fhir/router.ts';
 import type { Logger } from '../http/observability.ts';
 import type { LedgerPort } from '../ledger/port.ts';
 import { describeLedgerConfig, type LedgerConfig } from '../ledger/config.ts';
@@ -28,6 +29,8 @@ import { LazyLedger } from './lazy-ledger.ts';
 import { Anchorer, enqueue, outboxCounts, type AnchorRunResult, type OutboxCounts } from './outbox.ts';
 import { refreshChainStatus, reportVersion, statusesOf, updateAnchor, type AnchorRow } from './records.ts';
 import { PlatformSecret } from './secret.ts';
+import { decorateWithBadges } from './badge.ts';
+import { addDays, generateChainStatistics, today, type GenerateResult, type StatisticsRange } from './statistics.ts';
 import { sweep, type SweepResult } from './sweep.ts';
 import { traceReport, type TraceResult } from './trace.ts';
 import { checkOnChain, Verifier, verifyReport, type VerifyResult } from './verify.ts';
@@ -90,6 +93,8 @@ export class ProvenanceService {
     setHashStatusProvider(async (reports: DiagnosticReport[], repo: Repository) =>
       statusesOf(repo.connection, reports.map((r) => ({ id: r.id as string, version: Number(r.meta?.versionId ?? 0) })))
     );
+    // the hash-consistent badge on answers that show reports (badge.ts); stateless like the provider above
+    setResponseDecorator(decorateWithBadges);
   }
 
   /** Starts the schedules (anchoring, sweep, deep sweep) and the verifier's timer. */
@@ -109,6 +114,7 @@ export class ProvenanceService {
     every('anchor', this.config.anchorCron, () => this.anchorNow({ force: false }));
     every('sweep', this.config.sweepCron, () => this.sweep({ deep: false, chain: true }));
     every('deep-sweep', this.config.deepSweepCron, () => this.sweep({ deep: true, chain: true }));
+    every('statistics', this.config.statisticsCron, () => this.statistics());
     this.verifyTimer = setInterval(() => this.kickVerifier(), VERIFY_POLL_MS);
     this.verifyTimer.unref();
   }
@@ -159,6 +165,14 @@ export class ProvenanceService {
     });
     this.sweepRun = run.catch(() => undefined);
     return run;
+  }
+
+  /** Generates the chain statistics MeasureReports (default: yesterday and today, Asia/Shanghai; statistics.ts). */
+  async statistics(range?: StatisticsRange): Promise<GenerateResult> {
+    const day = today();
+    const result = await generateChainStatistics(new Repository(this.db), range ?? { from: addDays(day, -1), to: day });
+    this.logger.info({ reports: result.reports.length, written: result.written }, 'chain statistics generated');
+    return result;
   }
 
   async outbox(): Promise<OutboxCounts> {

@@ -20,6 +20,8 @@ import { reportsOperation, viewOperation } from './report-view.ts';
 import { everythingOperation } from './everything.ts';
 import { verifyOperation } from './verify.ts';
 import { traceOperation } from './trace.ts';
+import { chainStatisticsOperation } from './chain-statistics.ts';
+import { badgeSettingsOperation } from './badge-settings.ts';
 
 export interface Operation {
   name: string;
@@ -60,6 +62,8 @@ export const operations: Operation[] = [
   // chain provenance (issue 5): hash consistency now, traceability
   verifyOperation,
   traceOperation,
+  chainStatisticsOperation,
+  badgeSettingsOperation,
 ];
 
 /** The operation `$name` at the given level, if the server offers it there. */
