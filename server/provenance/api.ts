@@ -13,6 +13,7 @@ import Router from '@koa/router';
 import type Koa from 'koa';
 import type { Database } from '../db/database.ts';
 import { badRequest, fail } from '../fhir/errors.ts';
+import { allows } from '../auth/scopes.ts';
 import { ADMIN_SCOPES } from '../fhir/operations/badge-settings.ts';
 import type { Principal } from '../http/auth.ts';
 import { readBody, UNSTORABLE_TEXT, type BodyLimits } from '../http/body.ts';
@@ -33,6 +34,7 @@ export function provenanceApi(db: Database, limits: BodyLimits): Router {
   };
 
   router.get('/statistics/chain', async (ctx) => {
+    if (!allows((ctx.state.principal as Principal).scopes, 'MeasureReport', 'r')) throw fail(403, 'forbidden', 'The chain statistics need system/MeasureReport.r');
     for (const name of Object.keys(ctx.query)) {
       if (!['from', 'to', 'institution'].includes(name)) throw badRequest(`unknown parameter '${name.slice(0, 40)}' (known: from, to, institution)`, name.slice(0, 40));
     }

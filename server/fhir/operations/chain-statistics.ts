@@ -4,19 +4,14 @@
  * and returns them in a Bundle. Idempotent per (institution, day): the same MeasureReport is updated.
  */
 import type { Bundle, OperationDefinition } from '@medplum/fhirtypes';
+import { allows } from '../../auth/scopes.ts';
 import { badRequest, fail } from '../errors.ts';
 import { generateChainStatistics, statisticsRange, StatisticsError } from '../../provenance/statistics.ts';
-import type { Principal } from '../../http/auth.ts';
 import type { Operation } from './registry.ts';
 import { loadDefinition } from './registry.ts';
 import { RecognitionInput } from './recognition-params.ts';
 
 let definition: OperationDefinition | undefined;
-
-/** The scopes that may write MeasureReports (the statistics are resources the platform writes). */
-export function mayWrite(principal: Principal, type: string): boolean {
-  return principal.scopes.some((s) => ['system/*.*', 'system/*.write', `system/${type}.*`, `system/${type}.write`].includes(s));
-}
 
 export const chainStatisticsOperation: Operation = {
   name: 'chain-statistics',
@@ -36,7 +31,7 @@ export const chainStatisticsOperation: Operation = {
       if (e instanceof StatisticsError) throw badRequest(`$chain-statistics: ${e.message}`, input.expr(e.param));
       throw e;
     }
-    if (!mayWrite(ctx.principal, 'MeasureReport')) throw fail(403, 'forbidden', 'Generating statistics needs the right to write MeasureReport resources');
+    if (!allows(ctx.principal.scopes, 'MeasureReport', 'u')) throw fail(403, 'forbidden', 'Generating statistics needs the right to write MeasureReport resources');
     const { reports } = await ctx.repo.transaction((repo) => generateChainStatistics(repo, range));
     const bundle: Bundle = {
       resourceType: 'Bundle',
