@@ -1,0 +1,156 @@
+/**
+ * The hospital on-chain integration kit (issue 5, must-show 4): `huren-submit` run as a real child process
+ * through its bin shim, against a real server whose ledger is a real ganache node, with the institution's
+ * registered account:
+ * - `conformance` passes every step and exits 0;
+ * - a bad token fails the preflight with a clear reason and a non-zero exit;
+ * - `fingerprint` prints the published vectors (docs/fingerprint-vectors.json);
+ * - a malformed Bundle file is a clear error with exit code 2;
+ * - `anchor` + `upload --provenance`, `upload` + `provenance` (late) and `status` work one by one.
+ */
+import test from 'ava';
+import { execFile } from 'node:child_process';
+import { mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { startTestServer, type TestServer } from './helpers/server.ts';
+import { deployContract, institution, ledgerConfig, LEDGER_NAME, Node, testProvenanceConfig } from './helpers/chain.ts';
+
+const SHIM = new URL('../bin/huren-submit.mjs', import.meta.url).pathname;
+const node = new Node('node-1', {});
+let contract = '';
+let s: TestServer;
+let dir = '';
+
+test.before(async () => {
+  dir = mkdtempSync(join(tmpdir(), 'huren-kit-'));
+  await node.start();
+  contract = await deployContract(node);
+  s = await startTestServer({ ledger: ledgerConfig([node], contract), provenance: testProvenanceConfig() });
+});
+
+test.after.always(async () => {
+  await s?.close();
+  await node.close();
+  if (dir) rmSync(dir, { recursive: true, force: true });
+});
+
+interface Run {
+  code: number;
+  stdout: string;
+  stderr: string;
+}
+
+/** Runs `node bin/huren-submit.mjs …` with the institution's key in HUREN_KIT_KEY. */
+function kit(args: string[], env: Record<string, string> = {}): Promise<Run> {
+  return new Promise((resolve) => {
+    execFile(
+      process.execPath,
+      [SHIM, ...args],
+      { env: { PATH: process.env.PATH, HOME: process.env.HOME, HUREN_KIT_KEY: institution.privateKey, ...env }, timeout: 120_000 },
+      (error, stdout, stderr) => resolve({ code: error ? (typeof error.code === 'number' ? error.code : -1) : 0, stdout, stderr })
+    );
+  });
+}
+
+const chainArgs = () => ['--rpc', node.url, '--contract', contract, '--key', 'env:HUREN_KIT_KEY', '--ledger', LEDGER_NAME];
+const platformArgs = (token = s.token) => ['--base', s.base, '--token', token];
+
+test.serial('conformance: every step passes against a real platform and chain, exit code 0', async (t) => {
+  const r = await kit(['conformance', ...platformArgs(), ...chainArgs(), '--wait', '20']);
+  t.log(r.stdout);
+  t.is(r.code, 0, r.stdout + r.stderr);
+  const lines = r.stdout.split('\n').filter((l) => /^\[(PASS|FAIL|SKIP)\]/.test(l));
+  t.deepEqual(
+    lines.map((l) => l.split(':')[0]),
+    ['[PASS] 0 preflight 预检', '[PASS] 1 anchored upload 上链后上传', '[PASS] 2 idempotent retry 重复提交', '[PASS] 3 correction 更正(新版本)', '[PASS] 4 tampered bundle 篡改检测', '[PASS] 5 late Provenance 后补存证']
+  );
+  t.regex(r.stdout, /result 结果: 6\/6 PASS/);
+  t.regex(lines[4]!, /inconsistent .*is not the anchored fingerprint/);
+  t.is(r.stderr, '');
+});
+
+test.serial('conformance with a bad token: the preflight fails with a clear reason, the rest is skipped, exit code 1', async (t) => {
+  const r = await kit(['conformance', ...platformArgs('not-the-token'), ...chainArgs()]);
+  t.is(r.code, 1);
+  t.regex(r.stdout, /\[FAIL\] 0 preflight 预检: token check: 401 the token was refused \(令牌无效或已过期\): Invalid or expired bearer token/);
+  t.is((r.stdout.match(/\[SKIP\]/g) ?? []).length, 5);
+  t.regex(r.stdout, /result 结果: 0\/6 PASS/);
+});
+
+test.serial('conformance with an unregistered institution account: the preflight says so', async (t) => {
+  const r = await kit(['conformance', ...platformArgs(), ...chainArgs()], { HUREN_KIT_KEY: '0x' + '42'.repeat(32) });
+  t.is(r.code, 1);
+  t.regex(r.stdout, /\[FAIL\] 0 preflight 预检: account 0x[0-9a-fA-F]{40} is not registered in HurenAnchor/);
+});
+
+test.serial('fingerprint prints the published vectors, in both algorithms', async (t) => {
+  const vectors = JSON.parse(readFileSync(new URL('../docs/fingerprint-vectors.json', import.meta.url), 'utf8')).vectors as Array<{ name: string; submitted: string; canonical: string; sm3: string; sha256: string }>;
+  for (const v of vectors) {
+    const file = join(dir, `${v.name}.json`);
+    writeFileSync(file, v.submitted);
+    const sm3 = await kit(['fingerprint', file]);
+    t.is(sm3.code, 0, sm3.stderr);
+    t.is(sm3.stdout, `${v.sm3}\n`, v.name);
+    const sha = await kit(['fingerprint', file, '--alg', 'sha256', '--canonical']);
+    t.is(sha.stdout, `${v.sha256}\n${v.canonical}\n`, v.name);
+  }
+});
+
+test.serial('a malformed Bundle file, a missing file or a wrong option: a clear error and exit code 2, nothing sent', async (t) => {
+  const bad = join(dir, 'malformed.json');
+  writeFileSync(bad, '{"resourceType": "Bundle", "type": "transaction", "entry": [');
+  for (const args of [['fingerprint', bad], ['upload', bad, ...platformArgs()], ['conformance', '--bundle', bad, ...platformArgs(), ...chainArgs()]]) {
+    const r = await kit(args);
+    t.is(r.code, 2, args[0]);
+    t.regex(r.stderr, /malformed\.json is not valid JSON \(文件不是合法的 JSON\)/);
+    t.is(r.stdout, '');
+  }
+  const notReport = join(dir, 'no-report.json');
+  writeFileSync(notReport, JSON.stringify({ resourceType: 'Bundle', type: 'transaction', entry: [] }));
+  const r1 = await kit(['upload', notReport, ...platformArgs()]);
+  t.is(r1.code, 2);
+  t.regex(r1.stderr, /exactly one DiagnosticReport entry \(found 0\)/);
+  const r2 = await kit(['fingerprint', join(dir, 'nope.json')]);
+  t.is(r2.code, 2);
+  t.regex(r2.stderr, /cannot read .*nope\.json: ENOENT/);
+  const r3 = await kit(['fingerprint', notReport, '--alg', 'md5']);
+  t.is(r3.code, 2);
+  t.regex(r3.stderr, /--alg must be sm3 or sha256/);
+  const r4 = await kit(['anchor', notReport, '--rpc', node.url, '--contract', contract]);
+  t.is(r4.code, 2);
+});
+
+test.serial('one step at a time: sample, anchor, upload --provenance, status; upload then a late provenance', async (t) => {
+  const bundle = join(dir, 'sample.json');
+  t.is((await kit(['sample', '--org', 'kit-hosp', '--out', bundle])).code, 0);
+  const prov = join(dir, 'sample.provenance.json');
+  const anchored = await kit(['anchor', bundle, ...chainArgs(), '--out', prov]);
+  t.is(anchored.code, 0, anchored.stderr);
+  t.regex(anchored.stderr, /anchored 已上链: ledger gz-test-chain, transaction 0x[0-9a-f]{64}, block \d+/);
+  const up = await kit(['upload', bundle, ...platformArgs(), '--provenance', prov]);
+  t.is(up.code, 0, up.stdout + up.stderr);
+  t.regex(up.stdout, /report 报告: DiagnosticReport\/\S+ version 1 \(created 新建, HTTP 201\)/);
+  t.regex(up.stdout, /hash status 哈希一致性: consistent 一致/);
+  const id = /DiagnosticReport\/(\S+) version/.exec(up.stdout)![1]!;
+  const st = await kit(['status', id, ...platformArgs()]);
+  t.is(st.code, 0);
+  t.regex(st.stdout, /consistent .* anchor 存证: by institution, ledger gz-test-chain/s);
+
+  // late: upload without a Provenance, then anchor for the stored report and send it
+  const late = join(dir, 'late.json');
+  await kit(['sample', '--out', late]);
+  const up2 = await kit(['upload', late, ...platformArgs()]);
+  t.is(up2.code, 0);
+  t.regex(up2.stdout, /hash status 哈希一致性: pending 待核验/);
+  const id2 = /DiagnosticReport\/(\S+) version/.exec(up2.stdout)![1]!;
+  const lateProv = join(dir, 'late.provenance.json');
+  t.is((await kit(['anchor', late, ...chainArgs(), '--report', `DiagnosticReport/${id2}`, '--out', lateProv])).code, 0);
+  const sent = await kit(['provenance', lateProv, '--report', id2, ...platformArgs()]);
+  t.is(sent.code, 0, sent.stdout + sent.stderr);
+  t.regex(sent.stdout, /hash status 哈希一致性: consistent 一致/);
+
+  const acct = await kit(['account', '--rpc', node.url, '--contract', contract, '--key', 'env:HUREN_KIT_KEY']);
+  t.is(acct.code, 0);
+  t.regex(acct.stdout, new RegExp(`account 机构账户: ${institution.address}\nok: chain 31337 at height \\d+, contract present, account ${institution.address} registered`));
+});
