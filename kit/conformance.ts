@@ -8,7 +8,7 @@
  *   1 anchored upload   anchor, upload with the chain Provenance inside → consistent, same fingerprint
  *   2 idempotent retry  the same Bundle again → same report, no new version, still consistent
  *   3 correction        a new version (new fingerprint, new anchor) → version 2, history keeps 1 and 2,
- *                       both consistent
+ *                       both consistent; a late duplicate of the version-1 Bundle leaves version 2 consistent
  *   4 tampered          one value changed after anchoring, the old anchor kept → inconsistent
  *   5 late Provenance   upload without Provenance → pending/unanchored; anchor, POST the Provenance →
  *                       consistent
@@ -132,7 +132,12 @@ export async function runConformance(o: ConformanceOptions): Promise<Step[]> {
     expect(versions.join(',') === '1,2', `the history holds versions ${versions.join(',') || 'none'}, expected 1,2`);
     const old = await o.platform.settle(id, 1, o.waitMs);
     expect(old.status === 'consistent' && old.fingerprint === first!.fingerprint, `version 1 is now ${old.status} (${old.fingerprint}): ${old.reasons.join('; ')}`);
-    return `DiagnosticReport/${id} v2 ${corrected.verdict.status} (${what} changed, new fingerprint ${corrected.fingerprint}); history keeps v1 (consistent) and v2`;
+    // a late duplicate of the version-1 Bundle (a retry queue delivering it again) changes nothing
+    const stale = await o.platform.upload(first!.text, first!.bundle);
+    expect(stale.version === 2, `a late retry of the version-1 Bundle answered version ${stale.version}, expected the current version 2`);
+    const still = await o.platform.settle(id, 2, o.waitMs);
+    expect(still.status === 'consistent', `after a late retry of the version-1 Bundle, version 2 is ${still.status}: ${still.reasons.join('; ')}`);
+    return `DiagnosticReport/${id} v2 ${corrected.verdict.status} (${what} changed, new fingerprint ${corrected.fingerprint}); history keeps v1 and v2, both consistent, also after a late retry of v1`;
   });
 
   await step(4, [0], async () => {
