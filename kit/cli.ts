@@ -111,9 +111,13 @@ export async function main(argv: string[]): Promise<number> {
   }
   const [command, ...args] = parsed.positionals;
   const opts = parsed.values as Opts;
-  if (opts.help || command === undefined || command === 'help') {
+  if (opts.help || command === 'help') {
     say(HELP);
-    return command === undefined && !opts.help ? EXIT_USAGE : EXIT_OK;
+    return EXIT_OK;
+  }
+  if (command === undefined) {
+    note(HELP);
+    return EXIT_USAGE;
   }
   const spec = COMMANDS[command];
   if (!spec) throw usageError(`unknown command '${command}' (commands: ${Object.keys(COMMANDS).join(', ')}; huren-submit --help)`);

@@ -131,13 +131,14 @@ export class Platform {
 
   /**
    * `$verify` again until the status no longer waits for the chain lookup (or `waitMs` passed). A report
-   * waiting for platform anchoring stays pending: `untilNot` lets the caller accept that.
+   * waiting for platform anchoring, or anchored on a ledger the platform does not read, is returned at once.
    */
   async settle(reportId: string, version: number | undefined, waitMs: number): Promise<Verdict> {
     const deadline = Date.now() + waitMs;
     for (;;) {
       const v = await this.verify(reportId, version);
-      const waitingForChain = v.status === 'pending' && !v.reasons.some((r) => /platform anchoring/.test(r));
+      // pending for a reason waiting does not cure: the platform's own anchoring, or a ledger it does not read
+      const waitingForChain = v.status === 'pending' && !v.reasons.some((r) => /platform anchoring|which this platform does not read/.test(r));
       if (!waitingForChain || Date.now() >= deadline) return v;
       await new Promise((r) => setTimeout(r, 500));
     }

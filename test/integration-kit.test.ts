@@ -78,50 +78,63 @@ test.serial('conformance with a bad token: the preflight fails with a clear reas
   t.regex(r.stdout, /result 结果: 0\/6 PASS/);
 });
 
-test.serial('conformance with an unregistered institution account: the preflight says so', async (t) => {
-  const r = await kit(['conformance', ...platformArgs(), ...chainArgs()], { HUREN_KIT_KEY: '0x' + '42'.repeat(32) });
+test.serial('an unregistered institution account: the preflight says so; `account` tells registered from not', async (t) => {
+  const [r, acct] = await Promise.all([
+    kit(['conformance', ...platformArgs(), ...chainArgs()], { HUREN_KIT_KEY: '0x' + '42'.repeat(32) }),
+    kit(['account', '--rpc', node.url, '--contract', contract, '--key', 'env:HUREN_KIT_KEY']),
+  ]);
   t.is(r.code, 1);
   t.regex(r.stdout, /\[FAIL\] 0 preflight 预检: account 0x[0-9a-fA-F]{40} is not registered in HurenAnchor/);
+  t.is(acct.code, 0, 'the registered account');
+  t.regex(acct.stdout, new RegExp(`account 机构账户: ${institution.address}\\nok: chain 31337 at height \\d+, contract present, account ${institution.address} registered`));
 });
 
-test.serial('fingerprint prints the published vectors, in both algorithms', async (t) => {
+test.serial('fingerprint prints the published vectors (docs/fingerprint-vectors.json)', async (t) => {
   const vectors = JSON.parse(readFileSync(new URL('../docs/fingerprint-vectors.json', import.meta.url), 'utf8')).vectors as Array<{ name: string; submitted: string; canonical: string; sm3: string; sha256: string }>;
-  for (const v of vectors) {
-    const file = join(dir, `${v.name}.json`);
-    writeFileSync(file, v.submitted);
-    const sm3 = await kit(['fingerprint', file]);
-    t.is(sm3.code, 0, sm3.stderr);
-    t.is(sm3.stdout, `${v.sm3}\n`, v.name);
-    const sha = await kit(['fingerprint', file, '--alg', 'sha256', '--canonical']);
-    t.is(sha.stdout, `${v.sha256}\n${v.canonical}\n`, v.name);
-  }
+  const file = (name: string) => {
+    const v = vectors.find((x) => x.name === name)!;
+    writeFileSync(join(dir, `${name}.json`), v.submitted);
+    return { v, path: join(dir, `${name}.json`) };
+  };
+  const lab = file('lab-report');
+  const exam = file('exam-report-unicode-numbers');
+  const [sm3, sha] = await Promise.all([kit(['fingerprint', lab.path]), kit(['fingerprint', exam.path, '--alg', 'sha256', '--canonical'])]);
+  t.is(sm3.code, 0, sm3.stderr);
+  t.is(sm3.stdout, `${lab.v.sm3}\n`);
+  t.is(sha.code, 0, sha.stderr);
+  t.is(sha.stdout, `${exam.v.sha256}\n${exam.v.canonical}\n`);
 });
 
 test.serial('a malformed Bundle file, a missing file or a wrong option: a clear error and exit code 2, nothing sent', async (t) => {
   const bad = join(dir, 'malformed.json');
   writeFileSync(bad, '{"resourceType": "Bundle", "type": "transaction", "entry": [');
-  for (const args of [['fingerprint', bad], ['upload', bad, ...platformArgs()], ['conformance', '--bundle', bad, ...platformArgs(), ...chainArgs()]]) {
-    const r = await kit(args);
-    t.is(r.code, 2, args[0]);
+  const notReport = join(dir, 'no-report.json');
+  writeFileSync(notReport, JSON.stringify({ resourceType: 'Bundle', type: 'transaction', entry: [] }));
+  const [fp, up, noReport, missing, badAlg, help] = await Promise.all([
+    kit(['fingerprint', bad]),
+    kit(['upload', bad, ...platformArgs()]),
+    kit(['conformance', '--bundle', notReport, ...platformArgs(), ...chainArgs()]),
+    kit(['fingerprint', join(dir, 'nope.json'), '--alg', 'sha256']),
+    kit(['fingerprint', notReport, '--alg', 'md5']),
+    kit(['--help']),
+  ]);
+  for (const r of [fp, up]) {
+    t.is(r.code, 2);
     t.regex(r.stderr, /malformed\.json is not valid JSON \(文件不是合法的 JSON\)/);
     t.is(r.stdout, '');
   }
-  const notReport = join(dir, 'no-report.json');
-  writeFileSync(notReport, JSON.stringify({ resourceType: 'Bundle', type: 'transaction', entry: [] }));
-  const r1 = await kit(['upload', notReport, ...platformArgs()]);
-  t.is(r1.code, 2);
-  t.regex(r1.stderr, /exactly one DiagnosticReport entry \(found 0\)/);
-  const r2 = await kit(['fingerprint', join(dir, 'nope.json')]);
-  t.is(r2.code, 2);
-  t.regex(r2.stderr, /cannot read .*nope\.json: ENOENT/);
-  const r3 = await kit(['fingerprint', notReport, '--alg', 'md5']);
-  t.is(r3.code, 2);
-  t.regex(r3.stderr, /--alg must be sm3 or sha256/);
-  const r4 = await kit(['anchor', notReport, '--rpc', node.url, '--contract', contract]);
-  t.is(r4.code, 2);
+  t.is(noReport.code, 2);
+  t.regex(noReport.stderr, /exactly one DiagnosticReport entry \(found 0\)/);
+  t.is(noReport.stdout, '', 'nothing was run');
+  t.is(missing.code, 2);
+  t.regex(missing.stderr, /cannot read .*nope\.json: ENOENT/);
+  t.is(badAlg.code, 2);
+  t.regex(badAlg.stderr, /--alg must be sm3 or sha256/);
+  t.is(help.code, 0);
+  t.regex(help.stdout, /huren-submit conformance --base/);
 });
 
-test.serial('one step at a time: sample, anchor, upload --provenance, status; upload then a late provenance', async (t) => {
+test.serial('one step at a time: sample, anchor, upload --provenance; upload, then anchor and send a late provenance, status', async (t) => {
   const bundle = join(dir, 'sample.json');
   t.is((await kit(['sample', '--org', 'kit-hosp', '--out', bundle])).code, 0);
   const prov = join(dir, 'sample.provenance.json');
@@ -132,10 +145,7 @@ test.serial('one step at a time: sample, anchor, upload --provenance, status; up
   t.is(up.code, 0, up.stdout + up.stderr);
   t.regex(up.stdout, /report 报告: DiagnosticReport\/\S+ version 1 \(created 新建, HTTP 201\)/);
   t.regex(up.stdout, /hash status 哈希一致性: consistent 一致/);
-  const id = /DiagnosticReport\/(\S+) version/.exec(up.stdout)![1]!;
-  const st = await kit(['status', id, ...platformArgs()]);
-  t.is(st.code, 0);
-  t.regex(st.stdout, /consistent .* anchor 存证: by institution, ledger gz-test-chain/s);
+  t.regex(up.stdout, /anchor 存证: by institution, ledger gz-test-chain, transaction 0x[0-9a-f]{64}/);
 
   // late: upload without a Provenance, then anchor for the stored report and send it
   const late = join(dir, 'late.json');
@@ -149,8 +159,7 @@ test.serial('one step at a time: sample, anchor, upload --provenance, status; up
   const sent = await kit(['provenance', lateProv, '--report', id2, ...platformArgs()]);
   t.is(sent.code, 0, sent.stdout + sent.stderr);
   t.regex(sent.stdout, /hash status 哈希一致性: consistent 一致/);
-
-  const acct = await kit(['account', '--rpc', node.url, '--contract', contract, '--key', 'env:HUREN_KIT_KEY']);
-  t.is(acct.code, 0);
-  t.regex(acct.stdout, new RegExp(`account 机构账户: ${institution.address}\nok: chain 31337 at height \\d+, contract present, account ${institution.address} registered`));
+  const st = await kit(['status', `DiagnosticReport/${id2}`, ...platformArgs(), '--version', '1']);
+  t.is(st.code, 0);
+  t.regex(st.stdout, /consistent .* anchor 存证: by institution, ledger gz-test-chain/s);
 });
