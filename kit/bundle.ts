@@ -6,7 +6,7 @@
  */
 import { randomUUID } from 'node:crypto';
 import { readFileSync } from 'node:fs';
-import { fingerprint, isChainEntry, type HashAlg } from '../server/fingerprint/index.ts';
+import { fingerprint, isChainEntry, readChainAnchor, type HashAlg } from '../server/fingerprint/index.ts';
 import { usageError } from './errors.ts';
 
 export type Json = Record<string, any>;
@@ -48,6 +48,14 @@ export function checkReportBundle(bundle: unknown, where = 'the Bundle'): void {
   if (!Array.isArray(b.entry)) throw usageError(`${where}: Bundle.entry must be an array`);
   const reports = b.entry.filter((e: Json) => e?.resource?.resourceType === 'DiagnosticReport');
   if (reports.length !== 1) throw usageError(`${where}: a report Bundle holds exactly one DiagnosticReport entry (found ${reports.length})`);
+  b.entry.forEach((e: Json, i: number) => {
+    if (!isChainEntry(e)) return;
+    try {
+      readChainAnchor(e.resource);
+    } catch (err) {
+      throw usageError(`${where}: Bundle.entry[${i}] is a chain Provenance with an invalid anchor: ${(err as Error).message}`);
+    }
+  });
 }
 
 /** The fingerprint can be computed (a Bundle, valid Unicode, numbers JCS can write). */

@@ -6,6 +6,7 @@
  */
 import { buildChainProvenance, type ChainAnchor } from '../server/fingerprint/index.ts';
 import { EvmLedger, HttpRpcNode, LedgerError, parseNodeUrls, type AnchorReceipt } from '../server/ledger/index.ts';
+import { verifyAnchorProof } from '../server/merkle/index.ts';
 import { KitError, usageError } from './errors.ts';
 import type { Json } from './bundle.ts';
 
@@ -86,10 +87,20 @@ export async function checkChain(a: Account): Promise<ChainCheck> {
 
 /** Anchors one fingerprint (the fingerprint itself is the anchored root) and returns the chain anchor. */
 export async function anchorFingerprint(a: Account, fp: string): Promise<{ anchor: ChainAnchor; receipt: AnchorReceipt }> {
+  const { anchors, receipt } = await anchorFingerprints(a, [fp]);
+  return { anchor: anchors[0]!, receipt };
+}
+
+/**
+ * Anchors fingerprints (one algorithm) in one transaction: one alone is anchored itself; several as the root of
+ * their RFC 9162 tree (built by the server's ledger adapter, server/merkle), each anchor then carrying its
+ * inclusion proof — checked here with the platform's own proof check before it is handed out.
+ */
+export async function anchorFingerprints(a: Account, fps: string[]): Promise<{ anchors: ChainAnchor[]; receipt: AnchorReceipt }> {
   if (!a.named) throw usageError(LEDGER_HELP);
   let receipt: AnchorReceipt;
   try {
-    receipt = await a.ledger.anchor({ records: [fp] });
+    receipt = await a.ledger.anchor({ records: fps });
   } catch (e) {
     if (e instanceof LedgerError) {
       const hint = /NotAuthorized/.test(e.message) ? ` — account ${a.address} is not registered (机构账户未注册)` : '';
@@ -97,8 +108,14 @@ export async function anchorFingerprint(a: Account, fp: string): Promise<{ ancho
     }
     throw e;
   }
-  const anchor: ChainAnchor = { alg: receipt.alg, fingerprint: fp, ledger: receipt.ledger, transaction: receipt.txId, height: receipt.height };
-  return { anchor, receipt };
+  const anchors = fps.map((fp, i) => {
+    const proof = receipt.proofs[i]!;
+    const check = verifyAnchorProof(fp, proof);
+    if (!check.ok || check.root !== receipt.root) throw new KitError(`the inclusion proof of record ${i} does not lead to the anchored root: ${check.ok ? check.root : check.reason}`);
+    const anchor: ChainAnchor = { alg: receipt.alg, fingerprint: fp, ledger: receipt.ledger, transaction: receipt.txId, height: receipt.height };
+    return proof.path.length > 0 ? { ...anchor, proof } : anchor;
+  });
+  return { anchors, receipt };
 }
 
 /**

@@ -3,7 +3,7 @@
  *
  *   huren-submit fingerprint <bundle.json> [--alg sm3|sha256] [--canonical]
  *   huren-submit account     --rpc <url> --contract <addr> --key <k>
- *   huren-submit anchor      <bundle.json> --rpc --contract --key --ledger [--alg] [--report <ref>] [--out <file>] [--bundle-out <file>]
+ *   huren-submit anchor      <bundle.json>… --rpc --contract --key --ledger [--alg] [--report <ref>] [--out <file>] [--bundle-out <file>]
  *   huren-submit upload      <bundle.json> --base --token [--provenance <file> | --anchor-inline --rpc --contract --key --ledger] [--wait <s>]
  *   huren-submit provenance  <provenance.json> --report <DiagnosticReport/id[/_history/v]> --base --token [--wait <s>]
  *   huren-submit status      <report id> --base --token [--version <n>]
@@ -13,9 +13,10 @@
  * Secrets (`--token`, `--key`) are best given as `env:NAME` or `file:PATH` rather than on the command line.
  * Exit codes: 0 success, 1 refused / failed / a conformance step failed, 2 wrong command line or input file.
  */
+import { randomBytes } from 'node:crypto';
 import { readFileSync, writeFileSync } from 'node:fs';
 import { parseArgs } from 'node:util';
-import { canonicalString, isChainProvenance, isHashAlg, type HashAlg } from '../server/fingerprint/index.ts';
+import { canonicalString, isChainEntry, isHashAlg, readChainAnchor, type HashAlg } from '../server/fingerprint/index.ts';
 import { fingerprintOf, performer, readBundleFile, reportFullUrl, sampleReport, withChainProvenance, type Json } from './bundle.ts';
 import { EXIT_FAILED, EXIT_OK, EXIT_USAGE, KitError, usageError } from './errors.ts';
 
@@ -27,12 +28,14 @@ Usage 用法:
       --canonical also prints the canonical JSON text that is hashed.
   huren-submit account --rpc <url> --contract <addr> --key <key>
       Print the institution account (机构账户) of the key and whether HurenAnchor has it registered.
-  huren-submit anchor <bundle.json> --rpc <url> --contract <addr> --key <key> --ledger <name>
+  huren-submit anchor <bundle.json>… --rpc <url> --contract <addr> --key <key> --ledger <name>
                       [--alg sm3|sha256] [--report DiagnosticReport/<id>[/_history/<v>]]
                       [--out <provenance.json>] [--bundle-out <bundle.json>]
       Anchor the fingerprint on the chain (上链) and write the chain Provenance (存证) — to stdout, or --out;
       --bundle-out also writes the Bundle with the Provenance entry inside. --report: the Provenance is for a
       report already uploaded (late Provenance) instead of the Bundle's own DiagnosticReport entry.
+      Several Bundles: one transaction anchors the Merkle root of their fingerprints (批量上链); each
+      Provenance, with its inclusion proof, is written to <name>.provenance.json beside its Bundle.
   huren-submit upload <bundle.json> --base <fhir base> --token <token>
                       [--provenance <provenance.json> | --anchor-inline --rpc … --contract … --key … --ledger …]
                       [--wait <seconds>]
@@ -79,10 +82,10 @@ const OPTIONS = {
 type Opts = { [K in keyof typeof OPTIONS]?: (typeof OPTIONS)[K]['type'] extends 'boolean' ? boolean : string };
 
 /** Which options each command takes (anything else is a usage error). */
-const COMMANDS: Record<string, { args: number; options: Array<keyof Opts> }> = {
+const COMMANDS: Record<string, { args: 0 | 1 | 'many'; options: Array<keyof Opts> }> = {
   fingerprint: { args: 1, options: ['alg', 'canonical'] },
   account: { args: 0, options: ['rpc', 'contract', 'key'] },
-  anchor: { args: 1, options: ['rpc', 'contract', 'key', 'ledger', 'alg', 'report', 'out', 'bundle-out'] },
+  anchor: { args: 'many', options: ['rpc', 'contract', 'key', 'ledger', 'alg', 'report', 'out', 'bundle-out'] },
   upload: { args: 1, options: ['base', 'token', 'provenance', 'anchor-inline', 'rpc', 'contract', 'key', 'ledger', 'alg', 'wait'] },
   provenance: { args: 1, options: ['base', 'token', 'report', 'wait'] },
   status: { args: 1, options: ['base', 'token', 'version'] },
@@ -124,14 +127,15 @@ export async function main(argv: string[]): Promise<number> {
   for (const name of Object.keys(opts) as Array<keyof Opts>) {
     if (!spec.options.includes(name)) throw usageError(`${command} takes no --${name} (huren-submit --help)`);
   }
-  if (args.length !== spec.args) throw usageError(`${command} takes ${spec.args === 0 ? 'no file or id' : 'one file or id'}, got ${args.length} (huren-submit --help)`);
+  const fits = spec.args === 'many' ? args.length >= 1 : args.length === spec.args;
+  if (!fits) throw usageError(`${command} takes ${spec.args === 0 ? 'no file or id' : spec.args === 'many' ? 'one or more files' : 'one file or id'}, got ${args.length} (huren-submit --help)`);
   for (const [name, env] of Object.entries(ENV) as Array<[keyof Opts, string]>) {
     if (opts[name] === undefined && spec.options.includes(name) && process.env[env]) (opts as Record<string, unknown>)[name] = process.env[env];
   }
-  return COMMAND_RUN[command]!(args[0]!, opts);
+  return COMMAND_RUN[command]!(args[0]!, opts, args);
 }
 
-const COMMAND_RUN: Record<string, (arg: string, o: Opts) => Promise<number>> = {
+const COMMAND_RUN: Record<string, (arg: string, o: Opts, args: string[]) => Promise<number>> = {
   async fingerprint(file, o) {
     const { bundle } = readBundleFile(file, { report: false });
     say(fingerprintOf(bundle, alg(o)));
@@ -152,20 +156,24 @@ const COMMAND_RUN: Record<string, (arg: string, o: Opts) => Promise<number>> = {
     }
   },
 
-  async anchor(file, o) {
-    const { anchorFingerprint, chainProvenance } = await import('./chain.ts');
-    const { bundle } = readBundleFile(file);
-    const target = o.report ? reportRef(o.report) : reportFullUrl(bundle);
+  async anchor(_first, o, files) {
+    const { anchorFingerprints, chainProvenance } = await import('./chain.ts');
+    const bundles = files.map((f) => readBundleFile(f).bundle);
+    if (files.length > 1 && (o.out || o['bundle-out'] || o.report)) {
+      throw usageError('with several Bundles, each chain Provenance is written next to its Bundle (<name>.provenance.json): --out, --bundle-out and --report take one Bundle');
+    }
+    const targets = bundles.map((b) => (o.report ? reportRef(o.report) : reportFullUrl(b)));
     const account = await chain(o);
     try {
-      const fp = fingerprintOf(bundle, alg(o));
-      const { anchor, receipt } = await anchorFingerprint(account, fp);
-      const agent = o.report ? undefined : performer(bundle);
-      const prov = chainProvenance(anchor, target, agent, account.address);
-      note(`fingerprint 指纹: ${fp}`);
-      note(`anchored 已上链: ledger ${receipt.ledger}, transaction ${receipt.txId}, block ${receipt.height}${receipt.existing ? ' (already anchored earlier: that anchoring is reused)' : ''}`);
-      writeJson(o.out, prov, 'chain Provenance 存证');
-      if (o['bundle-out']) writeJson(o['bundle-out'], withChainProvenance(bundle, prov), 'Bundle with the chain Provenance');
+      const fps = bundles.map((b) => fingerprintOf(b, alg(o)));
+      const { anchors, receipt } = await anchorFingerprints(account, fps);
+      note(`anchored 已上链: ${fps.length === 1 ? 'the fingerprint itself' : `the Merkle root ${receipt.root} of ${fps.length} fingerprints`}, ledger ${receipt.ledger}, transaction ${receipt.txId}, block ${receipt.height}${receipt.existing ? ' (already anchored earlier: that anchoring is reused)' : ''}`);
+      bundles.forEach((b, i) => {
+        const prov = chainProvenance(anchors[i]!, targets[i]!, o.report ? undefined : performer(b), account.address);
+        note(`fingerprint 指纹 ${files[i]}: ${fps[i]}${anchors[i]!.proof ? ` (leaf ${anchors[i]!.proof!.leafIndex} of ${anchors[i]!.proof!.treeSize})` : ''}`);
+        writeJson(files.length > 1 ? files[i]!.replace(/(\.json)?$/i, '.provenance.json') : o.out, prov, 'chain Provenance 存证');
+        if (o['bundle-out']) writeJson(o['bundle-out'], withChainProvenance(b, prov), 'Bundle with the chain Provenance');
+      });
       return EXIT_OK;
     } finally {
       await account.ledger.close();
@@ -180,8 +188,7 @@ const COMMAND_RUN: Record<string, (arg: string, o: Opts) => Promise<number>> = {
     let text = f.text;
     if (o.provenance && o['anchor-inline']) throw usageError('give --provenance or --anchor-inline, not both');
     if (o.provenance) {
-      const prov = readJson(o.provenance);
-      if (!isChainProvenance(prov)) throw usageError(`${o.provenance} is not a chain Provenance (no chain-anchor extension)`);
+      const prov = readProvenance(o.provenance);
       if (prov.target?.[0]?.reference !== reportFullUrl(bundle)) {
         throw usageError(`${o.provenance} targets ${prov.target?.[0]?.reference}, not this Bundle's report (${reportFullUrl(bundle)}): for a report already uploaded use 'huren-submit provenance'`);
       }
@@ -199,7 +206,9 @@ const COMMAND_RUN: Record<string, (arg: string, o: Opts) => Promise<number>> = {
         await account.ledger.close();
       }
     }
-    say(`fingerprint 指纹: ${fingerprintOf(bundle, alg(o))}`);
+    // the fingerprint in the algorithm the platform uses for this Bundle: its chain Provenance's, else --alg
+    const anchored = bundle.entry.find((e: Json) => isChainEntry(e));
+    say(`fingerprint 指纹: ${fingerprintOf(bundle, anchored ? readChainAnchor(anchored.resource).alg : alg(o))}`);
     const up = await platform.upload(text, bundle);
     const how = up.entryStatus === 201 ? 'created 新建' : 'already there or updated 已存在/已更新';
     say(`report 报告: DiagnosticReport/${up.reportId} version ${up.version} (${how}, HTTP ${up.entryStatus})`);
@@ -209,8 +218,7 @@ const COMMAND_RUN: Record<string, (arg: string, o: Opts) => Promise<number>> = {
   async provenance(file, o) {
     const { Platform } = await import('./platform.ts');
     const platform = new Platform(required(o, 'base'), secret(o.token, '--token'));
-    const prov = readJson(file);
-    if (!isChainProvenance(prov)) throw usageError(`${file} is not a chain Provenance (no chain-anchor extension)`);
+    const prov = readProvenance(file);
     const target = reportRef(required(o, 'report'));
     const m = /^DiagnosticReport\/([^/]+)(?:\/_history\/(\d+))?$/.exec(target)!;
     const report = await platform.report(m[1]!);
@@ -231,7 +239,7 @@ const COMMAND_RUN: Record<string, (arg: string, o: Opts) => Promise<number>> = {
   },
 
   async sample(_arg, o) {
-    const key = `${new Date().toISOString().replace(/\D/g, '').slice(0, 14)}-sample`;
+    const key = `${new Date().toISOString().replace(/\D/g, '').slice(0, 14)}-sample-${randomBytes(3).toString('hex')}`;
     writeJson(o.out, sampleReport(key, o.org ?? 'kit-test'), 'sample report Bundle 示例报告');
     return EXIT_OK;
   },
@@ -322,6 +330,17 @@ function readJson(file: string): Json {
   } catch (e) {
     throw usageError(`${file} is not valid JSON (文件不是合法的 JSON): ${(e as Error).message.slice(0, 160)}`);
   }
+}
+
+/** A chain Provenance file, its anchor checked as the platform checks it (a malformed one is exit 2). */
+function readProvenance(file: string): Json {
+  const prov = readJson(file);
+  try {
+    readChainAnchor(prov);
+  } catch (e) {
+    throw usageError(`${file}: ${(e as Error).message}`);
+  }
+  return prov;
 }
 
 function writeJson(file: string | undefined, value: unknown, what: string): void {

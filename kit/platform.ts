@@ -64,7 +64,8 @@ export class Platform {
         signal: AbortSignal.timeout(this.timeoutMs),
       });
     } catch (e) {
-      const cause = (e as { cause?: { code?: string } }).cause?.code ?? (e as Error).name;
+      const c = (e as { cause?: { code?: string; message?: string } }).cause;
+      const cause = c?.code ?? c?.message ?? (e as Error).name;
       throw new KitError(`${what}: the platform at ${this.base} is not reachable (平台无法连接): ${cause}`);
     }
     const text = await res.text();

@@ -134,32 +134,37 @@ test.serial('a malformed Bundle file, a missing file or a wrong option: a clear 
   t.regex(help.stdout, /huren-submit conformance --base/);
 });
 
-test.serial('one step at a time: sample, anchor, upload --provenance; upload, then anchor and send a late provenance, status', async (t) => {
-  const bundle = join(dir, 'sample.json');
-  t.is((await kit(['sample', '--org', 'kit-hosp', '--out', bundle])).code, 0);
-  const prov = join(dir, 'sample.provenance.json');
-  const anchored = await kit(['anchor', bundle, ...chainArgs(), '--out', prov]);
+test.serial('one step at a time: sample, anchor two reports in one transaction, upload --provenance; upload, then anchor and send a late provenance, status', async (t) => {
+  const [a, b, late] = ['sample-a.json', 'sample-b.json', 'late.json'].map((f) => join(dir, f));
+  const samples = await Promise.all([a, b, late].map((f) => kit(['sample', '--org', 'kit-hosp', '--out', f!])));
+  t.deepEqual(samples.map((r) => r.code), [0, 0, 0]);
+  // two reports in one transaction: their Merkle root is anchored, each Provenance carries its inclusion proof
+  const anchored = await kit(['anchor', a!, b!, ...chainArgs()]);
   t.is(anchored.code, 0, anchored.stderr);
-  t.regex(anchored.stderr, /anchored 已上链: ledger gz-test-chain, transaction 0x[0-9a-f]{64}, block \d+/);
-  const up = await kit(['upload', bundle, ...platformArgs(), '--provenance', prov]);
-  t.is(up.code, 0, up.stdout + up.stderr);
-  t.regex(up.stdout, /report 报告: DiagnosticReport\/\S+ version 1 \(created 新建, HTTP 201\)/);
-  t.regex(up.stdout, /hash status 哈希一致性: consistent 一致/);
-  t.regex(up.stdout, /anchor 存证: by institution, ledger gz-test-chain, transaction 0x[0-9a-f]{64}/);
+  t.regex(anchored.stderr, /anchored 已上链: the Merkle root sm3:[0-9a-f]{64} of 2 fingerprints, ledger gz-test-chain, transaction 0x[0-9a-f]{64}, block \d+/);
+  const provOf = (f: string) => f.replace(/\.json$/, '.provenance.json');
+  const parts = JSON.parse(readFileSync(provOf(b!), 'utf8')).extension[0].extension as Array<{ url: string; valueUnsignedInt?: number }>;
+  t.is(parts.find((x) => x.url === 'leafIndex')?.valueUnsignedInt, 1);
+  t.is(parts.filter((x) => x.url === 'path').length, 1);
+  const ups = await Promise.all([a!, b!].map((f) => kit(['upload', f, ...platformArgs(), '--provenance', provOf(f)])));
+  for (const up of ups) {
+    t.is(up.code, 0, up.stdout + up.stderr);
+    t.regex(up.stdout, /report 报告: DiagnosticReport\/\S+ version 1 \(created 新建, HTTP 201\)/);
+    t.regex(up.stdout, /hash status 哈希一致性: consistent 一致/);
+    t.regex(up.stdout, /anchor 存证: by institution, ledger gz-test-chain, transaction 0x[0-9a-f]{64}/);
+  }
 
-  // late: upload without a Provenance, then anchor for the stored report and send it
-  const late = join(dir, 'late.json');
-  await kit(['sample', '--out', late]);
-  const up2 = await kit(['upload', late, ...platformArgs()]);
+  // late: upload without a Provenance (meanwhile: the status of the first report, version 1)
+  const idA = /DiagnosticReport\/(\S+) version/.exec(ups[0]!.stdout)![1]!;
+  const [up2, st] = await Promise.all([kit(['upload', late!, ...platformArgs()]), kit(['status', `DiagnosticReport/${idA}`, ...platformArgs(), '--version', '1'])]);
+  t.is(st.code, 0);
+  t.regex(st.stdout, /consistent .* anchor 存证: by institution, ledger gz-test-chain/s);
   t.is(up2.code, 0);
   t.regex(up2.stdout, /hash status 哈希一致性: pending 待核验/);
   const id2 = /DiagnosticReport\/(\S+) version/.exec(up2.stdout)![1]!;
   const lateProv = join(dir, 'late.provenance.json');
-  t.is((await kit(['anchor', late, ...chainArgs(), '--report', `DiagnosticReport/${id2}`, '--out', lateProv])).code, 0);
+  t.is((await kit(['anchor', late!, ...chainArgs(), '--report', `DiagnosticReport/${id2}`, '--out', lateProv])).code, 0);
   const sent = await kit(['provenance', lateProv, '--report', id2, ...platformArgs()]);
   t.is(sent.code, 0, sent.stdout + sent.stderr);
   t.regex(sent.stdout, /hash status 哈希一致性: consistent 一致/);
-  const st = await kit(['status', `DiagnosticReport/${id2}`, ...platformArgs(), '--version', '1']);
-  t.is(st.code, 0);
-  t.regex(st.stdout, /consistent .* anchor 存证: by institution, ledger gz-test-chain/s);
 });
