@@ -253,7 +253,8 @@ const COMMAND_RUN: Record<string, (arg: string, o: Opts, args: string[]) => Prom
     if (!account.named) throw usageError((await import('./chain.ts')).LEDGER_HELP);
     try {
       say('Huren on-chain integration conformance 上链联调一致性测试');
-      say(`platform 平台: ${platform.base}; chain 链: ${o.rpc}; contract 合约: ${o.contract}; ledger 账本: ${o.ledger}; account 机构账户: ${account.address}`);
+      const redact = (url: string) => url.replace(/\/\/[^/@]+@/g, '//***@'); // no password from a node URL in the output
+      say(`platform 平台: ${redact(platform.base)}; chain 链: ${redact(o.rpc!)}; contract 合约: ${o.contract}; ledger 账本: ${o.ledger}; account 机构账户: ${account.address}`);
       const steps = await runConformance({ platform, account, alg: alg(o), template, org: o.org ?? 'kit-test', waitMs: waitMs(o), out: say });
       return steps.every((s) => s.result === 'PASS') ? EXIT_OK : EXIT_FAILED;
     } finally {
