@@ -80,9 +80,12 @@ export class Intake implements WriteObserver {
       );
       for (const r of withdrawn) await refreshChainStatus(sql, r.report_id, r.version);
     }
+    // a chain Provenance inside a submitted Bundle anchors the version that Bundle wrote; a retry that wrote
+    // none (every entry matched) anchors the version submitted with that fingerprint, not the current one
+    const retried = submission ? (id: string) => !live.some((r) => r.id === id) : undefined;
     for (const w of written) {
       if (w.deleted || !isChainProvenance(w.resource)) continue;
-      pending = (await this.provenance(sql, w.resource as Provenance)) || pending;
+      pending = (await this.provenance(sql, w.resource as Provenance, retried)) || pending;
     }
     for (const w of written) {
       if (w.deleted || w.resource.resourceType !== 'DetectedIssue') continue;
@@ -140,8 +143,11 @@ export class Intake implements WriteObserver {
     }
   }
 
-  /** A chain Provenance: record its anchor for each DiagnosticReport it targets. Returns whether one waits for the chain. */
-  private async provenance(sql: Sql, prov: Provenance): Promise<boolean> {
+  /**
+   * A chain Provenance: record its anchor for each DiagnosticReport it targets. Returns whether one waits for
+   * the chain. `retried(id)`: the Provenance came in a submitted Bundle that wrote no version of report `id`.
+   */
+  private async provenance(sql: Sql, prov: Provenance, retried?: (id: string) => boolean): Promise<boolean> {
     let anchor: ChainAnchor;
     try {
       anchor = readChainAnchor(prov);
@@ -159,7 +165,7 @@ export class Intake implements WriteObserver {
       const { id, version: asked } = ref!;
       const cur = await sql.query<{ version: number; deleted: boolean }>("SELECT version, deleted FROM resource WHERE type = 'DiagnosticReport' AND id = $1", [id]);
       if (cur.length === 0 || cur[0]!.deleted) throw badRequest(`Provenance.target[${i}]: DiagnosticReport/${id.slice(0, 64)} does not exist`, `Provenance.target[${i}]`);
-      const version = asked ?? Number(cur[0]!.version);
+      const version = asked ?? (retried?.(id) ? await versionWithFingerprint(sql, id, anchor) : undefined) ?? Number(cur[0]!.version);
       if (asked !== undefined) {
         const hist = await sql.query("SELECT 1 FROM resource_history WHERE type = 'DiagnosticReport' AND id = $1 AND version = $2 AND NOT deleted", [id, asked]);
         if (hist.length === 0) throw badRequest(`Provenance.target[${i}]: DiagnosticReport/${id.slice(0, 64)} has no version ${asked}`, `Provenance.target[${i}]`);
@@ -183,6 +189,18 @@ export class Intake implements WriteObserver {
     }
     return pending;
   }
+}
+
+/**
+ * The latest version of a report submitted with the anchor's fingerprint (a retried Bundle is the one of that
+ * version: a stale retry of version 1 after a correction must not anchor version 2 with version 1's hash).
+ */
+async function versionWithFingerprint(sql: Sql, reportId: string, anchor: ChainAnchor): Promise<number | undefined> {
+  const rows = await sql.query<{ version: number }>(
+    'SELECT version FROM report_version WHERE report_id = $1 AND alg = $2 AND fingerprint = $3 ORDER BY version DESC LIMIT 1',
+    [reportId, anchor.alg, anchor.fingerprint]
+  );
+  return rows.length > 0 ? Number(rows[0]!.version) : undefined;
 }
 
 /** The chain anchors in a submitted Bundle, read and checked (a malformed one is a 400 naming its entry). */
