@@ -20,6 +20,7 @@ import { join } from 'node:path';
 import { parseArgs } from 'node:util';
 import type { Bundle } from '@medplum/fhirtypes';
 import { FhirClient, RoundRobin, round, runLoad, runOpenLoop, type LoadResult, type OpenLoopResult, type RequestSpec, type Sender } from './client.ts';
+import { loadTerminologyFixture, TERMINOLOGY, terminologyRequests } from './terminology.ts';
 import { fixtureFromDatabase, loadRecognition, recognitionRequests, type RecognitionFixture } from './recognition.ts';
 import {
   createBundle,
@@ -60,6 +61,9 @@ const { values: args } = parseArgs({
     'bulk-batch': { type: 'string', default: '250' },
     rate: { type: 'string', default: '200' },
     database: { type: 'string' },
+    // terminology scenarios (issue 3)
+    'catalogue-items': { type: 'string', default: '5000' },
+    'tx-concurrency': { type: 'string', default: '4' },
   },
   strict: true,
 });
@@ -92,11 +96,13 @@ const options = {
   bulkBatch: int('bulk-batch', args['bulk-batch'], 1, 10_000),
   rate: int('rate', args.rate, 1, 100_000),
   database: args.database as string | undefined,
+  catalogueItems: int('catalogue-items', args['catalogue-items'], 100, 100_000),
+  txConcurrency: int('tx-concurrency', args['tx-concurrency'], 1, 1024),
 };
 for (const s of options.stores) if (s !== 'pglite' && s !== 'postgres') throw new Error(`--store must be pglite, postgres or both, not '${s}'`);
 const STANDARD = ['create', 'read', 'search', 'transaction'];
 const RECOGNITION = ['recognition-check', 'cds-order-sign'];
-const SCENARIOS = [...STANDARD, ...RECOGNITION];
+const SCENARIOS = [...STANDARD, ...RECOGNITION, ...TERMINOLOGY];
 for (const s of options.scenarios) if (!SCENARIOS.includes(s)) throw new Error(`Unknown scenario '${s}' (${SCENARIOS.join(', ')})`);
 
 const RESULTS_DIR = join(REPO_ROOT, 'bench/results');
@@ -635,6 +641,56 @@ async function benchRecognition(store: Store, machine: Record<string, unknown>) 
   }
 }
 
+// ---------------------------------------------------------------------------------------------------------
+// Terminology (issue 3): the five operations over HTTP on a 5,000-item catalogue, closed loop.
+
+async function benchTerminology(store: Store, machine: Record<string, unknown>) {
+  const rng = new Rng(options.seed);
+  const profileDir = options.profile ? join(RESULTS_DIR, `tmp-profile-${store}-terminology-${Date.now()}`) : undefined;
+  log(`${store}: starting the server${profileDir ? ` (CPU profile in ${profileDir})` : ''}`);
+  const server = await startServer({ store, nodeFlags: profileDir ? ['--cpu-prof', `--cpu-prof-dir=${profileDir}`] : [] });
+  const servers = [server];
+  const client = new FhirClient(server.baseUrl, server.token, Math.max(16, options.txConcurrency));
+  try {
+    const { fixture, summary } = await loadTerminologyFixture(client, server, options.catalogueItems, log);
+    const scenarios: Record<string, LoadResult & { cpu: ReturnType<typeof cpuUse> }> = {};
+    for (const name of options.scenarios.filter((n) => TERMINOLOGY.includes(n))) {
+      log(`${store}: ${name} — ${options.warmup} s warm-up, ${options.duration} s measured, ${options.txConcurrency} clients`);
+      const before = cpuSnapshot(servers);
+      const result = await runLoad(
+        client,
+        { concurrency: options.txConcurrency, seconds: options.duration, warmupSeconds: options.warmup, maxRequests: options.maxRequests },
+        terminologyRequests(name, fixture, rng)
+      );
+      const cpu = cpuUse(before, cpuSnapshot(servers), result.requests + result.warmupRequests);
+      scenarios[name] = { ...result, cpu };
+      log(
+        `  ${name}: ${result.requestsPerSecond} req/s, p50 ${result.latencyMs.p50} ms, p95 ${result.latencyMs.p95} ms, p99 ${result.latencyMs.p99} ms, ${result.errors} errors` +
+          ` (server ${cpu.serverCpuMsPerRequest} ms CPU/req, machine ${cpu.machineBusyPercent}% busy)`
+      );
+      for (const e of result.errorSamples) log(`    error: ${e}`);
+    }
+    return {
+      benchmark: 'huren',
+      suite: 'terminology',
+      timestamp: new Date().toISOString(),
+      store,
+      engine: server.engineVersion,
+      options: { concurrency: options.txConcurrency, durationSeconds: options.duration, warmupSeconds: options.warmup, seed: options.seed, profiled: options.profile },
+      data: { catalogueRows: summary.rows, valueSetCodes: summary.valueSetTotal, reports: `catalogue${summary.rows}` },
+      machine: { ...machine, engine: server.engineVersion },
+      load: summary,
+      scenarios,
+      ...(options.note ? { note: options.note } : {}),
+      ...(profileDir ? { profileDir } : {}),
+    };
+  } finally {
+    client.close();
+    log(`${store}: stopping the server`);
+    await server.stop();
+  }
+}
+
 async function machineInfo(): Promise<Record<string, unknown>> {
   const cpus = os.cpus();
   let postgres: string | undefined;
@@ -673,6 +729,7 @@ async function main() {
   const suites: [string, (store: Store, machine: Record<string, unknown>) => Promise<any>][] = [];
   if (options.scenarios.some((n) => STANDARD.includes(n))) suites.push(['standard', benchStore]);
   if (options.scenarios.some((n) => RECOGNITION.includes(n))) suites.push(['recognition', benchRecognition]);
+  if (options.scenarios.some((n) => TERMINOLOGY.includes(n))) suites.push(['terminology', benchTerminology]);
   for (const [suite, run] of suites) for (const store of options.stores) {
     const result = await run(store, { ...machine, loadAverageAtStart: os.loadavg().map((l) => round(l, 2)) });
     const stamp = result.timestamp.replace(/[:.]/g, '-');

@@ -127,7 +127,7 @@ export async function startServer(options: ServerOptions): Promise<RunningServer
   };
 
   const baseUrl = `http://127.0.0.1:${port}`;
-  const deadline = Date.now() + 60_000;
+  const deadline = Date.now() + 180_000; // PGlite on a loaded machine can take a minute
   for (;;) {
     if (exited) {
       await cleanup();
@@ -142,7 +142,7 @@ export async function startServer(options: ServerOptions): Promise<RunningServer
     if (Date.now() > deadline) {
       child.kill('SIGKILL');
       await cleanup();
-      throw new Error(`The server did not become ready within 60 s:\n${output}`);
+      throw new Error(`The server did not become ready within 180 s:\n${output}`);
     }
     await new Promise((r) => setTimeout(r, 200));
   }
