@@ -223,6 +223,12 @@ export interface LoadOptions {
   obsPerReport: number;
   seed: number;
   batch: number;
+  /**
+   * Also what intake records for a report submitted as a transaction Bundle: the original (its text, SHA-256
+   * and SM3 fingerprint), the version row pointing at it, and the members' versions, row versions and digests
+   * (what the sweep checks). Without it, only the version row of a report stored without a Bundle.
+   */
+  intake?: boolean;
   log: (m: string) => void;
 }
 
@@ -284,6 +290,9 @@ export async function loadRecognition(client: Sender, options: LoadOptions): Pro
   const { openDatabase } = await import('../server/db/database.ts');
   const { loadDefinitions } = await import('../server/fhir/definitions.ts');
   const { writeVersions } = await import('../server/fhir/store.ts');
+  const { fingerprint } = await import('../server/fingerprint/index.ts');
+  const { rawDigest } = await import('../server/provenance/intake.ts');
+  const { NO_BUNDLE, NO_PROVENANCE } = await import('../server/provenance/records.ts');
   loadDefinitions();
   const db = await openDatabase({ url: options.databaseUrl, poolSize: 3, statisticsIntervalMs: 0 });
   const bulkStart = performance.now();
@@ -315,6 +324,8 @@ export async function loadRecognition(client: Sender, options: LoadOptions): Pro
         const now = new Date().toISOString();
         const versions: { resource: Resource; method: 'POST'; isNew: true }[] = [];
         const rows: { report_id: string; performer: string }[] = [];
+        const originals: { id: string; report_id: string; raw: string; digest: string; fp: string; performer: string }[] = [];
+        const members: { report_id: string; type: string; id: string }[] = [];
         for (let k = 0; k < count; k++) {
           const p = fixture.patients[rng.int(0, fixture.patients.length - 1)];
           const performer = rng.pick(fixture.performers);
@@ -322,16 +333,41 @@ export async function loadRecognition(client: Sender, options: LoadOptions): Pro
           versions.push({ resource: stamp(report, now), method: 'POST', isNew: true });
           for (const o of obs) versions.push({ resource: stamp(o, now), method: 'POST', isNew: true });
           rows.push({ report_id: report.id as string, performer: `Organization/${performer}` });
+          if (options.intake) {
+            const bundle = asTransaction(report, obs);
+            const raw = JSON.stringify(bundle);
+            originals.push({ id: randomUUID(), report_id: report.id as string, raw, digest: rawDigest(raw), fp: fingerprint(bundle, 'sm3'), performer: `Organization/${performer}` });
+            members.push({ report_id: report.id as string, type: 'DiagnosticReport', id: report.id as string }, ...obs.map((o) => ({ report_id: report.id as string, type: 'Observation', id: o.id as string })));
+          }
           observations += obs.length;
         }
         await db.transaction(async (sql) => {
           await writeVersions(sql, versions);
-          // what intake records for a report version stored without a submitted Bundle
+          if (!options.intake) {
+            // what intake records for a report version stored without a submitted Bundle
+            await sql.query(
+              `INSERT INTO report_version (report_id, version, performer, chain_status, chain_reasons)
+               SELECT r.report_id, 1, r.performer, 'unanchored', $2::jsonb
+                 FROM jsonb_to_recordset($1::jsonb) AS r(report_id text, performer text)`,
+              [JSON.stringify(rows), JSON.stringify([NO_BUNDLE])]
+            );
+            return;
+          }
+          // what intake records for a submitted Bundle (server/provenance/intake.ts), a batch per statement; the
+          // platform's own anchoring is left out (as with HUREN_PLATFORM_ANCHORING=off): the versions are unanchored
           await sql.query(
-            `INSERT INTO report_version (report_id, version, performer, chain_status, chain_reasons)
-             SELECT r.report_id, 1, r.performer, 'unanchored', '["no submitted Bundle: bulk-loaded by the benchmark"]'::jsonb
-               FROM jsonb_to_recordset($1::jsonb) AS r(report_id text, performer text)`,
-            [JSON.stringify(rows)]
+            `WITH x AS (SELECT * FROM jsonb_to_recordset($1::jsonb) AS x(id text, report_id text, raw text, digest text, fp text, performer text)),
+                  o AS (INSERT INTO report_original (id, raw, raw_exact, raw_digest, alg, fingerprint)
+                        SELECT id, raw, true, digest, 'sm3', fp FROM x RETURNING id, xmin::text AS xmin)
+             INSERT INTO report_version (report_id, version, original_id, original_xmin, alg, fingerprint, performer, chain_status, chain_reasons)
+             SELECT x.report_id, 1, o.id, o.xmin, 'sm3', x.fp, x.performer, 'unanchored', $2::jsonb FROM x JOIN o ON o.id = x.id`,
+            [JSON.stringify(originals), JSON.stringify([NO_PROVENANCE])]
+          );
+          await sql.query(
+            `INSERT INTO report_member (report_id, version, type, id, res_version, row_xmin, digest)
+             SELECT m.report_id, 1, r.type, r.id, r.version, r.xmin::text, encode(sha256(convert_to(r.content::text, 'UTF8')), 'hex')
+               FROM jsonb_to_recordset($1::jsonb) AS m(report_id text, type text, id text) JOIN resource r ON r.type = m.type AND r.id = m.id`,
+            [JSON.stringify(members)]
           );
         });
         resources += versions.length;

@@ -20,6 +20,7 @@ import { join } from 'node:path';
 import { parseArgs } from 'node:util';
 import type { Bundle } from '@medplum/fhirtypes';
 import { FhirClient, RoundRobin, round, runLoad, runOpenLoop, type LoadResult, type OpenLoopResult, type RequestSpec, type Sender } from './client.ts';
+import { anchorLatency, fingerprintRate, PROVENANCE, sweepRate } from './provenance.ts';
 import { loadTerminologyFixture, TERMINOLOGY, terminologyRequests } from './terminology.ts';
 import { fixtureFromDatabase, loadRecognition, recognitionRequests, type RecognitionFixture } from './recognition.ts';
 import {
@@ -64,6 +65,10 @@ const { values: args } = parseArgs({
     // terminology scenarios (issue 3)
     'catalogue-items': { type: 'string', default: '5000' },
     'tx-concurrency': { type: 'string', default: '4' },
+    // chain provenance scenarios (issue 5)
+    'sweep-reports': { type: 'string', default: '100000' },
+    'anchor-rate': { type: 'string', default: '50' },
+    'anchor-every': { type: 'string', default: '2' },
   },
   strict: true,
 });
@@ -98,11 +103,14 @@ const options = {
   database: args.database as string | undefined,
   catalogueItems: int('catalogue-items', args['catalogue-items'], 100, 100_000),
   txConcurrency: int('tx-concurrency', args['tx-concurrency'], 1, 1024),
+  sweepReports: int('sweep-reports', args['sweep-reports'], 100, 10_000_000),
+  anchorRate: int('anchor-rate', args['anchor-rate'], 1, 10_000),
+  anchorEvery: int('anchor-every', args['anchor-every'], 1, 59),
 };
 for (const s of options.stores) if (s !== 'pglite' && s !== 'postgres') throw new Error(`--store must be pglite, postgres or both, not '${s}'`);
 const STANDARD = ['create', 'read', 'search', 'transaction'];
 const RECOGNITION = ['recognition-check', 'cds-order-sign'];
-const SCENARIOS = [...STANDARD, ...RECOGNITION, ...TERMINOLOGY];
+const SCENARIOS = [...STANDARD, ...RECOGNITION, ...TERMINOLOGY, ...PROVENANCE];
 for (const s of options.scenarios) if (!SCENARIOS.includes(s)) throw new Error(`Unknown scenario '${s}' (${SCENARIOS.join(', ')})`);
 
 const RESULTS_DIR = join(REPO_ROOT, 'bench/results');
@@ -691,6 +699,70 @@ async function benchTerminology(store: Store, machine: Record<string, unknown>) 
   }
 }
 
+// ---------------------------------------------------------------------------------------------------------
+// Chain provenance (issue 5): fingerprints/s, the sweep's reports/s, outbox → anchored latency.
+
+async function benchProvenance(store: Store, machine: Record<string, unknown>) {
+  if (store !== 'postgres') throw new Error('The provenance scenarios bulk-load through a second connection: --store postgres');
+  const wanted = (n: string) => options.scenarios.includes(n);
+  const scenarios: Record<string, unknown> = {};
+  if (wanted('fingerprint')) {
+    log(`${store}: fingerprint — ${options.duration} s per algorithm, one core (this process)`);
+    const f = await fingerprintRate(options.duration);
+    scenarios.fingerprint = f;
+    log(`  fingerprint: SM3 ${f.sm3.perSecond}/s (${f.sm3.microsecondsEach} µs), SHA-256 ${f.sha256.perSecond}/s (${f.sha256.microsecondsEach} µs), Bundle of ${f.bundleBytes} bytes`);
+  }
+  let load: unknown;
+  if (wanted('sweep') || wanted('anchor')) {
+    const server = await startServer({
+      store,
+      keepDatabase: options.keepDb,
+      env: { HUREN_ANCHOR_CRON: `*/${options.anchorEvery} * * * * *`, HUREN_SWEEP_CRON: 'off', HUREN_DEEP_SWEEP_CRON: 'off' },
+    });
+    const client = new FhirClient(server.baseUrl, server.token, 1024);
+    try {
+      const reports = wanted('sweep') ? options.sweepReports : 1000;
+      log(`${store}: loading ${reports} reports with their intake records (original, version, members)`);
+      const loaded = await loadRecognition(client, {
+        databaseUrl: server.databaseUrl as string,
+        reports,
+        patients: Math.max(20, Math.round(reports / 10)),
+        obsPerReport: options.reportObs,
+        seed: options.seed,
+        batch: options.bulkBatch,
+        intake: true,
+        log,
+      });
+      load = loaded.summary;
+      log(`${store}: loaded in ${loaded.summary.seconds} s; ANALYZE`);
+      await adminQuery('ANALYZE', server.databaseUrl);
+      if (wanted('sweep')) {
+        log(`${store}: sweep — 3 normal runs and a deep one, 2 workers (PostgreSQL connections)`);
+        scenarios.sweep = await sweepRate(server.databaseUrl as string, 3, log);
+      }
+      if (wanted('anchor')) {
+        log(`${store}: anchor — ${options.anchorRate} recognition records/s for ${options.duration} s, anchored every ${options.anchorEvery} s on the embedded chain`);
+        scenarios.anchor = await anchorLatency(client, server.databaseUrl as string, loaded.fixture, { rate: options.anchorRate, seconds: options.duration, cronSeconds: options.anchorEvery }, log);
+      }
+    } finally {
+      client.close();
+      await server.stop();
+    }
+  }
+  return {
+    benchmark: 'huren',
+    suite: 'provenance',
+    timestamp: new Date().toISOString(),
+    store,
+    options: { durationSeconds: options.duration, sweepReports: options.sweepReports, anchorRate: options.anchorRate, anchorEverySeconds: options.anchorEvery, seed: options.seed },
+    data: { reports: wanted('sweep') ? options.sweepReports : 0 },
+    machine,
+    ...(load ? { load } : {}),
+    scenarios,
+    ...(options.note ? { note: options.note } : {}),
+  };
+}
+
 async function machineInfo(): Promise<Record<string, unknown>> {
   const cpus = os.cpus();
   let postgres: string | undefined;
@@ -730,6 +802,7 @@ async function main() {
   if (options.scenarios.some((n) => STANDARD.includes(n))) suites.push(['standard', benchStore]);
   if (options.scenarios.some((n) => RECOGNITION.includes(n))) suites.push(['recognition', benchRecognition]);
   if (options.scenarios.some((n) => TERMINOLOGY.includes(n))) suites.push(['terminology', benchTerminology]);
+  if (options.scenarios.some((n) => PROVENANCE.includes(n))) suites.push(['provenance', benchProvenance]);
   for (const [suite, run] of suites) for (const store of options.stores) {
     const result = await run(store, { ...machine, loadAverageAtStart: os.loadavg().map((l) => round(l, 2)) });
     const stamp = result.timestamp.replace(/[:.]/g, '-');

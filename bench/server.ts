@@ -25,6 +25,8 @@ export interface ServerOptions {
   keepDatabase?: boolean;
   /** Use this existing database instead of creating one (it is not dropped). */
   databaseName?: string;
+  /** Extra environment of the server process (e.g. HUREN_ANCHOR_CRON). */
+  env?: Record<string, string>;
 }
 
 export interface RunningServer {
@@ -109,6 +111,7 @@ export async function startServer(options: ServerOptions): Promise<RunningServer
       HUREN_BOOTSTRAP_TOKEN: token,
       LOG_LEVEL: 'warn',
       NODE_ENV: 'production',
+      ...options.env,
     },
     stdio: ['ignore', 'pipe', 'pipe'],
   });
