@@ -99,7 +99,7 @@ const options = {
   recognitionPatients: args['recognition-patients'] === undefined ? undefined : int('recognition-patients', args['recognition-patients'], 1, 5_000_000),
   reportObs: int('report-obs', args['report-obs'], 1, 15),
   bulkBatch: int('bulk-batch', args['bulk-batch'], 1, 10_000),
-  rate: int('rate', args.rate, 1, 100_000),
+  rates: (args.rate as string).split(',').map((r) => int('rate', r.trim(), 1, 100_000)),
   database: args.database as string | undefined,
   catalogueItems: int('catalogue-items', args['catalogue-items'], 100, 100_000),
   txConcurrency: int('tx-concurrency', args['tx-concurrency'], 1, 1024),
@@ -603,15 +603,15 @@ async function benchRecognition(store: Store, machine: Record<string, unknown>) 
     );
     const count = (t: string) => counts.find((c) => c.type === t)?.n ?? 0;
     const scenarios: Record<string, OpenLoopResult & { cpu: ReturnType<typeof cpuUse> }> = {};
-    for (const name of options.scenarios.filter((n) => RECOGNITION.includes(n))) {
-      log(`${store}: ${name} — open loop at ${options.rate} requests/s, ${options.warmup} s warm-up, ${options.duration} s measured`);
+    for (const name of options.scenarios.filter((n) => RECOGNITION.includes(n))) for (const rate of options.rates) {
+      log(`${store}: ${name} — open loop at ${rate} requests/s, ${options.warmup} s warm-up, ${options.duration} s measured`);
       const next = recognitionRequests(name, fixture, rng);
       const before = cpuSnapshot(servers);
-      const result = await runOpenLoop(client, { rate: options.rate, seconds: options.duration, warmupSeconds: options.warmup }, next);
+      const result = await runOpenLoop(client, { rate, seconds: options.duration, warmupSeconds: options.warmup }, next);
       const cpu = cpuUse(before, cpuSnapshot(servers), result.requests + result.warmupRequests);
-      scenarios[name] = { ...result, cpu };
+      scenarios[options.rates.length > 1 ? `${name}@${rate}` : name] = { ...result, cpu };
       log(
-        `  ${name}: ${result.requestsPerSecond}/s achieved of ${options.rate}/s, p50 ${result.latencyMs.p50} ms, p95 ${result.latencyMs.p95} ms, p99 ${result.latencyMs.p99} ms, ` +
+        `  ${name}: ${result.requestsPerSecond}/s achieved of ${rate}/s, p50 ${result.latencyMs.p50} ms, p95 ${result.latencyMs.p95} ms, p99 ${result.latencyMs.p99} ms, ` +
           `${result.errors} errors, at most ${result.maxInFlight} in flight (server ${cpu.serverCpuMsPerRequest} ms CPU/req` +
           `${cpu.postgresCpuMsPerRequest !== undefined ? `, postgres ${cpu.postgresCpuMsPerRequest} ms/req` : ''}, machine ${cpu.machineBusyPercent}% busy)`
       );
@@ -624,7 +624,7 @@ async function benchRecognition(store: Store, machine: Record<string, unknown>) 
       timestamp: new Date().toISOString(),
       store,
       engine: server.engineVersion,
-      options: { rate: options.rate, durationSeconds: options.duration, warmupSeconds: options.warmup, seed: options.seed, profiled: options.profile, reportObs: options.reportObs, reusedDatabase: options.database },
+      options: { rates: options.rates, durationSeconds: options.duration, warmupSeconds: options.warmup, seed: options.seed, profiled: options.profile, reportObs: options.reportObs, reusedDatabase: options.database },
       data: {
         reports: count('DiagnosticReport'),
         observations: count('Observation'),
