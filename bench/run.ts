@@ -818,7 +818,7 @@ async function main() {
     const key =
       suite === 'standard'
         ? `${store}@${options.scale}${result.options.serverProcesses > 1 ? `x${result.options.serverProcesses}` : ''}`
-        : `${suite}:${store}@${result.data?.reports ?? ''}`;
+        : `${suite}:${store}@${result.data?.reports ?? ''}${options.database ? `-${options.database}` : ''}`;
     latest.runs = { ...latest.runs, [key]: { ...result, file: file.slice(REPO_ROOT.length) } };
     writeFileSync(latestPath, `${JSON.stringify(latest, null, 2)}\n`);
     log(`${store}: results in ${file.slice(REPO_ROOT.length)}`);
