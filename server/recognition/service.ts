@@ -204,11 +204,7 @@ export async function recognitionCheck(ctx: ServiceContext, input: RecognitionCh
   const requesterRef = requireRequester(ctx, input.requester);
   const itemFilter = itemCodes(catalogue, input.codes ?? [], 'code');
   const categoryFilter = categoryMatcher(catalogue, input.categories ?? []);
-  const [patients, requester] = await Promise.all([
-    resolvePatients(ctx.repo, input.patient, input.patient.identifier ? 'identifier' : 'patient'),
-    resolveRequester(ctx.repo, requesterRef),
-  ]);
-  const loaded = await loadReports(ctx.repo, patients.map((p) => p.id as string));
+  const { patients, requester, loaded } = await patientRequesterReports(ctx.repo, input.patient, requesterRef, { param: input.patient.identifier ? 'identifier' : 'patient' });
   const candidates = candidatesOf(loaded, catalogue, requester.institution, now).filter(
     (c) => (!itemFilter || itemFilter.has(c.item.code)) && categoryFilter(c)
   );
@@ -239,8 +235,7 @@ export async function duplicateCheck(ctx: ServiceContext, input: DuplicateCheckI
   if (input.orders.length === 0) throw new RecognitionError(400, 'required', '$duplicate-check needs at least one order (a ServiceRequest)', 'order');
   const parsed = input.orders.map((o, i) => parseOrder(catalogue, o, i));
   const selector = sameSubject(parsed);
-  const [patients, requester] = await Promise.all([resolvePatients(ctx.repo, selector, 'order', 0, 'resource.subject'), resolveRequester(ctx.repo, requesterRef)]);
-  const loaded = await loadReports(ctx.repo, patients.map((p) => p.id as string));
+  const { patients, requester, loaded } = await patientRequesterReports(ctx.repo, selector, requesterRef, { param: 'order', index: 0, path: 'resource.subject' });
   const candidates = candidatesOf(loaded, catalogue, requester.institution, now);
   const byItem = new Map<string, Candidate[]>();
   for (const c of candidates) byItem.set(c.item.code, [...(byItem.get(c.item.code) ?? []), c]);
@@ -577,6 +572,11 @@ export async function resolveRequester(repo: Repository, ref: Reference): Promis
     [id] = await byIdentifier(repo, 'Organization', ref.identifier.system, ref.identifier.value, 1);
   } else throw bad('requester has neither a reference nor an identifier');
   const [organization] = id ? ((await repo.readMany('Organization', [id])) as Organization[]) : [];
+  return requesterOf(organization);
+}
+
+/** The requesting institution as the rules need it; 404 when unknown, 422 without a district. */
+function requesterOf(organization: Organization | undefined): ResolvedRequester {
   if (!organization) throw new RecognitionError(404, 'not-found', 'The requesting institution is not registered on the platform', 'requester');
   const district = districtOf(organization);
   if (!district) {
@@ -612,24 +612,79 @@ UNION ALL
 SELECT CASE WHEN o.type = 'Observation' THEN 1 ELSE 2 END, 0, o.content
   FROM refs JOIN resource o ON o.id = refs.target_id AND o.type = CASE WHEN refs.param = 'result' THEN 'Observation' ELSE 'Organization' END
  WHERE NOT o.deleted
+UNION ALL
+SELECT 3, 0, p.content FROM resource p WHERE $3::boolean AND p.type = 'Patient' AND p.id = ANY($1::text[]) AND NOT p.deleted
+UNION ALL
+SELECT 4, 0, g.content FROM resource g WHERE g.type = 'Organization' AND g.id = $4::text AND NOT g.deleted
 ORDER BY 1, 2`);
 
-export async function loadReports(repo: Repository, patientIds: string[]): Promise<LoadedReport[]> {
-  if (patientIds.length === 0) return [];
-  const rows = await repo.connection.query<{ k: number; content: Resource }>(FACTS_SQL, [patientIds, MAX_REPORTS]);
+interface Facts {
+  reports: LoadedReport[];
+  /** With `withPatients`: the patients themselves (the ids that exist and are not deleted). */
+  patients: Patient[];
+  /** The Organization `requesterId` names, if it exists. */
+  requester?: Organization;
+}
+
+async function queryFacts(repo: Repository, patientIds: string[], options: { withPatients?: boolean; requesterId?: string } = {}): Promise<Facts> {
+  const rows = await repo.connection.query<{ k: number; content: Resource }>(FACTS_SQL, [patientIds, MAX_REPORTS, options.withPatients === true, options.requesterId ?? null]);
   const reports: DiagnosticReport[] = [];
   const obs = new Map<string, Observation>();
   const orgs = new Map<string, Organization>();
+  const patients: Patient[] = [];
+  let requester: Organization | undefined;
   for (const { k, content } of rows) {
-    if (Number(k) === 0) reports.push(content as DiagnosticReport);
-    else if (Number(k) === 1) obs.set(content.id as string, content as Observation);
-    else orgs.set(content.id as string, content as Organization);
+    const kind = Number(k);
+    if (kind === 0) reports.push(content as DiagnosticReport);
+    else if (kind === 1) obs.set(content.id as string, content as Observation);
+    else if (kind === 2) orgs.set(content.id as string, content as Organization);
+    else if (kind === 3) patients.push(content as Patient);
+    else requester = content as Organization;
   }
-  return reports.map((report) => ({
-    report,
-    observations: resultIds(report).map((id) => obs.get(id)).filter((o): o is Observation => !!o),
-    performer: orgs.get(performerId(report) ?? ''),
-  }));
+  return {
+    patients,
+    requester,
+    reports: reports.map((report) => ({
+      report,
+      observations: resultIds(report).map((id) => obs.get(id)).filter((o): o is Observation => !!o),
+      performer: orgs.get(performerId(report) ?? ''),
+    })),
+  };
+}
+
+/**
+ * The patient(s), the requesting institution and the patient's reports. When both are named by literal id
+ * (`Patient/[id]/$recognition-check?requester=Organization/[id]`, the usual call), one statement finds all
+ * three; otherwise (identifiers, conditional references) the patient and the requester are resolved first.
+ * Errors are the same either way (resolvePatients, resolveRequester).
+ */
+async function patientRequesterReports(
+  repo: Repository,
+  selector: PatientSelector,
+  requesterRef: Reference,
+  where: { param: string; index?: number; path?: string }
+): Promise<{ patients: Patient[]; requester: ResolvedRequester; loaded: LoadedReport[] }> {
+  const patientId = selector.id ?? literalId(selector.reference?.reference, 'Patient');
+  const requesterId = literalId(requesterRef.reference, 'Organization');
+  if (patientId === undefined || requesterId === undefined || selector.identifier) {
+    const [patients, requester] = await Promise.all([resolvePatients(repo, selector, where.param, where.index, where.path), resolveRequester(repo, requesterRef)]);
+    return { patients, requester, loaded: await loadReports(repo, patients.map((p) => p.id as string)) };
+  }
+  const facts = await queryFacts(repo, [patientId], { withPatients: true, requesterId });
+  if (facts.patients.length === 0) throw new RecognitionError(404, 'not-found', `No patient Patient/${patientId.slice(0, 64)}`, where.param, where.index, where.path);
+  return { patients: facts.patients, requester: requesterOf(facts.requester), loaded: facts.reports };
+}
+
+/** The id of a literal relative reference `Type/[id]` (not conditional), if it is one. */
+function literalId(reference: string | undefined, type: string): string | undefined {
+  if (!reference || reference.includes('?')) return undefined;
+  const parsed = parseReference(reference);
+  return parsed?.type === type ? parsed.id : undefined;
+}
+
+export async function loadReports(repo: Repository, patientIds: string[]): Promise<LoadedReport[]> {
+  if (patientIds.length === 0) return [];
+  return (await queryFacts(repo, patientIds)).reports;
 }
 
 // ---------------------------------------------------------------------------------------------------
