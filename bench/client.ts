@@ -116,7 +116,7 @@ export interface LoadResult {
   errorSamples: string[];
   seconds: number;
   requestsPerSecond: number;
-  latencyMs: { mean: number; p50: number; p90: number; p99: number; max: number };
+  latencyMs: { mean: number; p50: number; p90: number; p95?: number; p99: number; max: number };
 }
 
 /**
@@ -195,14 +195,109 @@ export async function runLoad(
 }
 
 export function summarize(latencies: number[]): LoadResult['latencyMs'] {
-  if (latencies.length === 0) return { mean: 0, p50: 0, p90: 0, p99: 0, max: 0 };
+  if (latencies.length === 0) return { mean: 0, p50: 0, p90: 0, p95: 0, p99: 0, max: 0 };
   const sorted = Float64Array.from(latencies).sort();
   const at = (q: number) => sorted[Math.min(sorted.length - 1, Math.max(0, Math.ceil(q * sorted.length) - 1))];
   const mean = sorted.reduce((s, v) => s + v, 0) / sorted.length;
-  return { mean: round(mean, 2), p50: round(at(0.5), 2), p90: round(at(0.9), 2), p99: round(at(0.99), 2), max: round(sorted[sorted.length - 1], 2) };
+  return { mean: round(mean, 2), p50: round(at(0.5), 2), p90: round(at(0.9), 2), p95: round(at(0.95), 2), p99: round(at(0.99), 2), max: round(sorted[sorted.length - 1], 2) };
 }
 
 export function round(n: number, digits: number): number {
   const f = 10 ** digits;
   return Math.round(n * f) / f;
+}
+
+export interface OpenLoopOptions {
+  /** Arrival rate, requests per second. */
+  rate: number;
+  /** Measured seconds (after the warm-up). */
+  seconds: number;
+  /** Unmeasured seconds at the same rate before the measurement. */
+  warmupSeconds: number;
+}
+
+export interface OpenLoopResult extends LoadResult {
+  /** Arrival rate asked for. */
+  targetRate: number;
+  /** Requests scheduled in the measured window. */
+  scheduled: number;
+  /** Most requests outstanding at once. */
+  maxInFlight: number;
+  /** Service time (send → answer) alone, for comparison with the latency from the scheduled time. */
+  serviceMs: LoadResult['latencyMs'];
+}
+
+/**
+ * Open-loop load: request i is due at t0 + i / rate whatever happened to the earlier ones (as real HIS
+ * traffic arrives), and its latency is measured from that scheduled instant, not from when it was actually
+ * sent — so a stall of the server or of this process is charged to every request that should have been sent
+ * during it (no coordinated omission). The client's socket pool must be large enough not to queue
+ * (`FhirClient` with e.g. 512 sockets). Achieved rate = answers in the measured window / its length.
+ */
+export async function runOpenLoop(client: Sender, options: OpenLoopOptions, next: (i: number) => RequestSpec): Promise<OpenLoopResult> {
+  const latencies: number[] = [];
+  const service: number[] = [];
+  const samples = new Set<string>();
+  let errors = 0;
+  let warmupRequests = 0;
+  let inFlight = 0;
+  let maxInFlight = 0;
+  const interval = 1000 / options.rate;
+  const t0 = performance.now() + 50;
+  const measureStart = t0 + options.warmupSeconds * 1000;
+  const end = measureStart + options.seconds * 1000;
+  const total = Math.floor((end - t0) / interval);
+  const pending: Promise<void>[] = [];
+  let scheduled = 0;
+  let lastDone = 0;
+  const fire = (i: number, due: number) => {
+    const spec = next(i);
+    const counted = due >= measureStart;
+    if (counted) scheduled++;
+    inFlight++;
+    maxInFlight = Math.max(maxInFlight, inFlight);
+    const sent = performance.now();
+    const p = client.send(spec).then(
+      (reply) => {
+        if (reply.status < 200 || reply.status >= 300) return `${reply.status} ${spec.method} ${spec.path.split('?')[0]}: ${(reply.body ?? '').slice(0, 300)}`;
+        return '';
+      },
+      (err: Error) => `${spec.method} ${spec.path.split('?')[0]}: ${err.message}`
+    ).then((failure) => {
+      const done = performance.now();
+      inFlight--;
+      if (!counted) return void warmupRequests++;
+      lastDone = Math.max(lastDone, done);
+      latencies.push(done - due);
+      service.push(done - sent);
+      if (failure) {
+        errors++;
+        if (samples.size < 5) samples.add(failure);
+      }
+    });
+    pending.push(p);
+  };
+  for (let i = 0; i < total; i++) {
+    const due = t0 + i * interval;
+    const wait = due - performance.now();
+    // sleep until the due time; a late wake-up sends at once (the lateness counts in the latency)
+    if (wait > 1) await new Promise((r) => setTimeout(r, wait - 0.5));
+    fire(i, due);
+  }
+  await Promise.all(pending);
+  // the measured window runs until the last measured answer (a backlog stretches it: the achieved rate drops)
+  const seconds = Math.max(options.seconds, (lastDone - measureStart) / 1000);
+  return {
+    targetRate: options.rate,
+    scheduled,
+    requests: latencies.length,
+    warmupRequests,
+    errors,
+    errorSamples: [...samples],
+    seconds: round(seconds, 3),
+    requestsPerSecond: round((latencies.length - errors) / seconds, 1),
+    latencyMs: summarize(latencies),
+    serviceMs: summarize(service),
+    maxInFlight,
+  };
 }

@@ -19,7 +19,10 @@ import os from 'node:os';
 import { join } from 'node:path';
 import { parseArgs } from 'node:util';
 import type { Bundle } from '@medplum/fhirtypes';
-import { FhirClient, RoundRobin, round, runLoad, type LoadResult, type RequestSpec, type Sender } from './client.ts';
+import { FhirClient, RoundRobin, round, runLoad, runOpenLoop, type LoadResult, type OpenLoopResult, type RequestSpec, type Sender } from './client.ts';
+import { anchorLatency, fingerprintRate, PROVENANCE, sweepRate } from './provenance.ts';
+import { loadTerminologyFixture, TERMINOLOGY, terminologyRequests } from './terminology.ts';
+import { fixtureFromDatabase, loadRecognition, recognitionRequests, type RecognitionFixture } from './recognition.ts';
 import {
   createBundle,
   defaultWindow,
@@ -52,6 +55,20 @@ const { values: args } = parseArgs({
     'no-readme': { type: 'boolean', default: false },
     'readme-only': { type: 'boolean', default: false },
     note: { type: 'string' },
+    // recognition scenarios (issue 4)
+    reports: { type: 'string', default: '100000' },
+    'recognition-patients': { type: 'string' },
+    'report-obs': { type: 'string', default: '3' },
+    'bulk-batch': { type: 'string', default: '250' },
+    rate: { type: 'string', default: '200' },
+    database: { type: 'string' },
+    // terminology scenarios (issue 3)
+    'catalogue-items': { type: 'string', default: '5000' },
+    'tx-concurrency': { type: 'string', default: '4' },
+    // chain provenance scenarios (issue 5)
+    'sweep-reports': { type: 'string', default: '100000' },
+    'anchor-rate': { type: 'string', default: '50' },
+    'anchor-every': { type: 'string', default: '2' },
   },
   strict: true,
 });
@@ -78,9 +95,22 @@ const options = {
   keepDb: args['keep-db'] as boolean,
   readme: !(args['no-readme'] as boolean),
   note: args.note as string | undefined,
+  reports: int('reports', args.reports, 0, 10_000_000),
+  recognitionPatients: args['recognition-patients'] === undefined ? undefined : int('recognition-patients', args['recognition-patients'], 1, 5_000_000),
+  reportObs: int('report-obs', args['report-obs'], 1, 15),
+  bulkBatch: int('bulk-batch', args['bulk-batch'], 1, 10_000),
+  rates: (args.rate as string).split(',').map((r) => int('rate', r.trim(), 1, 100_000)),
+  database: args.database as string | undefined,
+  catalogueItems: int('catalogue-items', args['catalogue-items'], 100, 100_000),
+  txConcurrency: int('tx-concurrency', args['tx-concurrency'], 1, 1024),
+  sweepReports: int('sweep-reports', args['sweep-reports'], 100, 10_000_000),
+  anchorRate: int('anchor-rate', args['anchor-rate'], 1, 10_000),
+  anchorEvery: int('anchor-every', args['anchor-every'], 1, 59),
 };
 for (const s of options.stores) if (s !== 'pglite' && s !== 'postgres') throw new Error(`--store must be pglite, postgres or both, not '${s}'`);
-const SCENARIOS = ['create', 'read', 'search', 'transaction'];
+const STANDARD = ['create', 'read', 'search', 'transaction'];
+const RECOGNITION = ['recognition-check', 'cds-order-sign'];
+const SCENARIOS = [...STANDARD, ...RECOGNITION, ...TERMINOLOGY, ...PROVENANCE];
 for (const s of options.scenarios) if (!SCENARIOS.includes(s)) throw new Error(`Unknown scenario '${s}' (${SCENARIOS.join(', ')})`);
 
 const RESULTS_DIR = join(REPO_ROOT, 'bench/results');
@@ -453,7 +483,7 @@ async function benchStore(store: Store, machine: Record<string, unknown>) {
       log(`${store}: ANALYZE after the preload took ${analyzeSeconds} s`);
     }
     const scenarios: Record<string, LoadResult & { cpu: ReturnType<typeof cpuUse>; resourcesPerSecond?: number }> = {};
-    for (const name of options.scenarios) {
+    for (const name of options.scenarios.filter((n) => STANDARD.includes(n))) {
       if (name === 'search' && !server.databaseUrl) {
         // PGlite: let the server's statistics round (every 30 s) see the preloaded tables first
         const wait = 35_000 - (performance.now() - preloaded);
@@ -519,6 +549,220 @@ async function benchStore(store: Store, machine: Record<string, unknown>) {
   }
 }
 
+// ---------------------------------------------------------------------------------------------------------
+// Recognition (issue 4): $recognition-check and CDS Hooks order-sign at a fixed arrival rate over a bulk-loaded
+// store of `--reports` DiagnosticReports.
+
+async function benchRecognition(store: Store, machine: Record<string, unknown>) {
+  if (store !== 'postgres' && options.database) throw new Error('--database reuses a kept PostgreSQL database: use it with --store postgres');
+  if (store === 'pglite') throw new Error('The recognition scenarios bulk-load through a second connection to the database: PostgreSQL only for now (--store postgres)');
+  const rng = new Rng(options.seed);
+  const profileDir = options.profile ? join(RESULTS_DIR, `tmp-profile-${store}-recognition-${Date.now()}`) : undefined;
+  log(`${store}: starting the server${options.database ? ` on the kept database ${options.database}` : ''}${profileDir ? ` (CPU profile in ${profileDir})` : ''}`);
+  const server = await startServer({
+    store,
+    nodeFlags: profileDir ? ['--cpu-prof', `--cpu-prof-dir=${profileDir}`] : [],
+    keepDatabase: options.keepDb,
+    databaseName: options.database,
+  });
+  const servers = [server];
+  // an open loop needs a socket per outstanding request: never queue in the client
+  const client = new FhirClient(server.baseUrl, server.token, 1024);
+  postgresCpu = server.databaseName ? new PostgresCpu(server.databaseName) : undefined;
+  postgresCpu?.begin();
+  try {
+    let load: Awaited<ReturnType<typeof loadRecognition>>['summary'] | undefined;
+    let fixture: RecognitionFixture;
+    let analyzeSeconds: number | undefined;
+    if (options.database) {
+      fixture = await fixtureFromDatabase(server.databaseUrl as string);
+      log(`${store}: reusing ${options.database}: ${fixture.patients.length} patients, ${fixture.requesters.length} requesting institutions`);
+    } else {
+      const patients = options.recognitionPatients ?? Math.max(20, Math.round(options.reports / 10));
+      log(`${store}: loading ${options.reports} reports (${options.reportObs} results per lab report) for ${patients} patients`);
+      const loaded = await loadRecognition(client, {
+        databaseUrl: server.databaseUrl as string,
+        reports: options.reports,
+        patients,
+        obsPerReport: options.reportObs,
+        seed: options.seed,
+        batch: options.bulkBatch,
+        log,
+      });
+      fixture = loaded.fixture;
+      load = loaded.summary;
+      log(`${store}: loaded in ${load.seconds} s (bulk: ${load.bulk.reportsPerSecond} reports/s, ${load.bulk.resourcesPerSecond} resources/s)`);
+      const t = performance.now();
+      await adminQuery('ANALYZE', server.databaseUrl);
+      analyzeSeconds = round((performance.now() - t) / 1000, 1);
+      log(`${store}: ANALYZE took ${analyzeSeconds} s`);
+    }
+    const counts = await adminQuery<{ type: string; n: number }>(
+      `SELECT type, count(*)::int AS n FROM resource WHERE type IN ('DiagnosticReport', 'Observation', 'Patient', 'DetectedIssue') GROUP BY type`,
+      server.databaseUrl
+    );
+    const count = (t: string) => counts.find((c) => c.type === t)?.n ?? 0;
+    const scenarios: Record<string, OpenLoopResult & { cpu: ReturnType<typeof cpuUse> }> = {};
+    for (const name of options.scenarios.filter((n) => RECOGNITION.includes(n))) for (const rate of options.rates) {
+      log(`${store}: ${name} — open loop at ${rate} requests/s, ${options.warmup} s warm-up, ${options.duration} s measured`);
+      const next = recognitionRequests(name, fixture, rng);
+      const before = cpuSnapshot(servers);
+      const result = await runOpenLoop(client, { rate, seconds: options.duration, warmupSeconds: options.warmup }, next);
+      const cpu = cpuUse(before, cpuSnapshot(servers), result.requests + result.warmupRequests);
+      scenarios[options.rates.length > 1 ? `${name}@${rate}` : name] = { ...result, cpu };
+      log(
+        `  ${name}: ${result.requestsPerSecond}/s achieved of ${rate}/s, p50 ${result.latencyMs.p50} ms, p95 ${result.latencyMs.p95} ms, p99 ${result.latencyMs.p99} ms, ` +
+          `${result.errors} errors, at most ${result.maxInFlight} in flight (server ${cpu.serverCpuMsPerRequest} ms CPU/req` +
+          `${cpu.postgresCpuMsPerRequest !== undefined ? `, postgres ${cpu.postgresCpuMsPerRequest} ms/req` : ''}, machine ${cpu.machineBusyPercent}% busy)`
+      );
+      for (const e of result.errorSamples) log(`    error: ${e}`);
+    }
+    const database = await databaseFigures(server).catch(() => undefined);
+    return {
+      benchmark: 'huren',
+      suite: 'recognition',
+      timestamp: new Date().toISOString(),
+      store,
+      engine: server.engineVersion,
+      options: { rates: options.rates, durationSeconds: options.duration, warmupSeconds: options.warmup, seed: options.seed, profiled: options.profile, reportObs: options.reportObs, reusedDatabase: options.database },
+      data: {
+        reports: count('DiagnosticReport'),
+        observations: count('Observation'),
+        patients: count('Patient'),
+        detectedIssuesBefore: count('DetectedIssue'),
+        requesters: fixture.requesters.length,
+      },
+      machine: { ...machine, engine: server.engineVersion },
+      ...(load ? { load: { ...load, ...(analyzeSeconds !== undefined ? { analyzeSeconds } : {}) } } : {}),
+      scenarios,
+      ...(database ? { database } : {}),
+      ...(options.note ? { note: options.note } : {}),
+      ...(profileDir ? { profileDir } : {}),
+      ...(options.keepDb || options.database ? { databaseName: server.databaseName } : {}),
+    };
+  } finally {
+    postgresCpu?.stop();
+    postgresCpu = undefined;
+    client.close();
+    log(`${store}: stopping the server${(options.keepDb || options.database) && server.databaseName ? ` (keeping database ${server.databaseName})` : ''}`);
+    await server.stop();
+  }
+}
+
+// ---------------------------------------------------------------------------------------------------------
+// Terminology (issue 3): the five operations over HTTP on a 5,000-item catalogue, closed loop.
+
+async function benchTerminology(store: Store, machine: Record<string, unknown>) {
+  const rng = new Rng(options.seed);
+  const profileDir = options.profile ? join(RESULTS_DIR, `tmp-profile-${store}-terminology-${Date.now()}`) : undefined;
+  log(`${store}: starting the server${profileDir ? ` (CPU profile in ${profileDir})` : ''}`);
+  const server = await startServer({ store, nodeFlags: profileDir ? ['--cpu-prof', `--cpu-prof-dir=${profileDir}`] : [] });
+  const servers = [server];
+  const client = new FhirClient(server.baseUrl, server.token, Math.max(16, options.txConcurrency));
+  try {
+    const { fixture, summary } = await loadTerminologyFixture(client, server, options.catalogueItems, log);
+    const scenarios: Record<string, LoadResult & { cpu: ReturnType<typeof cpuUse> }> = {};
+    for (const name of options.scenarios.filter((n) => TERMINOLOGY.includes(n))) {
+      log(`${store}: ${name} — ${options.warmup} s warm-up, ${options.duration} s measured, ${options.txConcurrency} clients`);
+      const before = cpuSnapshot(servers);
+      const result = await runLoad(
+        client,
+        { concurrency: options.txConcurrency, seconds: options.duration, warmupSeconds: options.warmup, maxRequests: options.maxRequests },
+        terminologyRequests(name, fixture, rng)
+      );
+      const cpu = cpuUse(before, cpuSnapshot(servers), result.requests + result.warmupRequests);
+      scenarios[name] = { ...result, cpu };
+      log(
+        `  ${name}: ${result.requestsPerSecond} req/s, p50 ${result.latencyMs.p50} ms, p95 ${result.latencyMs.p95} ms, p99 ${result.latencyMs.p99} ms, ${result.errors} errors` +
+          ` (server ${cpu.serverCpuMsPerRequest} ms CPU/req, machine ${cpu.machineBusyPercent}% busy)`
+      );
+      for (const e of result.errorSamples) log(`    error: ${e}`);
+    }
+    return {
+      benchmark: 'huren',
+      suite: 'terminology',
+      timestamp: new Date().toISOString(),
+      store,
+      engine: server.engineVersion,
+      options: { concurrency: options.txConcurrency, durationSeconds: options.duration, warmupSeconds: options.warmup, seed: options.seed, profiled: options.profile },
+      data: { catalogueRows: summary.rows, valueSetCodes: summary.valueSetTotal, reports: `catalogue${summary.rows}` },
+      machine: { ...machine, engine: server.engineVersion },
+      load: summary,
+      scenarios,
+      ...(options.note ? { note: options.note } : {}),
+      ...(profileDir ? { profileDir } : {}),
+    };
+  } finally {
+    client.close();
+    log(`${store}: stopping the server`);
+    await server.stop();
+  }
+}
+
+// ---------------------------------------------------------------------------------------------------------
+// Chain provenance (issue 5): fingerprints/s, the sweep's reports/s, outbox → anchored latency.
+
+async function benchProvenance(store: Store, machine: Record<string, unknown>) {
+  if (store !== 'postgres') throw new Error('The provenance scenarios bulk-load through a second connection: --store postgres');
+  const wanted = (n: string) => options.scenarios.includes(n);
+  const scenarios: Record<string, unknown> = {};
+  if (wanted('fingerprint')) {
+    log(`${store}: fingerprint — ${options.duration} s per algorithm, one core (this process)`);
+    const f = await fingerprintRate(options.duration);
+    scenarios.fingerprint = f;
+    log(`  fingerprint: SM3 ${f.sm3.perSecond}/s (${f.sm3.microsecondsEach} µs), SHA-256 ${f.sha256.perSecond}/s (${f.sha256.microsecondsEach} µs), Bundle of ${f.bundleBytes} bytes`);
+  }
+  let load: unknown;
+  if (wanted('sweep') || wanted('anchor')) {
+    const server = await startServer({
+      store,
+      keepDatabase: options.keepDb,
+      env: { HUREN_ANCHOR_CRON: `*/${options.anchorEvery} * * * * *`, HUREN_SWEEP_CRON: 'off', HUREN_DEEP_SWEEP_CRON: 'off' },
+    });
+    const client = new FhirClient(server.baseUrl, server.token, 1024);
+    try {
+      const reports = wanted('sweep') ? options.sweepReports : 1000;
+      log(`${store}: loading ${reports} reports with their intake records (original, version, members)`);
+      const loaded = await loadRecognition(client, {
+        databaseUrl: server.databaseUrl as string,
+        reports,
+        patients: Math.max(20, Math.round(reports / 10)),
+        obsPerReport: options.reportObs,
+        seed: options.seed,
+        batch: options.bulkBatch,
+        intake: true,
+        log,
+      });
+      load = loaded.summary;
+      log(`${store}: loaded in ${loaded.summary.seconds} s; ANALYZE`);
+      await adminQuery('ANALYZE', server.databaseUrl);
+      if (wanted('sweep')) {
+        log(`${store}: sweep — 3 normal runs and a deep one, 2 workers (PostgreSQL connections)`);
+        scenarios.sweep = await sweepRate(server.databaseUrl as string, 3, log);
+      }
+      if (wanted('anchor')) {
+        log(`${store}: anchor — ${options.anchorRate} recognition records/s for ${options.duration} s, anchored every ${options.anchorEvery} s on the embedded chain`);
+        scenarios.anchor = await anchorLatency(client, server.databaseUrl as string, loaded.fixture, { rate: options.anchorRate, seconds: options.duration, cronSeconds: options.anchorEvery }, log);
+      }
+    } finally {
+      client.close();
+      await server.stop();
+    }
+  }
+  return {
+    benchmark: 'huren',
+    suite: 'provenance',
+    timestamp: new Date().toISOString(),
+    store,
+    options: { durationSeconds: options.duration, sweepReports: options.sweepReports, anchorRate: options.anchorRate, anchorEverySeconds: options.anchorEvery, seed: options.seed },
+    data: { reports: wanted('sweep') ? options.sweepReports : 0 },
+    machine,
+    ...(load ? { load } : {}),
+    scenarios,
+    ...(options.note ? { note: options.note } : {}),
+  };
+}
+
 async function machineInfo(): Promise<Record<string, unknown>> {
   const cpus = os.cpus();
   let postgres: string | undefined;
@@ -554,10 +798,15 @@ async function main() {
   const machine = await machineInfo();
   log(`machine: ${machine.cpuCount} × ${machine.cpuModel}, ${machine.totalMemoryGB} GB, Node ${machine.node}`);
   const latestPath = join(RESULTS_DIR, 'latest.json');
-  for (const store of options.stores) {
-    const result = await benchStore(store, machine);
+  const suites: [string, (store: Store, machine: Record<string, unknown>) => Promise<any>][] = [];
+  if (options.scenarios.some((n) => STANDARD.includes(n))) suites.push(['standard', benchStore]);
+  if (options.scenarios.some((n) => RECOGNITION.includes(n))) suites.push(['recognition', benchRecognition]);
+  if (options.scenarios.some((n) => TERMINOLOGY.includes(n))) suites.push(['terminology', benchTerminology]);
+  if (options.scenarios.some((n) => PROVENANCE.includes(n))) suites.push(['provenance', benchProvenance]);
+  for (const [suite, run] of suites) for (const store of options.stores) {
+    const result = await run(store, { ...machine, loadAverageAtStart: os.loadavg().map((l) => round(l, 2)) });
     const stamp = result.timestamp.replace(/[:.]/g, '-');
-    const file = join(RESULTS_DIR, `${stamp}-${store}.json`);
+    const file = join(RESULTS_DIR, `${stamp}-${store}${suite === 'standard' ? '' : `-${suite}`}.json`);
     writeFileSync(file, `${JSON.stringify(result, null, 2)}\n`);
     let latest: { updated?: string; runs: Record<string, unknown> } = { runs: {} };
     try {
@@ -566,7 +815,10 @@ async function main() {
       // first run
     }
     latest.updated = result.timestamp;
-    const key = `${store}@${options.scale}${result.options.serverProcesses > 1 ? `x${result.options.serverProcesses}` : ''}`;
+    const key =
+      suite === 'standard'
+        ? `${store}@${options.scale}${result.options.serverProcesses > 1 ? `x${result.options.serverProcesses}` : ''}`
+        : `${suite}:${store}@${result.data?.reports ?? ''}${options.database ? `-${options.database}` : ''}`;
     latest.runs = { ...latest.runs, [key]: { ...result, file: file.slice(REPO_ROOT.length) } };
     writeFileSync(latestPath, `${JSON.stringify(latest, null, 2)}\n`);
     log(`${store}: results in ${file.slice(REPO_ROOT.length)}`);

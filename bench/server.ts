@@ -25,6 +25,8 @@ export interface ServerOptions {
   keepDatabase?: boolean;
   /** Use this existing database instead of creating one (it is not dropped). */
   databaseName?: string;
+  /** Extra environment of the server process (e.g. HUREN_ANCHOR_CRON). */
+  env?: Record<string, string>;
 }
 
 export interface RunningServer {
@@ -109,6 +111,7 @@ export async function startServer(options: ServerOptions): Promise<RunningServer
       HUREN_BOOTSTRAP_TOKEN: token,
       LOG_LEVEL: 'warn',
       NODE_ENV: 'production',
+      ...options.env,
     },
     stdio: ['ignore', 'pipe', 'pipe'],
   });
@@ -127,7 +130,7 @@ export async function startServer(options: ServerOptions): Promise<RunningServer
   };
 
   const baseUrl = `http://127.0.0.1:${port}`;
-  const deadline = Date.now() + 60_000;
+  const deadline = Date.now() + 180_000; // PGlite on a loaded machine can take a minute
   for (;;) {
     if (exited) {
       await cleanup();
@@ -142,7 +145,7 @@ export async function startServer(options: ServerOptions): Promise<RunningServer
     if (Date.now() > deadline) {
       child.kill('SIGKILL');
       await cleanup();
-      throw new Error(`The server did not become ready within 60 s:\n${output}`);
+      throw new Error(`The server did not become ready within 180 s:\n${output}`);
     }
     await new Promise((r) => setTimeout(r, 200));
   }

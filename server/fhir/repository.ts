@@ -6,7 +6,7 @@ import { randomUUID } from 'node:crypto';
 import type { Bundle, OperationOutcomeIssue, Resource } from '@medplum/fhirtypes';
 import canonicalize from 'canonicalize';
 import fastJsonPatch from 'fast-json-patch';
-import type { Database, Sql } from '../db/database.ts';
+import { prepared, type Database, type Sql } from '../db/database.ts';
 import { badRequest, fail, gone, notFound, preconditionFailed } from './errors.ts';
 import { isSupportedResourceType } from './definitions.ts';
 import { writeVersions, type NewVersion } from './store.ts';
@@ -44,6 +44,10 @@ export interface WriteObserver {
 }
 
 const observers = new WeakMap<Database, WriteObserver>();
+
+/** Reads by primary key: plans that never depend on the values, so prepared once per connection (database.ts). */
+const READ_SQL = prepared('SELECT version, deleted, content FROM resource WHERE type = $1 AND id = $2');
+const READ_MANY_SQL = prepared('SELECT version, deleted, content FROM resource WHERE type = $1 AND id = ANY($2::text[]) AND NOT deleted');
 
 /** Installs (or removes) the write observer of a database. */
 export function setWriteObserver(db: Database, observer: WriteObserver | undefined): void {
@@ -95,7 +99,7 @@ export class Repository {
 
   async read(type: string, id: string): Promise<Resource> {
     checkType(type);
-    const rows = await this.sql.query<CurrentRow>('SELECT version, deleted, content FROM resource WHERE type = $1 AND id = $2', [type, id]);
+    const rows = await this.sql.query<CurrentRow>(READ_SQL, [type, id]);
     if (rows.length === 0) throw notFound(`${type}/${id} not found`);
     if (rows[0].deleted) throw gone(`${type}/${id} was deleted`);
     return present(rows[0].content);
@@ -106,7 +110,7 @@ export class Repository {
     checkType(type);
     const unique = [...new Set(ids)];
     if (unique.length === 0) return [];
-    const rows = await this.sql.query<CurrentRow>('SELECT version, deleted, content FROM resource WHERE type = $1 AND id = ANY($2::text[]) AND NOT deleted', [type, unique]);
+    const rows = await this.sql.query<CurrentRow>(READ_MANY_SQL, [type, unique]);
     return rows.map((r) => present(r.content));
   }
 

@@ -16,7 +16,7 @@
  * `DetectedIssue/<id>/_history/<v>`) stay in the database.
  */
 import { randomUUID } from 'node:crypto';
-import type { Database, Sql } from '../db/database.ts';
+import { prepared, type Database, type Sql } from '../db/database.ts';
 import { isDigest, parseDigest, type MerkleProof } from '../fingerprint/index.ts';
 import { LedgerError, type AnchorReceipt, type LedgerPort } from '../ledger/port.ts';
 import { buildAnchorTree } from '../merkle/index.ts';
@@ -45,14 +45,18 @@ export class OutboxError extends Error {
  * @param digest the record's digest `<alg>:<hex>` — the only thing about it that reaches the chain (as a
  *               leaf of the batch's Merkle tree)
  */
+const ENQUEUE_SQL = prepared(
+  `INSERT INTO anchor_outbox (kind, key, digest, available_at) VALUES ($1, $2, $3, now() + make_interval(secs => $4))
+     ON CONFLICT (kind, key, digest) DO NOTHING`
+);
+
 export async function enqueue(sql: Sql, kind: string, key: string, digest: string, options: { delaySeconds?: number } = {}): Promise<void> {
   if (!KIND.test(kind)) throw new OutboxError(`outbox kind '${String(kind).slice(0, 40)}' is not lowercase letters, digits and dashes`);
   if (typeof key !== 'string' || key.length === 0 || key.length > 300) throw new OutboxError('an outbox key is a string of 1 to 300 characters');
   if (!isDigest(digest)) throw new OutboxError('an outbox digest is <alg>:<64 hex>');
   const d = parseDigest(digest);
   await sql.query(
-    `INSERT INTO anchor_outbox (kind, key, digest, available_at) VALUES ($1, $2, $3, now() + make_interval(secs => $4))
-     ON CONFLICT (kind, key, digest) DO NOTHING`,
+    ENQUEUE_SQL,
     [kind, key, `${d.alg}:${d.hex}`, options.delaySeconds ?? 0]
   );
 }

@@ -11,7 +11,7 @@
  * An institution's anchor (its chain Provenance, the latest one) decides over the platform's own anchor.
  */
 import { randomUUID } from 'node:crypto';
-import type { Sql } from '../db/database.ts';
+import { prepared, type Sql } from '../db/database.ts';
 import type { ChainAnchor } from '../fingerprint/index.ts';
 import type { NodeHolding } from '../ledger/port.ts';
 
@@ -214,11 +214,13 @@ export async function refreshChainStatus(sql: Sql, reportId: string, version: nu
 }
 
 /** The stored status of report versions, for `(id, version)` pairs (a missing row is `unanchored`). */
+const STATUSES_SQL = prepared('SELECT report_id, version, status FROM report_version WHERE report_id = ANY($1::text[])');
+
 export async function statusesOf(sql: Sql, reports: Array<{ id: string; version: number }>): Promise<Map<string, HashStatus>> {
   const out = new Map<string, HashStatus>();
   if (reports.length === 0) return out;
   const rows = await sql.query<{ report_id: string; version: number; status: HashStatus }>(
-    'SELECT report_id, version, status FROM report_version WHERE report_id = ANY($1::text[])',
+    STATUSES_SQL,
     [[...new Set(reports.map((r) => r.id))]]
   );
   const byKey = new Map(rows.map((r) => [`${r.report_id}/${r.version}`, r.status]));

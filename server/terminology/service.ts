@@ -348,11 +348,7 @@ export function displayIn(display: string | undefined, designations: CodeSystemC
 /** `ValueSet/$expand`: the expansion with text filter, paging and the display language applied. */
 export function expand(resolver: Resolver, vs: ValueSet, options: ExpandOptions = {}): ValueSet {
   const expansion = resolver.expansionOf(vs);
-  let entries = expansion.entries;
-  if (options.activeOnly) entries = entries.filter((e) => !e.inactive);
-  if (options.excludeNotForUI) entries = entries.filter((e) => !e.abstract);
-  const words = (options.filter ?? '').toLowerCase().split(/\s+/).filter(Boolean);
-  if (words.length > 0) entries = entries.filter((e) => words.every((w) => e.text.includes(w)));
+  const entries = filtered(expansion, options);
   const total = entries.length;
   const offset = options.offset ?? 0;
   if (options.count === undefined && total - offset > MAX_EXPANSION) {
@@ -395,6 +391,36 @@ export function expand(resolver: Resolver, vs: ValueSet, options: ExpandOptions 
       }),
     },
   };
+}
+
+/**
+ * The entries an expansion keeps for the filter options. A type-ahead asks for the same few filters again
+ * and again (each a scan of every entry of a 5,000-code catalogue), so the result of each is kept beside its
+ * expansion — which is itself cached per ValueSet version, so a new edition starts afresh — for the most
+ * recent FILTER_CACHE filters.
+ */
+const FILTER_CACHE = 500;
+const filterCache = new WeakMap<Expansion, Map<string, ExpansionEntry[]>>();
+
+function filtered(expansion: Expansion, options: ExpandOptions): ExpansionEntry[] {
+  const words = (options.filter ?? '').toLowerCase().split(/\s+/).filter(Boolean);
+  if (!options.activeOnly && !options.excludeNotForUI && words.length === 0) return expansion.entries;
+  const key = `${options.activeOnly ? 1 : 0}${options.excludeNotForUI ? 1 : 0}${words.join(' ')}`;
+  let cache = filterCache.get(expansion);
+  const hit = cache?.get(key);
+  if (hit) {
+    cache!.delete(key); // most recently used last
+    cache!.set(key, hit);
+    return hit;
+  }
+  let entries = expansion.entries;
+  if (options.activeOnly) entries = entries.filter((e) => !e.inactive);
+  if (options.excludeNotForUI) entries = entries.filter((e) => !e.abstract);
+  if (words.length > 0) entries = entries.filter((e) => words.every((w) => e.text.includes(w)));
+  if (!cache) filterCache.set(expansion, (cache = new Map()));
+  cache.set(key, entries);
+  if (cache.size > FILTER_CACHE) cache.delete(cache.keys().next().value as string);
+  return entries;
 }
 
 /** `ValueSet/$validate-code` for one or more codings (a CodeableConcept is valid when one coding is). */
