@@ -602,12 +602,18 @@ async function benchRecognition(store: Store, machine: Record<string, unknown>) 
       server.databaseUrl
     );
     const count = (t: string) => counts.find((c) => c.type === t)?.n ?? 0;
+    // --servers N: N server processes on the one database, requests spread over them (after the load)
+    for (let i = 1; i < options.servers; i++) {
+      servers.push(await startServer({ store, databaseName: server.databaseName, nodeFlags: profileDir ? ['--cpu-prof', `--cpu-prof-dir=${profileDir}`] : [] }));
+    }
+    if (servers.length > 1) log(`${store}: ${servers.length} server processes on database ${server.databaseName}`);
+    const sender: Sender = servers.length === 1 ? client : new RoundRobin([client, ...servers.slice(1).map((s) => new FhirClient(s.baseUrl, s.token, 1024))]);
     const scenarios: Record<string, OpenLoopResult & { cpu: ReturnType<typeof cpuUse> }> = {};
     for (const name of options.scenarios.filter((n) => RECOGNITION.includes(n))) for (const rate of options.rates) {
       log(`${store}: ${name} — open loop at ${rate} requests/s, ${options.warmup} s warm-up, ${options.duration} s measured`);
       const next = recognitionRequests(name, fixture, rng);
       const before = cpuSnapshot(servers);
-      const result = await runOpenLoop(client, { rate, seconds: options.duration, warmupSeconds: options.warmup }, next);
+      const result = await runOpenLoop(sender, { rate, seconds: options.duration, warmupSeconds: options.warmup }, next);
       const cpu = cpuUse(before, cpuSnapshot(servers), result.requests + result.warmupRequests);
       scenarios[options.rates.length > 1 ? `${name}@${rate}` : name] = { ...result, cpu };
       log(
@@ -617,6 +623,7 @@ async function benchRecognition(store: Store, machine: Record<string, unknown>) 
       );
       for (const e of result.errorSamples) log(`    error: ${e}`);
     }
+    if (sender !== client) sender.close();
     const database = await databaseFigures(server).catch(() => undefined);
     return {
       benchmark: 'huren',
@@ -624,7 +631,7 @@ async function benchRecognition(store: Store, machine: Record<string, unknown>) 
       timestamp: new Date().toISOString(),
       store,
       engine: server.engineVersion,
-      options: { rates: options.rates, durationSeconds: options.duration, warmupSeconds: options.warmup, seed: options.seed, profiled: options.profile, reportObs: options.reportObs, reusedDatabase: options.database },
+      options: { rates: options.rates, durationSeconds: options.duration, warmupSeconds: options.warmup, seed: options.seed, profiled: options.profile, reportObs: options.reportObs, reusedDatabase: options.database, serverProcesses: servers.length },
       data: {
         reports: count('DiagnosticReport'),
         observations: count('Observation'),
@@ -645,6 +652,7 @@ async function benchRecognition(store: Store, machine: Record<string, unknown>) 
     postgresCpu = undefined;
     client.close();
     log(`${store}: stopping the server${(options.keepDb || options.database) && server.databaseName ? ` (keeping database ${server.databaseName})` : ''}`);
+    for (const s of servers.slice(1).reverse()) await s.stop();
     await server.stop();
   }
 }

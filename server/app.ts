@@ -191,7 +191,7 @@ export function createApp(config: Config, db: Database, logger: Logger, bootstra
     for (const [k, v] of Object.entries(res.headers ?? {})) ctx.set(k, v);
     if (res.body) {
       ctx.type = 'application/fhir+json; charset=utf-8';
-      ctx.body = ctx.query._pretty === 'true' ? JSON.stringify(res.body, null, 2) : JSON.stringify(res.body);
+      ctx.body = ctx.query._pretty === 'true' ? JSON.stringify(res.body, null, 2) : (res.bytes ?? JSON.stringify(res.body));
     }
   });
 

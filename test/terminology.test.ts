@@ -231,6 +231,23 @@ test('an inline ValueSet and one stored through REST can be expanded', async (t)
   t.is(stored.body.expansion.total, csvRows.filter((x) => x.kind === '检验' && !['化学', '免疫学'].includes(x.field)).length);
 });
 
+test.serial('a large expansion asked again is answered from its serialised cache; other options and _pretty are not confused with it', async (t) => {
+  const first = await get('ValueSet/$expand', { url: CATALOGUE_VS });
+  t.is(first.status, 200);
+  t.true(JSON.stringify(first.body).length > 8 * 1024, 'large enough to be kept');
+  const again = await get('ValueSet/$expand', { url: CATALOGUE_VS });
+  t.deepEqual(again.body, first.body, 'the same expansion, identifier and timestamp included');
+  const pretty = await get('ValueSet/$expand', { url: CATALOGUE_VS, _pretty: 'true' });
+  t.deepEqual(pretty.body, first.body);
+  const designations = await get('ValueSet/$expand', { url: CATALOGUE_VS, includeDesignations: 'true' });
+  t.not(designations.body.expansion.identifier, first.body.expansion.identifier, 'other options, another answer');
+  t.true(designations.body.expansion.contains.some((c: any) => c.designation));
+  const page = await get('ValueSet/$expand', { url: CATALOGUE_VS, offset: 10, count: 5 });
+  t.deepEqual(page.body.expansion.contains, first.body.expansion.contains.slice(10, 15));
+  t.not(page.body.expansion.identifier, first.body.expansion.identifier);
+  t.deepEqual((await get('ValueSet/$expand', { url: CATALOGUE_VS })).body, first.body, 'still kept after other requests');
+});
+
 // ------------------------------------------------------------------------------------------------
 // $lookup
 

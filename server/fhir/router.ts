@@ -41,6 +41,8 @@ export interface FhirResponse {
   resource?: Resource;
   location?: string;
   headers?: Record<string, string>;
+  /** `body` already serialised as compact JSON (UTF-8), when the operation keeps it (large cached answers). */
+  bytes?: Buffer;
 }
 
 export interface FhirContext {

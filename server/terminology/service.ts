@@ -346,6 +346,33 @@ export function displayIn(display: string | undefined, designations: CodeSystemC
 // operations
 
 /** `ValueSet/$expand`: the expansion with text filter, paging and the display language applied. */
+/**
+ * A large expansion (the whole catalogue is ~0.7 MB of JSON) is asked for again and again with the same
+ * options; building and serialising it costs ~10 ms of CPU each time. Answers over LARGE_ANSWER characters are
+ * kept serialised beside their expansion (so a new edition starts afresh), with the expansion identifier and
+ * timestamp of when they were first made. Only the platform's published value sets have a kept expansion.
+ */
+const LARGE_ANSWER = 8 * 1024;
+const SERIALISED_CACHE = 16;
+const serialisedCache = new WeakMap<Expansion, Map<string, { body: ValueSet; bytes: Buffer }>>();
+
+/** `expand`, with the answer also as UTF-8 JSON bytes, cached for large answers. */
+export function expandSerialised(resolver: Resolver, vs: ValueSet, options: ExpandOptions = {}): { body: ValueSet; bytes: Buffer } {
+  const expansion = resolver.expansionOf(vs);
+  const key = JSON.stringify([vs.url, vs.version, vs.id, options.filter, options.offset, options.count, options.displayLanguage, options.includeDesignations, options.activeOnly, options.excludeNotForUI]);
+  let cache = serialisedCache.get(expansion);
+  const hit = cache?.get(key);
+  if (hit) return hit;
+  const body = expand(resolver, vs, options);
+  const bytes = Buffer.from(JSON.stringify(body));
+  if (bytes.length > LARGE_ANSWER) {
+    if (!cache) serialisedCache.set(expansion, (cache = new Map()));
+    if (cache.size >= SERIALISED_CACHE) cache.delete(cache.keys().next().value as string);
+    cache.set(key, { body, bytes });
+  }
+  return { body, bytes };
+}
+
 export function expand(resolver: Resolver, vs: ValueSet, options: ExpandOptions = {}): ValueSet {
   const expansion = resolver.expansionOf(vs);
   const entries = filtered(expansion, options);

@@ -1,7 +1,7 @@
 /** `ValueSet/$expand` (FHIR R4): the codes of a value set, with text filter, paging and zh-CN displays. */
 import type { OperationDefinition } from '@medplum/fhirtypes';
 import { badRequest } from '../errors.ts';
-import { expand, MAX_EXPANSION } from '../../terminology/service.ts';
+import { expandSerialised, MAX_EXPANSION } from '../../terminology/service.ts';
 import type { Operation } from './registry.ts';
 import { loadDefinition } from './registry.ts';
 import { guard, OpInput, resolverFor, targetValueSet } from './terminology-params.ts';
@@ -26,8 +26,8 @@ export const expandOperation: Operation = {
     };
     const vs = await targetValueSet(ctx, input, target);
     const resolver = await resolverFor(ctx, { valueSets: [vs] });
-    const body = guard(input, () => expand(resolver, vs, options));
-    return { status: 200, body };
+    const { body, bytes } = guard(input, () => expandSerialised(resolver, vs, options));
+    return { status: 200, body, bytes };
   },
 };
 
