@@ -137,6 +137,16 @@ test.serial('a report submitted with a correct anchor is kept exactly as receive
   t.deepEqual(params(v, 'node').map((n: any) => [value(part(n, 'name')), value(part(n, 'status')), value(part(n, 'txId'))]), [['node-1', 'found', receipt.txId]]);
   t.is(value(param(v, 'membersChecked')), 3, 'the report and its two results');
   t.deepEqual(params(v, 'reason'), []);
+
+  // an exact retry stores nothing new: the same report and results, and the same chain Provenance
+  const provenances = async () => (await (await s.fhir(`Provenance?target=DiagnosticReport/${id}&_count=50`)).json()).entry?.length ?? 0;
+  const before = await provenances();
+  const retry = await submit(bundle, text);
+  t.is(retry.status, 200);
+  t.deepEqual(retry.body.entry.map((e: any) => e.response.status), res.body.entry.map(() => '200'));
+  t.deepEqual(retry.body.entry.map((e: any) => e.fullUrl), res.body.entry.map((e: any) => e.fullUrl), 'every entry answered with the resource stored the first time');
+  t.is(await provenances(), before, 'no second chain Provenance');
+  t.is((await storedStatus(id)).status, 'consistent');
 });
 
 test.serial('a report anchored in the institution\'s own batch (Merkle proof in the Provenance) is consistent', async (t) => {

@@ -11,7 +11,16 @@ import type { Bundle, BundleEntry, OperationOutcome, Resource } from '@medplum/f
 import { badRequest, FhirError, statusOf } from './errors.ts';
 import { isSupportedResourceType } from './definitions.ts';
 import { authorize, route, type FhirContext, type FhirRequest, type FhirResponse, type Prefer } from './router.ts';
+import type { Repository } from './repository.ts';
 import { assertValid } from './validate.ts';
+
+/** Finds the stored resource a create entry of a retried submission repeats (installed by server/provenance/). */
+export type RepeatFinder = (repo: Repository, resource: Resource, retried: ReadonlySet<string>) => Promise<string | undefined>;
+let repeatFinder: RepeatFinder | undefined;
+
+export function setRepeatFinder(finder: RepeatFinder | undefined): void {
+  repeatFinder = finder;
+}
 
 const ORDER: Record<string, number> = { DELETE: 0, POST: 1, PUT: 2, PATCH: 2, GET: 3, HEAD: 3 };
 
@@ -116,6 +125,17 @@ async function transaction(ctx: FhirContext, submitted: BundleEntry[], prefer: P
         )) as Resource;
         if (entry.request!.url!.startsWith('urn:')) entry.request!.url = refMap.get(entry.request!.url!) ?? entry.request!.url;
       });
+    }
+    // 2b. an exact retry stores nothing new: a create that repeats what a matched entry already has (the
+    // report's chain Provenance, server/provenance/repeat.ts) is matched to the stored resource
+    if (repeatFinder && matched.size > 0) {
+      const retried = new Set([...matched].map(([i, id]) => `${entries[i].resource!.resourceType}/${id}`));
+      for (const i of [...plainCreates]) {
+        const id = await at(i, () => repeatFinder!(repo, entries[i].resource!, retried));
+        if (!id) continue;
+        matched.set(i, id);
+        plainCreates.splice(plainCreates.indexOf(i), 1);
+      }
     }
     // 3. validate the plain creates up front, then write them in one go
     for (const i of plainCreates) await at(i, async () => assertValid(entries[i].resource, `Bundle.entry[${i}].resource`));

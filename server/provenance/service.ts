@@ -19,6 +19,8 @@ import type { Database, Sql } from '../db/database.ts';
 import { badRequest, gone, notFound } from '../fhir/errors.ts';
 import { Repository, setWriteObserver } from '../fhir/repository.ts';
 import { setResponseDecorator } from '../fhir/router.ts';
+import { setRepeatFinder } from '../fhir/bundle.ts';
+import { repeatedChainProvenance } from './repeat.ts';
 import type { Logger } from '../http/observability.ts';
 import type { LedgerPort } from '../ledger/port.ts';
 import { describeLedgerConfig, type LedgerConfig } from '../ledger/config.ts';
@@ -95,6 +97,8 @@ export class ProvenanceService {
     );
     // the hash-consistent badge on answers that show reports (badge.ts); stateless like the provider above
     setResponseDecorator(decorateWithBadges);
+    // an exact retry of a submission does not store its chain Provenance again (repeat.ts)
+    setRepeatFinder(repeatedChainProvenance);
   }
 
   /** Starts the schedules (anchoring, sweep, deep sweep) and the verifier's timer. */
