@@ -96,7 +96,7 @@ const REPORT_LIST_OPERATIONS = new Set(['reports', 'recognition-check', 'duplica
 interface Found {
   resources: DiagnosticReport[];
   /** Parameter groups (a parameter with parts, or the Parameters itself) holding a `report` reference. */
-  groups: Array<{ parts: ParametersParameter[]; id: string; version?: number }>;
+  groups: Array<{ parts: ParametersParameter[]; id: string; version?: number; status?: HashStatus }>;
 }
 
 /** Adds the badge to an answer (the router's response decorator). */
@@ -110,13 +110,14 @@ export async function decorateWithBadges(ctx: FhirContext, req: FhirRequest, res
   if (found.resources.length === 0 && found.groups.length === 0) return res;
   const sql = ctx.repo.connection;
   const settings = await readBadgeSettings(sql);
-  const statuses = await statusesOfVersions(sql, [
-    ...found.resources.map((r) => ({ id: r.id as string, version: Number(r.meta?.versionId) || undefined })),
-    ...found.groups,
-  ]);
-  const shown = (id: string, version?: number): HashStatus | undefined => {
+  // the statuses are looked up only when a badge can show, and not for parts that already state theirs
+  // (the hashStatus part of $recognition-check and $duplicate-check results)
+  const unknown = settings.enabled ? found.groups.filter((g) => g.status === undefined) : [];
+  const wanted = settings.enabled ? found.resources.map((r) => ({ id: r.id as string, version: Number(r.meta?.versionId) || undefined })) : [];
+  const statuses = wanted.length + unknown.length > 0 ? await statusesOfVersions(sql, [...wanted, ...unknown]) : new Map<string, HashStatus>();
+  const shown = (id: string, version?: number, known?: HashStatus): HashStatus | undefined => {
     if (!settings.enabled) return undefined;
-    const s = statuses.get(key(id, version)) ?? 'unanchored';
+    const s = known ?? statuses.get(key(id, version)) ?? 'unanchored';
     return settings.statuses.includes(s) ? s : undefined;
   };
   for (const r of found.resources) {
@@ -132,7 +133,7 @@ export async function decorateWithBadges(ctx: FhirContext, req: FhirRequest, res
   }
   for (const g of found.groups) {
     for (let i = g.parts.length - 1; i >= 0; i--) if (g.parts[i]!.name === 'badge') g.parts.splice(i, 1);
-    const s = shown(g.id, g.version);
+    const s = shown(g.id, g.version, g.status);
     if (s) g.parts.push({ name: 'badge', valueCoding: badgeCoding(s) });
   }
   return res;
@@ -160,7 +161,9 @@ function collectParts(parts: ParametersParameter[], reportParts: boolean, found:
   if (reportParts) {
     const ref = parts.find((p) => p.name === 'report' && p.valueReference?.reference)?.valueReference?.reference;
     const m = ref ? REPORT_REF.exec(ref) : null;
-    if (m) found.groups.push({ parts, id: m[1]!, ...(m[2] ? { version: Number(m[2]) } : {}) });
+    const stated = parts.find((p) => p.name === 'hashStatus')?.valueCode as HashStatus | undefined;
+    const status = stated && HASH_STATUSES.includes(stated) ? stated : undefined;
+    if (m) found.groups.push({ parts, id: m[1]!, ...(m[2] ? { version: Number(m[2]) } : {}), ...(status ? { status } : {}) });
   }
   for (const p of parts) {
     if (p.resource) collect(p.resource, reportParts, found, depth + 1);
