@@ -47,7 +47,7 @@ export async function fingerprintRate(seconds: number) {
 export async function sweepRate(databaseUrl: string, runs: number, log: (m: string) => void) {
   const { openDatabase } = await import('../server/db/database.ts');
   const { sweep } = await import('../server/provenance/sweep.ts');
-  const db = await openDatabase({ url: databaseUrl, poolSize: 4, statisticsIntervalMs: 0 });
+  const db = await openDatabase({ url: databaseUrl, poolSize: 4 });
   try {
     const normal: { checked: number; ms: number; perSecond: number }[] = [];
     for (let i = 0; i < runs; i++) {

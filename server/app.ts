@@ -1,6 +1,8 @@
 /**
- * Assembles the service: database + migrations, the Koa application (error mapping, observability, the
- * authorisation seam, FHIR REST, health and metrics), and its HTTP server.
+ * Assembles the service: database + migrations, the FHIR engine with the domain modules plugged in (MODULES
+ * below: each domain folder's module.ts), the scheduler that runs their jobs once per tick across server
+ * processes, the Koa application (error mapping, observability, the authorisation seam, the modules' routes,
+ * FHIR REST, health and metrics), and its HTTP server. docs/architecture.md draws it.
  */
 import { createServer, type Server } from 'node:http';
 import type { AddressInfo } from 'node:net';
@@ -8,27 +10,38 @@ import Koa from 'koa';
 import Router from '@koa/router';
 import { OperationOutcomeError } from '@medplum/core';
 import type { Config } from './config.ts';
-import { openDatabase, type Database } from './db/database.ts';
+import { analyzeGrownTables, openDatabase, type Database } from './db/database.ts';
 import { migrate } from './db/migrate.ts';
 import { loadDefinitions } from './fhir/definitions.ts';
 import { loadValidation } from './fhir/validate.ts';
 import { fail, outcome, statusOf } from './fhir/errors.ts';
+import { installEngine, uninstallEngine } from './fhir/engine.ts';
 import { Repository } from './fhir/repository.ts';
 import { route, type FhirContext, type FhirRequest, type Prefer } from './fhir/router.ts';
 import { processBundle } from './fhir/bundle.ts';
 import { AsyncJobs } from './fhir/async/jobs.ts';
 import { BackendAuth } from './auth/backend.ts';
+import { scopeAccessPolicy } from './auth/policy.ts';
 import { authRoutes } from './auth/routes.ts';
 import { CdsTrust } from './cds/trust.ts';
 import { authMiddleware, resolveBootstrapToken, type Principal } from './http/auth.ts';
 import { readBody, UNSTORABLE_TEXT } from './http/body.ts';
 import { createLogger, createMetrics, observe, type Logger } from './http/observability.ts';
-import { loadTerminology, watchTerminology } from './terminology/load.ts';
-import { publishProfiles } from './profiles/publish.ts';
+import { Scheduler } from './scheduler/scheduler.ts';
+import type { HurenModule, ModuleContext, ModuleFactory } from './module.ts';
+import { terminologyModule } from './terminology/module.ts';
+import { recognitionModule } from './recognition/module.ts';
+import { profilesModule } from './profiles/module.ts';
+import { dictionaryModule } from './dictionary/module.ts';
+import { provenanceModule } from './provenance/module.ts';
+import { cdsModule } from './cds/module.ts';
 import { ProvenanceService } from './provenance/service.ts';
-import { dictionaryApi } from './dictionary/api.ts';
-import { provenanceApi } from './provenance/api.ts';
-import { cdsHooks } from './cds/router.ts';
+
+/**
+ * The domains, in order: `init` runs in this order before the server takes requests (the terminology before
+ * the profiles that validate against it), `stop` in reverse. A new domain is a folder with a module.ts and a line here.
+ */
+export const MODULES: readonly ModuleFactory[] = [terminologyModule, recognitionModule, profilesModule, dictionaryModule, provenanceModule, cdsModule];
 
 export interface Huren {
   config: Config;
@@ -39,6 +52,8 @@ export interface Huren {
   url: string;
   bootstrapToken: string;
   generatedToken: boolean;
+  modules: readonly HurenModule[];
+  scheduler: Scheduler;
   /** Chain provenance: anchorNow(), verifyNow(), sweep(), the ledger (server/provenance/service.ts). */
   provenance: ProvenanceService;
   close(): Promise<void>;
@@ -56,23 +71,31 @@ export async function start(config: Config, options: StartOptions = {}): Promise
   const db = await openDatabase({ url: config.databaseUrl, dataDir: config.inMemory ? undefined : `${config.dataDir}/pglite` });
   const applied = await migrate(db);
   if (applied.length > 0) logger.info({ applied, engine: db.engine }, 'migrations applied');
-  await loadTerminology(db);
-  const published = await publishProfiles(db);
-  if (published.skipped.length > 0) logger.warn({ skipped: published.skipped }, 'conformance resources not published');
-  // a catalogue edition imported through another server (or the command) is picked up within seconds
-  const stopTerminologyWatch = watchTerminology(db, 10_000, () => logger.warn('terminology refresh failed'));
+  const context: ModuleContext = { config, db, logger, limits: { maxBytes: config.maxBodyBytes, maxDepth: config.maxJsonDepth } };
+  const modules = MODULES.map((factory) => factory(context));
+  installEngine(db, {
+    operations: modules.flatMap((m) => m.operations ?? []),
+    writeObservers: modules.flatMap((m) => m.writeObservers ?? []),
+    responseDecorators: modules.flatMap((m) => m.responseDecorators ?? []),
+    repeatFinders: modules.flatMap((m) => m.repeatFinders ?? []),
+    responseOnlyTags: modules.flatMap((m) => m.responseOnlyTags ?? []),
+    access: scopeAccessPolicy,
+    identity: { name: 'Huren', description: 'Huren FHIR R4 server for mutual recognition of lab and examination results' },
+  });
+  for (const m of modules) await m.init?.();
+  const scheduler = new Scheduler(db, logger);
+  // planner statistics for the engines that keep none themselves (database.ts)
+  scheduler.register({ name: 'db.analyze', cron: config.analyzeCron, run: () => analyzeGrownTables(db) });
+  for (const m of modules) for (const job of m.jobs ?? []) scheduler.register(job);
   const { token, generated } = resolveBootstrapToken(config.bootstrapToken, config.dataDir);
   const repo = new Repository(db);
-  // chain provenance: intake observes every write from here on; the ledger opens on first use
-  const provenance = new ProvenanceService(db, config, logger);
-  provenance.install();
   const jobs = new AsyncJobs(db, (request, principal, baseUrl, progress) => route({ repo, baseUrl, principal, processBundle, progress }, request), {
     retentionSeconds: config.asyncRetentionSeconds,
     leaseSeconds: 120,
     pollMs: 500,
     concurrency: config.asyncConcurrency,
   });
-  const app = createApp(config, db, logger, token, jobs);
+  const app = createApp(config, db, logger, token, modules, jobs);
   // long FHIR search URLs are normal: allow 64 KiB of request line + headers (Node's default is 16 KiB)
   const server = createServer({ maxHeaderSize: 64 * 1024 }, app.callback());
   server.keepAliveTimeout = 65_000;
@@ -81,7 +104,8 @@ export async function start(config: Config, options: StartOptions = {}): Promise
     server.listen(config.port, config.host, () => resolve());
   });
   jobs.start();
-  provenance.start();
+  for (const m of modules) m.start?.();
+  scheduler.start();
   const address = server.address() as AddressInfo;
   const host = config.host === '0.0.0.0' || config.host === '::' ? '127.0.0.1' : config.host;
   return {
@@ -92,21 +116,24 @@ export async function start(config: Config, options: StartOptions = {}): Promise
     url: `http://${host}:${address.port}`,
     bootstrapToken: token,
     generatedToken: generated,
-    provenance,
+    modules,
+    scheduler,
+    provenance: ProvenanceService.of(db) as ProvenanceService,
     async close() {
       await new Promise<void>((resolve) => {
         server.close(() => resolve());
         server.closeAllConnections();
       });
-      stopTerminologyWatch();
+      await scheduler.stop();
       await jobs.stop();
-      await provenance.stop();
+      for (const m of [...modules].reverse()) await m.stop?.();
+      uninstallEngine(db);
       await db.close();
     },
   };
 }
 
-export function createApp(config: Config, db: Database, logger: Logger, bootstrapToken: string, jobs?: AsyncJobs): Koa {
+export function createApp(config: Config, db: Database, logger: Logger, bootstrapToken: string, modules: readonly HurenModule[], jobs?: AsyncJobs): Koa {
   const app = new Koa({ proxy: !!config.publicUrl });
   const metrics = createMetrics();
   const repo = new Repository(db);
@@ -143,16 +170,8 @@ export function createApp(config: Config, db: Database, logger: Logger, bootstra
   });
   app.use(router.routes());
   app.use(router.allowedMethods());
-  // the monitoring app's dictionary QC API (issue 3)
-  const dictionary = dictionaryApi(db, { maxBytes: config.maxBodyBytes, maxDepth: config.maxJsonDepth });
-  app.use(dictionary.routes());
-  app.use(dictionary.allowedMethods());
-  // the monitoring app's chain statistics and badge setting API (issue 5)
-  const provenanceRoutes = provenanceApi(db, { maxBytes: config.maxBodyBytes, maxDepth: config.maxJsonDepth });
-  app.use(provenanceRoutes.routes());
-  app.use(provenanceRoutes.allowedMethods());
-  // CDS Hooks 2.0 (issue 4): discovery is public (http/auth.ts), calls and feedback need the token
-  app.use(cdsHooks({ repo, limits: { maxBytes: config.maxBodyBytes, maxDepth: config.maxJsonDepth }, publicUrl: config.publicUrl }));
+  // each module's own routes (the app's JSON APIs, CDS Hooks)
+  for (const m of modules) for (const middleware of m.routes ?? []) app.use(middleware);
 
   app.use(async (ctx, next) => {
     if (ctx.path !== '/fhir' && !ctx.path.startsWith('/fhir/')) return next();

@@ -25,6 +25,8 @@ export interface Config {
   /** Asynchronous requests: results kept this long (seconds), jobs run at once (0: no worker). */
   asyncRetentionSeconds: number;
   asyncConcurrency: number;
+  /** When tables that grew are analysed (HUREN_ANALYZE_CRON, default every 30 s; `off` disables; server/db/database.ts). */
+  analyzeCron?: string;
   /** The chain (HUREN_LEDGER…, server/ledger/config.ts); default the embedded chain under dataDir/chain, opened on first use. */
   ledger: LedgerConfig;
   /** Anchoring, verification and sweep schedules (server/provenance/config.ts). */
@@ -50,6 +52,7 @@ export function loadConfig(env: NodeJS.ProcessEnv = process.env, overrides: Part
     logLevel: env.LOG_LEVEL ?? 'info',
     asyncRetentionSeconds: intEnv(env.HUREN_ASYNC_RETENTION_SECONDS, 24 * 3600),
     asyncConcurrency: intEnv(env.HUREN_ASYNC_CONCURRENCY, 2),
+    analyzeCron: env.HUREN_ANALYZE_CRON === 'off' ? undefined : env.HUREN_ANALYZE_CRON || '*/30 * * * * *',
     ledger: overrides.ledger ?? loadLedgerConfig(env, { dataDir }),
     provenance: overrides.provenance ?? loadProvenanceConfig(env),
     cdsClients: overrides.cdsClients ?? loadCdsClients(env.HUREN_CDS_CLIENTS),

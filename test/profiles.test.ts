@@ -18,10 +18,10 @@ import { buildProfiles, coreDefinition, PROFILES_DIR, readSources } from '../scr
 import { fingerprint, CHAIN_ANCHOR_URL, readChainAnchor } from '../server/fingerprint/index.ts';
 import { verifyAnchorProof } from '../server/merkle/anchor.ts';
 import { ADMIN_DIVISION_SYSTEM, EXT, PROFILE } from '../server/profiles/canonical.ts';
-import { EXAMPLES_DIR, projectDefinition, projectSearchParameters, projectStructureDefinitions } from '../server/profiles/load.ts';
+import { EXAMPLES_DIR, projectDefinition, projectSearchParameters, projectStructureDefinitions } from '../server/fhir/profiles/load.ts';
 import { projectOperationDefinitions, publishProfiles } from '../server/profiles/publish.ts';
-import { generateSnapshot, SnapshotError } from '../server/profiles/snapshot.ts';
-import { validateAgainstProfile } from '../server/profiles/validate.ts';
+import { generateSnapshot, SnapshotError } from '../server/fhir/profiles/snapshot.ts';
+import { validateAgainstProfile } from '../server/fhir/profiles/validate.ts';
 import { checkResource, loadValidation } from '../server/fhir/validate.ts';
 import { decisionMitigation, reminder } from '../server/recognition/records.ts';
 import { CATALOGUE_SYSTEM, DECISION_SYSTEM, REASON_SYSTEM, RECORD_KIND_SYSTEM } from '../server/terminology/canonical.ts';

@@ -26,64 +26,32 @@ export interface DatabaseOptions {
   /** PGlite data directory; `undefined` means in memory. */
   dataDir?: string;
   poolSize?: number;
-  /** How often to look for tables whose planner statistics are stale (0: never); default 30 s. */
-  statisticsIntervalMs?: number;
 }
 
 export async function openDatabase(options: DatabaseOptions): Promise<Database> {
-  const db = options.url ? await openPostgres(options.url, options.poolSize ?? 10) : await openPglite(options.dataDir);
-  return keepStatistics(db, options.statisticsIntervalMs ?? 30_000);
+  return options.url ? openPostgres(options.url, options.poolSize ?? 10) : openPglite(options.dataDir);
 }
 
 /**
  * Keeps planner statistics fresh when nothing else does: PGlite has no autovacuum daemon, and a PostgreSQL
  * server may run with `autovacuum = off`. Without statistics the planner guesses, and the index-table joins
- * of a search can go from a millisecond to many seconds (seen at a million Observations). Every interval,
- * each table that has grown by more than a fifth (by pages, compared with what the last ANALYZE recorded in
- * pg_class — this works on both engines, unlike the statistics collector's counters) is analysed again.
- * On a PostgreSQL server with autovacuum on, this does nothing.
+ * of a search can go from a millisecond to many seconds (seen at a million Observations). Each table that has
+ * grown by more than a fifth (by pages, compared with what the last ANALYZE recorded in pg_class — this works
+ * on both engines, unlike the statistics collector's counters) is analysed again. On a PostgreSQL server with
+ * autovacuum on, this does nothing. The app runs it as a scheduled job (every 30 s, once across processes).
  */
-function keepStatistics(db: Database, intervalMs: number): Database {
-  if (intervalMs <= 0) return db;
-  let closed = false;
-  let timer: NodeJS.Timeout | undefined;
-  let running: Promise<void> = Promise.resolve();
-  const tick = async () => {
-    try {
-      if (db.engine === 'postgres') {
-        const [{ on }] = await db.query<{ on: boolean }>(`SELECT current_setting('autovacuum') = 'on' AS on`);
-        if (on) return void (closed = true);
-      }
-      const stale = await db.query<{ name: string }>(
-        `SELECT format('%I.%I', n.nspname, c.relname) AS name FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace
-          WHERE c.relkind = 'r' AND n.nspname = current_schema()
-            AND pg_relation_size(c.oid) / 8192 > 1.2 * GREATEST(c.relpages, 0) + 128`
-      );
-      for (const { name } of stale) {
-        if (closed) return;
-        await db.query(`ANALYZE ${name}`);
-      }
-    } catch {
-      // the next round tries again (or the database is closing)
-    }
-  };
-  const schedule = () => {
-    if (closed) return;
-    timer = setTimeout(() => {
-      running = tick().then(schedule);
-    }, intervalMs);
-    timer.unref();
-  };
-  schedule();
-  const close = db.close.bind(db);
-  return Object.assign(db, {
-    async close() {
-      closed = true;
-      clearTimeout(timer);
-      await running;
-      await close();
-    },
-  });
+export async function analyzeGrownTables(db: Database): Promise<string[]> {
+  if (db.engine === 'postgres') {
+    const [{ on }] = await db.query<{ on: boolean }>(`SELECT current_setting('autovacuum') = 'on' AS on`);
+    if (on) return [];
+  }
+  const stale = await db.query<{ name: string }>(
+    `SELECT format('%I.%I', n.nspname, c.relname) AS name FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace
+      WHERE c.relkind = 'r' AND n.nspname = current_schema()
+        AND pg_relation_size(c.oid) / 8192 > 1.2 * GREATEST(c.relpages, 0) + 128`
+  );
+  for (const { name } of stale) await db.query(`ANALYZE ${name}`);
+  return stale.map((s) => s.name);
 }
 
 async function openPglite(dataDir: string | undefined): Promise<Database> {

@@ -11,16 +11,8 @@ import type { Bundle, BundleEntry, OperationOutcome, Resource } from '@medplum/f
 import { badRequest, FhirError, statusOf } from './errors.ts';
 import { isSupportedResourceType } from './definitions.ts';
 import { authorize, route, type FhirContext, type FhirRequest, type FhirResponse, type Prefer } from './router.ts';
-import type { Repository } from './repository.ts';
 import { assertValid } from './validate.ts';
-
-/** Finds the stored resource a create entry of a retried submission repeats (installed by server/provenance/). */
-export type RepeatFinder = (repo: Repository, resource: Resource, retried: ReadonlySet<string>) => Promise<string | undefined>;
-let repeatFinder: RepeatFinder | undefined;
-
-export function setRepeatFinder(finder: RepeatFinder | undefined): void {
-  repeatFinder = finder;
-}
+import { engineOf } from './engine.ts';
 
 const ORDER: Record<string, number> = { DELETE: 0, POST: 1, PUT: 2, PATCH: 2, GET: 3, HEAD: 3 };
 
@@ -64,7 +56,7 @@ async function batch(ctx: FhirContext, entries: BundleEntry[], prefer: Prefer): 
 async function transaction(ctx: FhirContext, submitted: BundleEntry[], prefer: Prefer, submission: { raw?: string; bundle: unknown }): Promise<Bundle> {
   // the caller's scopes must allow every entry before anything is done (creates below bypass route())
   for (const [i, entry] of submitted.entries()) {
-    await at(i, async () => authorize(ctx.principal, entry.request!.method!, entry.request!.url!.split('?')[0].split('/').filter(Boolean)));
+    await at(i, async () => authorize(ctx, entry.request!.method!, entry.request!.url!.split('?')[0].split('/').filter(Boolean)));
   }
   const order = submitted.map((_, i) => i).sort((a, b) => ORDER[submitted[a].request!.method!] - ORDER[submitted[b].request!.method!] || a - b);
   let results: FhirResponse[] = [];
@@ -73,7 +65,7 @@ async function transaction(ctx: FhirContext, submitted: BundleEntry[], prefer: P
     const entries = structuredClone(submitted);
     results = new Array(entries.length);
     const tctx: FhirContext = { ...ctx, repo };
-    // the submission as received: kept as the report's original (chain provenance, server/provenance/intake.ts)
+    // the submission as received, for the write observers (e.g. to keep it as the original)
     if (repo.writes) repo.writes.submission = submission;
     // 1. resolve the identity of every created or conditionally updated entry
     const refMap = new Map<string, string>();
@@ -127,11 +119,18 @@ async function transaction(ctx: FhirContext, submitted: BundleEntry[], prefer: P
       });
     }
     // 2b. an exact retry stores nothing new: a create that repeats what a matched entry already has (the
-    // report's chain Provenance, server/provenance/repeat.ts) is matched to the stored resource
-    if (repeatFinder && matched.size > 0) {
+    // entry that is not itself conditional) is matched to the stored resource by the engine's repeat finders
+    const finders = engineOf(repo.db).repeatFinders;
+    if (finders.length > 0 && matched.size > 0) {
       const retried = new Set([...matched].map(([i, id]) => `${entries[i].resource!.resourceType}/${id}`));
       for (const i of [...plainCreates]) {
-        const id = await at(i, () => repeatFinder!(repo, entries[i].resource!, retried));
+        const id = await at(i, async () => {
+          for (const find of finders) {
+            const found = await find(repo, entries[i].resource!, retried);
+            if (found) return found;
+          }
+          return undefined;
+        });
         if (!id) continue;
         matched.set(i, id);
         plainCreates.splice(plainCreates.indexOf(i), 1);

@@ -4,15 +4,19 @@
  */
 import type { CapabilityStatement, CapabilityStatementRestResource } from '@medplum/fhirtypes';
 import { searchParams, supportedResourceTypes } from './definitions.ts';
-import { operations } from './operations/registry.ts';
-import { profilesByType } from '../profiles/load.ts';
+import type { FhirEngine } from './engine.ts';
+import { profilesByType } from './profiles/load.ts';
 import { version } from '../version.ts';
 
-const cache = new Map<string, CapabilityStatement>();
+const caches = new WeakMap<FhirEngine, Map<string, CapabilityStatement>>();
 
-export function capabilityStatement(baseUrl: string): CapabilityStatement {
+/** The statement of an engine (its operations and identity) at `baseUrl` (built once per pair). */
+export function capabilityStatement(baseUrl: string, engine: FhirEngine): CapabilityStatement {
+  let cache = caches.get(engine);
+  if (!cache) caches.set(engine, (cache = new Map()));
   let cs = cache.get(baseUrl);
   if (cs) return cs;
+  const operations = engine.operations.all;
   const profiles = profilesByType();
   const resources: CapabilityStatementRestResource[] = supportedResourceTypes().map((type) => {
     const params = [...searchParams(type).values()];
@@ -59,10 +63,10 @@ export function capabilityStatement(baseUrl: string): CapabilityStatement {
     resourceType: 'CapabilityStatement',
     status: 'active',
     date: new Date().toISOString(),
-    publisher: 'Huren',
+    publisher: engine.identity.name,
     kind: 'instance',
-    software: { name: 'Huren', version },
-    implementation: { description: 'Huren FHIR R4 server for mutual recognition of lab and examination results', url: baseUrl },
+    software: { name: engine.identity.name, version },
+    implementation: { description: engine.identity.description, url: baseUrl },
     fhirVersion: '4.0.1',
     format: ['application/fhir+json', 'application/json'],
     patchFormat: ['application/json-patch+json'],

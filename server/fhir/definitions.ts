@@ -11,7 +11,7 @@ import {
   type SearchParameterDetails,
 } from '@medplum/core';
 import type { Bundle, SearchParameter, StructureDefinition } from '@medplum/fhirtypes';
-import { projectSearchParameters } from '../profiles/load.ts';
+import { projectSearchParameters } from './profiles/load.ts';
 
 export type IndexedType = 'token' | 'string' | 'date' | 'number' | 'quantity' | 'reference' | 'uri';
 const INDEXED: ReadonlySet<string> = new Set(['token', 'string', 'date', 'number', 'quantity', 'reference', 'uri']);

@@ -13,7 +13,7 @@ import { writeVersions, type NewVersion } from './store.ts';
 import { assertValid } from './validate.ts';
 import { parseSearch, type SearchRequest } from './search/parse.ts';
 import { findIds, runSearch } from './search/execute.ts';
-import { HASH_BADGE_SYSTEM } from '../profiles/canonical.ts';
+import { engineOf } from './engine.ts';
 
 export interface WriteResult {
   resource: Resource;
@@ -37,23 +37,15 @@ export interface TxWrites {
   submission?: { raw?: string; bundle: unknown };
 }
 
-/** Sees every transaction's writes (chain provenance intake, server/provenance/): a throw rolls the transaction back. */
+/** Sees every transaction's writes (installed through the engine, engine.ts): a throw rolls the transaction back. */
 export interface WriteObserver {
   beforeCommit(sql: Sql, writes: TxWrites): Promise<void>;
   afterCommit?(writes: TxWrites): void;
 }
 
-const observers = new WeakMap<Database, WriteObserver>();
-
 /** Reads by primary key: plans that never depend on the values, so prepared once per connection (database.ts). */
 const READ_SQL = prepared('SELECT version, deleted, content FROM resource WHERE type = $1 AND id = $2');
 const READ_MANY_SQL = prepared('SELECT version, deleted, content FROM resource WHERE type = $1 AND id = ANY($2::text[]) AND NOT deleted');
-
-/** Installs (or removes) the write observer of a database. */
-export function setWriteObserver(db: Database, observer: WriteObserver | undefined): void {
-  if (observer) observers.set(db, observer);
-  else observers.delete(db);
-}
 
 interface CurrentRow {
   version: number;
@@ -73,16 +65,16 @@ export class Repository {
   /** Runs `fn` with a repository bound to one transaction (joins the current one if any). */
   async transaction<T>(fn: (repo: Repository) => Promise<T>): Promise<T> {
     if (this.inTransaction) return fn(this);
-    const observer = observers.get(this.db);
-    if (!observer) return this.db.transaction((sql) => fn(new Repository(this.db, sql, true)));
+    const observers = engineOf(this.db).writeObservers;
+    if (observers.length === 0) return this.db.transaction((sql) => fn(new Repository(this.db, sql, true)));
     let writes: TxWrites = { versions: [] };
     const value = await this.db.transaction(async (sql) => {
       writes = { versions: [] }; // a re-run transaction starts afresh
       const result = await fn(new Repository(this.db, sql, true, writes));
-      if (writes.versions.length > 0) await observer.beforeCommit(sql, writes);
+      if (writes.versions.length > 0) for (const observer of observers) await observer.beforeCommit(sql, writes);
       return result;
     });
-    if (writes.versions.length > 0) observer.afterCommit?.(writes);
+    if (writes.versions.length > 0) for (const observer of observers) observer.afterCommit?.(writes);
     return value;
   }
 
@@ -128,7 +120,7 @@ export class Repository {
 
   /** Creates a resource (server-assigned id unless `id` is given by a transaction's pre-assignment). */
   async create(resource: Resource, options: { ifNoneExist?: string; id?: string } = {}): Promise<WriteResult> {
-    resource = withoutResponseTags(resource);
+    resource = withoutResponseTags(this.db, resource);
     const warnings = assertValid(resource);
     if (options.ifNoneExist) {
       return this.transaction(async (repo) => {
@@ -144,7 +136,7 @@ export class Repository {
   /** Creates many new resources with one statement per table (ids already assigned, already valid). */
   async createMany(resources: Resource[]): Promise<Resource[]> {
     const now = new Date().toISOString();
-    const stored = resources.map(withoutResponseTags).map((r) => stamp(r, r.id ?? randomUUID(), 1, now));
+    const stored = resources.map((r) => withoutResponseTags(this.db, r)).map((r) => stamp(r, r.id ?? randomUUID(), 1, now));
     await this.transaction((repo) => repo.write(stored.map((resource) => ({ resource, method: 'POST', isNew: true }))));
     return stored;
   }
@@ -157,7 +149,7 @@ export class Repository {
 
   /** Update (or create with a client id); `ifMatch` is a version number to check. */
   async update(resource: Resource, options: { ifMatch?: string; method?: 'PUT' | 'PATCH' } = {}): Promise<WriteResult> {
-    resource = withoutResponseTags(resource);
+    resource = withoutResponseTags(this.db, resource);
     const warnings = assertValid(resource);
     const type = resource.resourceType;
     const id = resource.id;
@@ -302,12 +294,13 @@ function checkType(type: string): void {
   if (!isSupportedResourceType(type)) throw notFound(`Unknown resource type '${type}'`);
 }
 
-/** Without the tags that only answers carry (the hash badge, server/provenance/badge.ts): they are never stored. */
-function withoutResponseTags(resource: Resource): Resource {
+/** Without the tags that only answers carry (engine.ts `responseOnlyTags`, e.g. a badge): they are never stored. */
+function withoutResponseTags(db: Database, resource: Resource): Resource {
+  const systems = engineOf(db).responseOnlyTags;
   const tags = resource.meta?.tag;
-  if (!Array.isArray(tags) || !tags.some((t) => t?.system === HASH_BADGE_SYSTEM)) return resource;
+  if (systems.size === 0 || !Array.isArray(tags) || !tags.some((t) => systems.has(t?.system as string))) return resource;
   const { tag: _tag, ...meta } = resource.meta as NonNullable<Resource['meta']>;
-  const kept = tags.filter((t) => t?.system !== HASH_BADGE_SYSTEM);
+  const kept = tags.filter((t) => !systems.has(t?.system as string));
   return { ...resource, meta: kept.length > 0 ? { ...meta, tag: kept } : meta } as Resource;
 }
 

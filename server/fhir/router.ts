@@ -9,10 +9,9 @@ import { badRequest, fail, informational, notFound } from './errors.ts';
 import { isSupportedResourceType } from './definitions.ts';
 import { parseSearch, DEFAULT_COUNT, MAX_COUNT } from './search/parse.ts';
 import { capabilityStatement } from './capability.ts';
-import { findOperation } from './operations/registry.ts';
-import type { Principal } from '../http/auth.ts';
-import { allows, needed } from '../auth/scopes.ts';
+import type { Principal } from './principal.ts';
 import { ASYNC_PATH, type AsyncJobs, type ProgressReporter } from './async/jobs.ts';
+import { decorate, engineOf } from './engine.ts';
 
 export interface FhirRequest {
   method: string;
@@ -57,24 +56,16 @@ export interface FhirContext {
   progress?: ProgressReporter;
 }
 
-/** Post-processes every answer (installed by the chain provenance: the hash badge, server/provenance/badge.ts). */
-export type ResponseDecorator = (ctx: FhirContext, req: FhirRequest, res: FhirResponse) => Promise<FhirResponse>;
-let responseDecorator: ResponseDecorator | undefined;
-
-export function setResponseDecorator(decorator: ResponseDecorator | undefined): void {
-  responseDecorator = decorator;
-}
-
 export async function route(ctx: FhirContext, req: FhirRequest): Promise<FhirResponse> {
   const res = await dispatch(ctx, req);
-  return responseDecorator ? responseDecorator(ctx, req, res) : res;
+  return decorate(engineOf(ctx.repo.db), ctx, req, res);
 }
 
 async function dispatch(ctx: FhirContext, req: FhirRequest): Promise<FhirResponse> {
   const segments = req.path.split('/').filter((s) => s.length > 0);
   const [type, second, third, fourth] = segments;
   const method = req.method.toUpperCase();
-  authorize(ctx.principal, method, segments);
+  authorize(ctx, method, segments);
 
   if (segments.length === 0) {
     if (method === 'POST') {
@@ -84,7 +75,7 @@ async function dispatch(ctx: FhirContext, req: FhirRequest): Promise<FhirRespons
     throw fail(405, 'not-supported', `${method} on the FHIR base is not supported`);
   }
   if (type === 'metadata' && segments.length === 1 && method === 'GET') {
-    return { status: 200, body: capabilityStatement(ctx.baseUrl) };
+    return { status: 200, body: capabilityStatement(ctx.baseUrl, engineOf(ctx.repo.db)) };
   }
   if (type === '_history' && segments.length === 1 && method === 'GET') return history(ctx, req, undefined, undefined);
   if (type === ASYNC_PATH && segments.length === 2 && ctx.jobs) {
@@ -148,13 +139,9 @@ async function dispatch(ctx: FhirContext, req: FhirRequest): Promise<FhirRespons
   throw notFound(`No FHIR interaction at ${type}/${second}/${segments.slice(2).join('/')}`.slice(0, 200));
 }
 
-/** The caller's scopes must allow the interaction (SMART system scopes; the bootstrap token has system/*.*). */
-export function authorize(principal: Principal, method: string, segments: string[]): void {
-  const need = needed(method, segments);
-  if (need && !allows(principal.scopes, need.type, need.action)) {
-    const what = { c: 'create', r: 'read', u: 'update or run this operation on', d: 'delete', s: 'search' }[need.action];
-    throw fail(403, 'forbidden', `The caller's scopes do not allow it to ${what} ${need.type ?? 'the whole server'} (needs system/${need.type ?? '*'}.${need.action})`);
-  }
+/** The installed access policy must allow the interaction (engine.ts); throws a 403 when it does not. */
+export function authorize(ctx: FhirContext, method: string, segments: readonly string[]): void {
+  engineOf(ctx.repo.db).access.authorize(ctx.principal, method, segments);
 }
 
 async function create(ctx: FhirContext, type: string, req: FhirRequest): Promise<FhirResponse> {
@@ -227,7 +214,7 @@ async function history(ctx: FhirContext, req: FhirRequest, type: string | undefi
 }
 
 async function operation(ctx: FhirContext, req: FhirRequest, name: string, type: string | undefined, id: string | undefined): Promise<FhirResponse> {
-  const op = findOperation(name, type, id !== undefined);
+  const op = engineOf(ctx.repo.db).operations.find(name, type, id !== undefined);
   if (!op) throw notFound(`Unknown operation $${name}${type ? ` on ${type}${id ? '/[id]' : ''}` : ''}`);
   if (!op.methods.includes(req.method.toUpperCase())) throw fail(405, 'not-supported', `$${name} does not accept ${req.method}`);
   if (req.prefer.respondAsync && op.async && ctx.jobs) return accepted(await ctx.jobs.submit(req, ctx.principal, ctx.baseUrl));

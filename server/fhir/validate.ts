@@ -13,8 +13,8 @@ import { loadRuleData } from './validation/rules.ts';
 import { warmSchemas } from './validation/schema.ts';
 import { loadTerminology, registerCanonical, releaseTerminologySource } from './validation/terminology.ts';
 import { Walker } from './validation/walker.ts';
-import { loadProfiles } from '../profiles/load.ts';
-import { profileIssues } from '../profiles/validate.ts';
+import { loadProfiles } from './profiles/load.ts';
+import { profileIssues } from './profiles/validate.ts';
 
 const ID_RE = /^[A-Za-z0-9\-.]{1,64}$/;
 

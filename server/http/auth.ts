@@ -9,20 +9,12 @@ import { existsSync, mkdirSync, readFileSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import type Koa from 'koa';
 import { fail } from '../fhir/errors.ts';
+import { ANONYMOUS, type Principal } from '../fhir/principal.ts';
 import { CdsTrustError, type CdsTrust } from '../cds/trust.ts';
 import type { BackendAuth } from '../auth/backend.ts';
 import { TOKEN_PATH } from '../auth/routes.ts';
 
-export interface Principal {
-  kind: 'anonymous' | 'bootstrap' | 'cds-client' | 'client';
-  /** A stable, non-personal identifier for logs and audit. */
-  id: string;
-  scopes: string[];
-  /** The institution the caller speaks for ("Organization/[id]" or "Organization?identifier=…"), if bound to one. */
-  institution?: string;
-}
-
-export const ANONYMOUS: Principal = { kind: 'anonymous', id: 'anonymous', scopes: [] };
+export { ANONYMOUS, type Principal } from '../fhir/principal.ts';
 
 /** Paths anyone may call (DESIGN.md §6a). */
 export function isPublic(method: string, path: string): boolean {

@@ -1,8 +1,7 @@
 /**
  * Publishing the platform's conformance resources at start: the StructureDefinitions and SearchParameters of
  * `profiles/`, and the OperationDefinitions and Measures it defines under its own canonical base, are written into the
- * store by their fixed ids (so `GET /fhir/StructureDefinition?url=…` finds them), and profile validation is
- * connected to the platform's terminology and recognition catalogue.
+ * store by their fixed ids (so `GET /fhir/StructureDefinition?url=…` finds them).
  *
  * Idempotent, like terminology/load.ts: an unchanged resource makes no new version, so restarts create no
  * duplicates; a changed file (a new release) becomes a new version.
@@ -14,11 +13,8 @@ import type { Database } from '../db/database.ts';
 import { statusOf } from '../fhir/errors.ts';
 import { Repository } from '../fhir/repository.ts';
 import { checkResource } from '../fhir/validate.ts';
-import { currentCatalogue } from '../recognition/catalogue.ts';
 import { CANONICAL_BASE } from '../terminology/canonical.ts';
-import { terminology } from '../terminology/load.ts';
-import { PROFILES_DIR, projectSearchParameters, projectStructureDefinitions } from './load.ts';
-import { configureProfileValidation } from './validate.ts';
+import { PROFILES_DIR, projectSearchParameters, projectStructureDefinitions } from '../fhir/profiles/load.ts';
 
 /** Our OperationDefinitions: those of `profiles/` published under the platform's canonical base. */
 export function projectOperationDefinitions(dir: string = PROFILES_DIR): Resource[] {
@@ -38,20 +34,6 @@ function projectResources(prefix: string, dir: string): Resource[] {
     .filter((r) => typeof r.url === 'string' && r.url.startsWith(`${CANONICAL_BASE}/`));
 }
 
-/** Connects profile validation to the running platform (its terminology registry and catalogue). */
-export function connectProfileValidation(): void {
-  configureProfileValidation({
-    terminology: () => terminology,
-    catalogue: () => {
-      try {
-        return currentCatalogue();
-      } catch {
-        return undefined; // no catalogue loaded: the catalogue rule is not applied
-      }
-    },
-  });
-}
-
 export interface PublishResult {
   /** Resources published (present in the store after the call). */
   resources: number;
@@ -68,7 +50,6 @@ export interface PublishResult {
  * them), which saves about two seconds of a first start.
  */
 export async function publishProfiles(db: Database): Promise<PublishResult> {
-  connectProfileValidation();
   const resources: Resource[] = [...projectStructureDefinitions(), ...projectSearchParameters(), ...projectOperationDefinitions(), ...projectMeasures()];
   const publish = () =>
     new Repository(db).transaction(async (repo) => {

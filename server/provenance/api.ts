@@ -14,7 +14,7 @@ import type Koa from 'koa';
 import type { Database } from '../db/database.ts';
 import { badRequest, fail } from '../fhir/errors.ts';
 import { allows } from '../auth/scopes.ts';
-import { ADMIN_SCOPES } from '../fhir/operations/badge-settings.ts';
+import { ADMIN_SCOPES } from './operations/badge-settings.ts';
 import type { Principal } from '../http/auth.ts';
 import { readBody, UNSTORABLE_TEXT, type BodyLimits } from '../http/body.ts';
 import { BadgeSettingsError, readBadgeSettings, writeBadgeSettings } from './badge.ts';

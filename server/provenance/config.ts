@@ -16,6 +16,9 @@
  *   HUREN_CHAIN_RECHECK_PER_SWEEP      consistent anchors looked up again on the chain per sweep (default 200)
  *   HUREN_STATISTICS_CRON              when the chain statistics MeasureReports of yesterday and today
  *                                      (Asia/Shanghai) are generated (default hourly at minute 45; `off` disables)
+ *   HUREN_VERIFY_CRON                  how often anchors waiting for the chain are looked for (default every 5 seconds)
+ *
+ * Each schedule is a job of the platform's scheduler (server/scheduler/): one run per tick across processes.
  */
 
 export interface ProvenanceConfig {
@@ -30,6 +33,7 @@ export interface ProvenanceConfig {
   verifyGiveUpHours: number;
   chainRecheckPerSweep: number;
   statisticsCron?: string;
+  verifyCron?: string;
 }
 
 export class ProvenanceConfigError extends Error {
@@ -52,6 +56,7 @@ export function loadProvenanceConfig(env: NodeJS.ProcessEnv = process.env): Prov
     verifyGiveUpHours: int(env.HUREN_VERIFY_GIVE_UP_HOURS, 24, 'HUREN_VERIFY_GIVE_UP_HOURS'),
     chainRecheckPerSweep: int(env.HUREN_CHAIN_RECHECK_PER_SWEEP, 200, 'HUREN_CHAIN_RECHECK_PER_SWEEP'),
     statisticsCron: cron(env.HUREN_STATISTICS_CRON, '45 * * * *'),
+    verifyCron: cron(env.HUREN_VERIFY_CRON, '*/5 * * * * *'),
   };
 }
 

@@ -1,25 +1,25 @@
 /**
  * Chain provenance, assembled (issue 5; docs/chain-provenance.md): the ledger (opened on first use), intake
  * (the store's write observer), the verifier of pending anchors, the platform's anchoring outbox and the
- * hash-consistency sweep, on node-schedule schedules; plus what the operations need ($verify, $trace).
+ * hash-consistency sweep, as scheduled jobs (server/scheduler/); plus what the operations need ($verify, $trace).
  *
  *   const provenance = new ProvenanceService(db, config, logger);
- *   provenance.install();      // before the server takes requests
- *   provenance.start();        // schedules
+ *   provenance.install();      // before the server takes requests; engineParts() and jobs() go to the app
+ *   provenance.start();
  *   await provenance.anchorNow(); await provenance.verifyNow(); await provenance.sweep();
  *   await provenance.stop();   // before the database closes
  *
  * Nothing here runs on the request path of an upload: intake writes rows in the upload's own transaction;
  * everything that talks to the chain runs from the schedules, a timer, or an explicit operation.
  */
-import schedule from 'node-schedule';
 import type { DiagnosticReport } from '@medplum/fhirtypes';
 import type { Config } from '../config.ts';
 import type { Database, Sql } from '../db/database.ts';
 import { badRequest, gone, notFound } from '../fhir/errors.ts';
-import { Repository, setWriteObserver } from '../fhir/repository.ts';
-import { setResponseDecorator } from '../fhir/router.ts';
-import { setRepeatFinder } from '../fhir/bundle.ts';
+import type { EngineParts } from '../fhir/engine.ts';
+import { Repository } from '../fhir/repository.ts';
+import { HASH_BADGE_SYSTEM } from '../profiles/canonical.ts';
+import type { ScheduledJob } from '../scheduler/scheduler.ts';
 import { repeatedChainProvenance } from './repeat.ts';
 import type { Logger } from '../http/observability.ts';
 import type { LedgerPort } from '../ledger/port.ts';
@@ -39,9 +39,6 @@ import { checkOnChain, Verifier, verifyReport, type VerifyResult } from './verif
 
 const services = new WeakMap<Database, ProvenanceService>();
 
-/** How often the verifier looks for due anchors when nothing kicked it (ms). */
-const VERIFY_POLL_MS = 5_000;
-
 export interface ProvenanceOptions {
   /** A ledger to use instead of the configured one (tests). */
   ledger?: LedgerPort;
@@ -55,8 +52,6 @@ export class ProvenanceService {
   private readonly intake: Intake;
   private readonly anchorer: Anchorer;
   private readonly verifier: Verifier;
-  private readonly jobs: schedule.Job[] = [];
-  private verifyTimer?: NodeJS.Timeout;
   private stopped = false;
   /** One run of each kind at a time in this process (several processes share the work through leases). */
   private anchorRun: Promise<unknown> = Promise.resolve();
@@ -87,53 +82,58 @@ export class ProvenanceService {
     this.verifier = new Verifier(db, this.ledger, this.config, logger);
   }
 
-  /** Hooks intake into the store's writes and the report statuses into the recognition service. */
+  /**
+   * Registers the service for the operations and plugs the report statuses into the recognition service; the
+   * engine parts (intake as write observer, the badge decorator, the repeat finder) are `engineParts()`.
+   */
   install(): void {
     services.set(this.db, this);
-    setWriteObserver(this.db, this.intake);
     // stateless: reads the statuses through the caller's own connection, whichever server it belongs to
     setHashStatusProvider(async (reports: DiagnosticReport[], repo: Repository) =>
       statusesOf(repo.connection, reports.map((r) => ({ id: r.id as string, version: Number(r.meta?.versionId ?? 0) })))
     );
-    // the hash-consistent badge on answers that show reports (badge.ts); stateless like the provider above
-    setResponseDecorator(decorateWithBadges);
-    // an exact retry of a submission does not store its chain Provenance again (repeat.ts)
-    setRepeatFinder(repeatedChainProvenance);
   }
 
-  /** Starts the schedules (anchoring, sweep, deep sweep) and the verifier's timer. */
-  start(): void {
-    const every = (name: string, cron: string | undefined, fn: () => Promise<unknown>) => {
-      if (!cron) return;
-      const job = schedule.scheduleJob(`huren-${name}-${Math.random().toString(36).slice(2)}`, cron, () => {
-        fn().catch((e: unknown) => this.logger.error({ job: name, error: (e as Error).name, message: (e as Error).message?.slice(0, 200) }, 'scheduled chain provenance job failed'));
-      });
-      if (!job) throw new Error(`${name}: '${cron}' is not a valid cron expression`);
-      this.jobs.push(job);
+  /** What the FHIR engine runs for chain provenance. */
+  engineParts(): Pick<EngineParts, 'writeObservers' | 'responseDecorators' | 'repeatFinders' | 'responseOnlyTags'> {
+    return {
+      // intake: the original submission, its fingerprint and anchor records, in the upload's own transaction
+      writeObservers: [this.intake],
+      // the hash-consistent badge on answers that show reports (badge.ts); stateless
+      responseDecorators: [decorateWithBadges],
+      // an exact retry of a submission does not store its chain Provenance again (repeat.ts)
+      repeatFinders: [repeatedChainProvenance],
+      // the badge is shown, never stored
+      responseOnlyTags: [HASH_BADGE_SYSTEM],
     };
+  }
+
+  /** The scheduled jobs (server/scheduler/: each tick runs once across server processes). */
+  jobs(): ScheduledJob[] {
+    return [
+      { name: 'provenance.anchor', cron: this.config.anchorCron, run: () => this.anchorNow({ force: false }) },
+      { name: 'provenance.sweep', cron: this.config.sweepCron, run: () => this.sweep({ deep: false, chain: true }) },
+      { name: 'provenance.deep-sweep', cron: this.config.deepSweepCron, run: () => this.sweep({ deep: true, chain: true }) },
+      { name: 'provenance.statistics', cron: this.config.statisticsCron, run: () => this.statistics() },
+      // anchors waiting for the chain: cheap when none is due (the ledger is not opened)
+      { name: 'provenance.verify', cron: this.config.verifyCron, run: () => this.verifyDue() },
+    ];
+  }
+
+  /** Logs the configuration (the jobs themselves run from the scheduler). */
+  start(): void {
     this.logger.info(
       { ledger: describeLedgerConfig(this.ledgerConfig), anchor: this.config.anchorCron ?? 'off', sweep: this.config.sweepCron ?? 'off', platformAnchoring: this.config.platformAnchoring },
       'chain provenance started'
     );
-    every('anchor', this.config.anchorCron, () => this.anchorNow({ force: false }));
-    every('sweep', this.config.sweepCron, () => this.sweep({ deep: false, chain: true }));
-    every('deep-sweep', this.config.deepSweepCron, () => this.sweep({ deep: true, chain: true }));
-    every('statistics', this.config.statisticsCron, () => this.statistics());
-    this.verifyTimer = setInterval(() => this.kickVerifier(), VERIFY_POLL_MS);
-    this.verifyTimer.unref();
   }
 
   async stop(): Promise<void> {
     this.stopped = true;
-    for (const job of this.jobs.splice(0)) job.cancel();
-    if (this.verifyTimer) clearInterval(this.verifyTimer);
     this.anchorer.stop();
     this.verifier.stop();
     await Promise.allSettled([this.anchorRun, this.verifyRun, this.sweepRun]);
-    if (services.get(this.db) === this) {
-      services.delete(this.db);
-      setWriteObserver(this.db, undefined);
-    }
+    if (services.get(this.db) === this) services.delete(this.db);
     await this.ledger.close();
   }
 
@@ -209,12 +209,14 @@ export class ProvenanceService {
   }
 
   /** Runs the verifier when some anchor is due (cheap when none is: the ledger is not opened). */
-  private kickVerifier(): void {
+  private async verifyDue(): Promise<void> {
     if (this.stopped) return;
-    void this.verifier
-      .anyDue()
-      .then((due) => (due ? this.verifyNow({ force: false }) : undefined))
-      .catch(() => undefined);
+    if (await this.verifier.anyDue()) await this.verifyNow({ force: false });
+  }
+
+  /** The same, now, without waiting for the schedule (an upload just brought an anchor to check). */
+  private kickVerifier(): void {
+    void this.verifyDue().catch(() => undefined);
   }
 
   /** Looks anchored roots up again, oldest check first: a root the chain no longer holds makes its reports inconsistent. */

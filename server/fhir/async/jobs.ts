@@ -8,7 +8,7 @@
 import { randomUUID } from 'node:crypto';
 import type { Bundle, Resource } from '@medplum/fhirtypes';
 import type { Database } from '../../db/database.ts';
-import type { Principal } from '../../http/auth.ts';
+import type { Principal } from '../principal.ts';
 import { notFound, outcome, statusOf } from '../errors.ts';
 import { OperationOutcomeError } from '@medplum/core';
 import type { FhirRequest, FhirResponse } from '../router.ts';

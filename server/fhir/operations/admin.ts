@@ -1,12 +1,11 @@
 /**
- * Shared plumbing of the administrators' operations (catalogue import, code upgrade, dictionary QC): the
+ * Shared plumbing of administrative operations (e.g. importing a file): the
  * rights check, reading a file parameter, and turning row errors into an OperationOutcome that points at
  * each line.
  */
 import type { Attachment, Binary, OperationOutcome, OperationOutcomeIssue, Parameters, ParametersParameter } from '@medplum/fhirtypes';
 import { badRequest, fail, FhirError } from '../errors.ts';
 import type { FhirContext, FhirRequest } from '../router.ts';
-import type { RowError } from '../../terminology/catalogue-source.ts';
 
 /** The principal may write resources of `type` (SMART-style scopes: system/*.*, system/Type.*, system/Type.write). */
 export function requireWrite(ctx: FhirContext, type: string, what: string): void {
@@ -61,6 +60,13 @@ export function fileParameter(params: ParametersParameter[], name: string, op: s
   if (typeof data !== 'string' || data.length === 0) throw badRequest(`$${op}: the file has no data`, paramExpr(name));
   if (!/^[A-Za-z0-9+/\s]*={0,2}\s*$/.test(data)) throw badRequest(`$${op}: the file data is not base64`, paramExpr(name));
   return { data: Buffer.from(data, 'base64'), ...(contentType ? { contentType } : {}), ...(title ? { name: title } : {}) };
+}
+
+/** A problem at one line (and column) of an uploaded file. */
+export interface RowError {
+  line: number;
+  column?: string;
+  message: string;
 }
 
 const LINE_EXT = 'http://hl7.org/fhir/StructureDefinition/operationoutcome-issue-line';

@@ -1,0 +1,115 @@
+/**
+ * What the application plugs into the FHIR engine for one database. The engine itself knows no domain: the
+ * app (server/app.ts) collects these parts from its modules and installs them once, before it takes requests.
+ *
+ *   installEngine(db, { operations, writeObservers, responseDecorators, repeatFinders, responseOnlyTags, access })
+ *   engineOf(db)   // what the router, the Bundle processor and the repository read
+ *
+ * Parts are per database (a WeakMap), so several servers in one process (tests) keep their own.
+ */
+import type { Resource } from '@medplum/fhirtypes';
+import type { Database } from '../db/database.ts';
+import { fail } from './errors.ts';
+import { OperationRegistry, type Operation } from './operations/registry.ts';
+import { validateOperation } from './operations/validate.ts';
+import type { Principal } from './principal.ts';
+import type { Repository, WriteObserver } from './repository.ts';
+import type { FhirContext, FhirRequest, FhirResponse } from './router.ts';
+
+/** Post-processes every answer (e.g. a badge on the resources shown); must not change what was stored. */
+export type ResponseDecorator = (ctx: FhirContext, req: FhirRequest, res: FhirResponse) => Promise<FhirResponse>;
+
+/**
+ * Recognises a transaction entry that repeats what is already stored (an exact retry), so the Bundle answers
+ * with the stored resource instead of writing it again: returns its id, or undefined.
+ */
+export type RepeatFinder = (repo: Repository, resource: Resource, retried: ReadonlySet<string>) => Promise<string | undefined>;
+
+/**
+ * Decides whether a caller may make an interaction: throws a 403 FhirError when not. `segments` is the path
+ * below the FHIR base (`['Patient', '123', '$everything']`). Called for every request and for every entry of a
+ * batch or transaction before anything is written.
+ */
+export interface AccessPolicy {
+  authorize(principal: Principal, method: string, segments: readonly string[]): void;
+}
+
+export interface EngineParts {
+  /** Operations beyond the engine's own ($validate). */
+  operations?: readonly Operation[];
+  /** See every transaction's writes before it commits (a throw rolls it back); run in order. */
+  writeObservers?: readonly WriteObserver[];
+  /** Applied to every answer, in order. */
+  responseDecorators?: readonly ResponseDecorator[];
+  /** Asked in order; the first id found wins. */
+  repeatFinders?: readonly RepeatFinder[];
+  /** `meta.tag` systems that answers may carry but that are never stored (stripped from every write). */
+  responseOnlyTags?: readonly string[];
+  access?: AccessPolicy;
+  /** How the CapabilityStatement names the server (publisher and software name, implementation description). */
+  identity?: ServerIdentity;
+}
+
+export interface ServerIdentity {
+  name: string;
+  description: string;
+}
+
+export interface FhirEngine {
+  readonly operations: OperationRegistry;
+  readonly writeObservers: readonly WriteObserver[];
+  readonly responseDecorators: readonly ResponseDecorator[];
+  readonly repeatFinders: readonly RepeatFinder[];
+  readonly responseOnlyTags: ReadonlySet<string>;
+  readonly access: AccessPolicy;
+  readonly identity: ServerIdentity;
+}
+
+/** The engine's generic operations. */
+export const ENGINE_OPERATIONS: readonly Operation[] = [validateOperation];
+
+/** Without an installed policy nothing is allowed (deny by default). */
+const DENY_ALL: AccessPolicy = {
+  authorize() {
+    throw fail(403, 'forbidden', 'No access policy is installed on this server');
+  },
+};
+
+const engines = new WeakMap<Database, FhirEngine>();
+
+function build(parts: EngineParts): FhirEngine {
+  return {
+    operations: new OperationRegistry([...ENGINE_OPERATIONS, ...(parts.operations ?? [])]),
+    writeObservers: [...(parts.writeObservers ?? [])],
+    responseDecorators: [...(parts.responseDecorators ?? [])],
+    repeatFinders: [...(parts.repeatFinders ?? [])],
+    responseOnlyTags: new Set(parts.responseOnlyTags ?? []),
+    access: parts.access ?? DENY_ALL,
+    identity: parts.identity ?? { name: 'FHIR server', description: 'FHIR R4 server' },
+  };
+}
+
+const BARE = build({});
+
+/** Installs the parts of the engine for a database (replacing any earlier installation). */
+export function installEngine(db: Database, parts: EngineParts): FhirEngine {
+  const engine = build(parts);
+  engines.set(db, engine);
+  return engine;
+}
+
+/** Removes the installation (the database is closing). */
+export function uninstallEngine(db: Database): void {
+  engines.delete(db);
+}
+
+/** The engine installed for a database; a bare one (generic operations, no observers, deny-all) otherwise. */
+export function engineOf(db: Database): FhirEngine {
+  return engines.get(db) ?? BARE;
+}
+
+/** Runs the decorators of an engine over an answer. */
+export async function decorate(engine: FhirEngine, ctx: FhirContext, req: FhirRequest, res: FhirResponse): Promise<FhirResponse> {
+  for (const d of engine.responseDecorators) res = await d(ctx, req, res);
+  return res;
+}

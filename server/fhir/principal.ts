@@ -1,0 +1,15 @@
+/**
+ * Who is calling: the engine's view of an authenticated caller. The HTTP layer (server/http/auth.ts) resolves
+ * one for every request; the engine uses it to authorise each interaction (engine.ts `AccessPolicy`) and to
+ * keep asynchronous results for their owner.
+ */
+export interface Principal {
+  kind: 'anonymous' | 'bootstrap' | 'cds-client' | 'client';
+  /** A stable, non-personal identifier for logs and audit. */
+  id: string;
+  scopes: string[];
+  /** The institution the caller speaks for ("Organization/[id]" or "Organization?identifier=…"), if bound to one. */
+  institution?: string;
+}
+
+export const ANONYMOUS: Principal = { kind: 'anonymous', id: 'anonymous', scopes: [] };

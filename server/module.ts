@@ -1,0 +1,42 @@
+/**
+ * The face every domain folder shows the application: one `module.ts` per domain exports a `ModuleFactory`, and
+ * `server/app.ts` composes the list. A module brings what the FHIR engine should offer (operations, write
+ * observers, answer decorators, repeat finders, response-only tags), its own HTTP routes outside `/fhir`, its
+ * scheduled jobs (run once per tick across server processes, server/scheduler/), and its life cycle.
+ *
+ *   export const provenanceModule: ModuleFactory = (ctx) => ({ name: 'provenance', operations: [...], jobs: [...] });
+ *
+ * Adding a domain is a new folder and one line in app.ts's list; removing one is the reverse.
+ */
+import type Koa from 'koa';
+import type { Config } from './config.ts';
+import type { Database } from './db/database.ts';
+import type { EngineParts } from './fhir/engine.ts';
+import type { Logger } from './http/observability.ts';
+import type { BodyLimits } from './http/body.ts';
+import type { ScheduledJob } from './scheduler/scheduler.ts';
+
+export interface ModuleContext {
+  config: Config;
+  db: Database;
+  logger: Logger;
+  /** The request-body limits every JSON endpoint applies. */
+  limits: BodyLimits;
+}
+
+export interface HurenModule extends Omit<EngineParts, 'access'> {
+  /** Short and unique: `recognition`, `provenance`… */
+  name: string;
+  /** Koa middleware for the module's routes outside `/fhir` (mounted in list order, after authentication). */
+  routes?: readonly Koa.Middleware<any, any>[];
+  /** Periodic jobs; names are prefixed with the module's name by convention (`provenance.anchor`). */
+  jobs?: readonly ScheduledJob[];
+  /** Before the server takes requests, in list order (load reference data, publish resources). */
+  init?(): Promise<void>;
+  /** After the server listens (timers that are not scheduled jobs). */
+  start?(): void;
+  /** Before the database closes, in reverse list order. */
+  stop?(): Promise<void>;
+}
+
+export type ModuleFactory = (ctx: ModuleContext) => HurenModule;

@@ -1,0 +1,117 @@
+/**
+ * Loading the facts the rules judge: a patient's reports with their Observations and performing institutions
+ * (and, when named by id, the patient and the requester) in one statement.
+ */
+import type { DiagnosticReport, Observation, Organization, Patient, Reference, Resource } from '@medplum/fhirtypes';
+import { prepared } from '../db/database.ts';
+import type { Repository } from '../fhir/repository.ts';
+import { parseReference } from '../fhir/search/references.ts';
+import { RecognitionError } from './errors.ts';
+import { performerId, resultIds, type LoadedReport } from './facts.ts';
+import { MAX_REPORTS, type PatientSelector } from './model.ts';
+import { requesterOf, resolvePatients, resolveRequester, type ResolvedRequester } from './patients.ts';
+
+/**
+ * The patient's most recent reports (newest first, by `issued`, as `_sort=-issued` orders them) with their
+ * Observations and performing institutions, in ONE statement (one round trip), whatever their number: the
+ * reports through the `subject` reference index, their results and performers through the reports' own
+ * reference index rows (`result` → Observation, `performer` → Organization). Rows come back tagged (0 report,
+ * 1 Observation, 2 Organization) with the reports in order. It used to be three round trips (a search, then
+ * the Observations and the Organizations) — on loopback the round trips, not the rows, were the cost.
+ */
+export const FACTS_SQL = prepared(`
+WITH rep AS MATERIALIZED (
+  SELECT r.id, r.content,
+         row_number() OVER (ORDER BY (SELECT max(s.high) FROM idx_date s WHERE s.id = r.id AND s.type = r.type AND s.param = 'issued') DESC NULLS LAST,
+                                     r.created, r.id) AS n
+    FROM resource r
+   WHERE r.type = 'DiagnosticReport' AND NOT r.deleted
+     AND r.id IN (SELECT i.id FROM idx_reference i
+                   WHERE i.target_id = ANY($1::text[]) AND i.param = 'subject' AND i.type = 'DiagnosticReport' AND i.target_type = 'Patient')
+   ORDER BY n LIMIT $2),
+refs AS MATERIALIZED (
+  SELECT DISTINCT x.param, x.target_id FROM idx_reference x JOIN rep ON x.id = rep.id AND x.type = 'DiagnosticReport'
+   WHERE (x.param = 'result' AND x.target_type = 'Observation') OR (x.param = 'performer' AND x.target_type = 'Organization'))
+SELECT 0 AS k, rep.n, rep.content FROM rep
+UNION ALL
+SELECT CASE WHEN o.type = 'Observation' THEN 1 ELSE 2 END, 0, o.content
+  FROM refs JOIN resource o ON o.id = refs.target_id AND o.type = CASE WHEN refs.param = 'result' THEN 'Observation' ELSE 'Organization' END
+ WHERE NOT o.deleted
+UNION ALL
+SELECT 3, 0, p.content FROM resource p WHERE $3::boolean AND p.type = 'Patient' AND p.id = ANY($1::text[]) AND NOT p.deleted
+UNION ALL
+SELECT 4, 0, g.content FROM resource g WHERE g.type = 'Organization' AND g.id = $4::text AND NOT g.deleted
+ORDER BY 1, 2`);
+
+interface Facts {
+  reports: LoadedReport[];
+  /** With `withPatients`: the patients themselves (the ids that exist and are not deleted). */
+  patients: Patient[];
+  /** The Organization `requesterId` names, if it exists. */
+  requester?: Organization;
+}
+
+export async function queryFacts(repo: Repository, patientIds: string[], options: { withPatients?: boolean; requesterId?: string } = {}): Promise<Facts> {
+  const rows = await repo.connection.query<{ k: number; content: Resource }>(FACTS_SQL, [patientIds, MAX_REPORTS, options.withPatients === true, options.requesterId ?? null]);
+  const reports: DiagnosticReport[] = [];
+  const obs = new Map<string, Observation>();
+  const orgs = new Map<string, Organization>();
+  const patients: Patient[] = [];
+  let requester: Organization | undefined;
+  for (const { k, content } of rows) {
+    const kind = Number(k);
+    if (kind === 0) reports.push(content as DiagnosticReport);
+    else if (kind === 1) obs.set(content.id as string, content as Observation);
+    else if (kind === 2) orgs.set(content.id as string, content as Organization);
+    else if (kind === 3) patients.push(content as Patient);
+    else requester = content as Organization;
+  }
+  return {
+    patients,
+    requester,
+    reports: reports.map((report) => ({
+      report,
+      observations: resultIds(report).map((id) => obs.get(id)).filter((o): o is Observation => !!o),
+      performer: orgs.get(performerId(report) ?? ''),
+    })),
+  };
+}
+
+/**
+ * The patient(s), the requesting institution and the patient's reports. When both are named by literal id
+ * (`Patient/[id]/$recognition-check?requester=Organization/[id]`, the usual call), one statement finds all
+ * three; otherwise (identifiers, conditional references) the patient and the requester are resolved first.
+ * Errors are the same either way (resolvePatients, resolveRequester).
+ */
+export async function patientRequesterReports(
+  repo: Repository,
+  selector: PatientSelector,
+  requesterRef: Reference,
+  where: { param: string; index?: number; path?: string }
+): Promise<{ patients: Patient[]; requester: ResolvedRequester; loaded: LoadedReport[] }> {
+  const patientId = selector.id ?? literalId(selector.reference?.reference, 'Patient');
+  const requesterId = literalId(requesterRef.reference, 'Organization');
+  if (patientId === undefined || requesterId === undefined || selector.identifier) {
+    const [patients, requester] = await Promise.all([resolvePatients(repo, selector, where.param, where.index, where.path), resolveRequester(repo, requesterRef)]);
+    return { patients, requester, loaded: await loadReports(repo, patients.map((p) => p.id as string)) };
+  }
+  const facts = await queryFacts(repo, [patientId], { withPatients: true, requesterId });
+  if (facts.patients.length === 0) throw new RecognitionError(404, 'not-found', `No patient Patient/${patientId.slice(0, 64)}`, where.param, where.index, where.path);
+  return { patients: facts.patients, requester: requesterOf(facts.requester), loaded: facts.reports };
+}
+
+/** The id of a literal relative reference `Type/[id]` (not conditional), if it is one. */
+export function literalId(reference: string | undefined, type: string): string | undefined {
+  if (!reference || reference.includes('?')) return undefined;
+  const parsed = parseReference(reference);
+  return parsed?.type === type ? parsed.id : undefined;
+}
+
+export async function loadReports(repo: Repository, patientIds: string[]): Promise<LoadedReport[]> {
+  if (patientIds.length === 0) return [];
+  return (await queryFacts(repo, patientIds)).reports;
+}
+
+// ---------------------------------------------------------------------------------------------------
+// filters and outputs
+

@@ -1,0 +1,122 @@
+/**
+ * The recognition service's inputs and outputs, its context, limits, and the one pluggable part (the hash
+ * status of reports, given by the chain provenance).
+ */
+import type { Coding, DetectedIssue, DiagnosticReport, Reference } from '@medplum/fhirtypes';
+import type { Principal } from '../fhir/principal.ts';
+import type { Repository } from '../fhir/repository.ts';
+import type { Token } from './catalogue.ts';
+import type { Candidate } from './facts.ts';
+
+/** The most recent reports of a patient that a check considers. */
+export const MAX_REPORTS = 500;
+/** Longest comment of a decision (reason 08 requires one). */
+export const MAX_COMMENT = 200;
+
+/** Hash consistency of a report with the chain (DESIGN.md §4). */
+export type HashStatus = 'consistent' | 'inconsistent' | 'pending' | 'unanchored';
+export type HashStatusProvider = (reports: DiagnosticReport[], repo: Repository) => Promise<Map<string, HashStatus>>;
+
+const unanchored: HashStatusProvider = async (reports) => new Map(reports.map((r) => [r.id as string, 'unanchored' as const]));
+let hashStatusProvider: HashStatusProvider = unanchored;
+
+/** Plugs in the chain provenance's verdict on each report (default: every report is `unanchored`). */
+export function setHashStatusProvider(provider: HashStatusProvider | undefined): void {
+  hashStatusProvider = provider ?? unanchored;
+}
+
+/** The hash status of each report, from the installed provider. */
+export function hashStatusesOf(reports: DiagnosticReport[], repo: Repository): Promise<Map<string, HashStatus>> {
+  return hashStatusProvider(reports, repo);
+}
+
+/**
+ * The requesting institution when the request names none: the caller's own institution (a CDS client's,
+ * from its registration; the bootstrap token has none).
+ */
+export function defaultRequester(principal: Principal | undefined): Reference | undefined {
+  const institution = principal?.institution;
+  return institution ? { reference: institution.startsWith('Organization') ? institution : `Organization/${institution}` } : undefined;
+}
+
+export interface ServiceContext {
+  repo: Repository;
+  principal?: Principal;
+  /** The clock (tests); default now. */
+  now?: Date;
+}
+
+/** A patient: by id, by reference (literal, conditional `Patient?identifier=…`, or logical), or by identifier. */
+export interface PatientSelector {
+  id?: string;
+  reference?: Reference;
+  identifier?: { system?: string; value: string };
+}
+
+export interface ResultSummary {
+  report: Reference;
+  item: Coding;
+  performer?: Reference;
+  issued?: string;
+  /** Whole days left in the window; absent for items that never expire. */
+  daysRemaining?: number;
+  expires?: string;
+  hrMark?: string;
+  hashStatus: HashStatus;
+  abnormalCount: number;
+}
+
+export interface RecognitionCheckInput {
+  patient: PatientSelector;
+  requester?: Reference;
+  /** Catalogue groupings (kind, field, category: code or name) or report categories (system|code). */
+  categories?: Token[];
+  /** Items: platform, national, legacy or LOINC codes. */
+  codes?: Token[];
+}
+
+export interface RecognitionCheckResult {
+  exists: boolean;
+  results: ResultSummary[];
+  reminder: DetectedIssue;
+  patient: Reference;
+  requester: Reference;
+  /** The judged candidates (recognisable and not), for callers that explain more (CDS cards). */
+  candidates: Candidate[];
+}
+
+export interface DuplicateCheckInput {
+  /** ServiceRequests (not stored); all for the same patient. */
+  orders: unknown[];
+  requester?: Reference;
+}
+
+export interface DuplicateItem {
+  /** The order's id, or its position (0-based) among the orders. */
+  order: string;
+  orderIndex: number;
+  code: Coding;
+  duplicate: boolean;
+  matches: ResultSummary[];
+  /** zh-CN: why the near-matches do not count (or that there is none); absent when duplicate. */
+  reason?: string;
+  /** The near-matches (same item, not recognisable) with their verdicts. */
+  nearMatches: Candidate[];
+}
+
+export interface DuplicateCheckResult {
+  items: DuplicateItem[];
+  reminder: DetectedIssue;
+  patient: Reference;
+  requester: Reference;
+}
+
+export interface DecisionRequest {
+  reminderId: string;
+  decision: string;
+  reason?: Coding;
+  comment?: string;
+  report?: Reference;
+  author?: Reference;
+}
+

@@ -1,0 +1,25 @@
+/**
+ * Answer shapes shared by the recognition operations: the parts of a recognisable result, a Parameters answer.
+ */
+import type { Parameters, ParametersParameter } from '@medplum/fhirtypes';
+import type { FhirResponse } from '../../fhir/router.ts';
+import { type ResultSummary } from '../service.ts';
+
+/** The sub-parts of a recognisable result (`result` of $recognition-check, `match` of $duplicate-check). */
+export function resultParts(r: ResultSummary): ParametersParameter[] {
+  return [
+    { name: 'report', valueReference: r.report },
+    { name: 'item', valueCoding: r.item },
+    ...(r.performer ? [{ name: 'performer', valueReference: r.performer }] : []),
+    ...(r.issued ? [{ name: 'issued', valueDateTime: r.issued }] : []),
+    ...(r.daysRemaining !== undefined ? [{ name: 'daysRemaining', valueInteger: r.daysRemaining }] : []),
+    ...(r.hrMark ? [{ name: 'hrMark', valueString: r.hrMark }] : []),
+    { name: 'hashStatus', valueCode: r.hashStatus },
+    { name: 'abnormalCount', valueInteger: r.abnormalCount },
+  ];
+}
+
+export function parameters(parameter: ParametersParameter[]): FhirResponse {
+  const body: Parameters = { resourceType: 'Parameters', parameter };
+  return { status: 200, body };
+}

@@ -1,0 +1,41 @@
+/**
+ * `ServiceRequest/$duplicate-check` (DESIGN.md §6): per ordered item, whether a recognisable result covers it,
+ * and the duplicate-order reminder. Thin: parameters in, the recognition service, Parameters out.
+ */
+import type { OperationDefinition, ParametersParameter } from '@medplum/fhirtypes';
+import { badRequest } from '../../fhir/errors.ts';
+import { duplicateCheck } from '../service.ts';
+import type { Operation } from '../../fhir/operations/registry.ts';
+import { loadDefinition } from '../../fhir/operations/registry.ts';
+import { RecognitionInput } from './params.ts';
+import { resultParts, parameters } from './answers.ts';
+
+let duplicateDefinition: OperationDefinition | undefined;
+
+export const duplicateCheckOperation: Operation = {
+  name: 'duplicate-check',
+  get definition() {
+    return (duplicateDefinition ??= loadDefinition('OperationDefinition-ServiceRequest-duplicate-check.json'));
+  },
+  methods: ['POST'],
+  async: true,
+  async handle(ctx, req) {
+    const input = new RecognitionInput('duplicate-check', req, ['order', 'requester']);
+    if (!input.posted) throw badRequest('$duplicate-check takes a Parameters body with one or more order (ServiceRequest) parameters', 'Parameters');
+    const orders = input.resources('order');
+    const requester = input.reference('requester');
+    const result = await input.guard(() => duplicateCheck({ repo: ctx.repo, principal: ctx.principal }, { orders, requester }));
+    const parameter: ParametersParameter[] = result.items.map((item) => ({
+      name: 'item',
+      part: [
+        { name: 'order', valueString: item.order },
+        { name: 'code', valueCoding: item.code },
+        { name: 'duplicate', valueBoolean: item.duplicate },
+        ...item.matches.map((m) => ({ name: 'match', part: resultParts(m) })),
+        ...(item.reason ? [{ name: 'reason', valueString: item.reason }] : []),
+      ],
+    }));
+    parameter.push({ name: 'reminder', valueReference: { reference: `DetectedIssue/${result.reminder.id}` } });
+    return parameters(parameter);
+  },
+};

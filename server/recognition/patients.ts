@@ -1,0 +1,109 @@
+/**
+ * Finding the patient and the requesting institution a request names: by id, literal or conditional reference,
+ * or identifier (a person may be registered by several institutions: every Patient with the identifier).
+ */
+import type { Organization, Patient, Reference } from '@medplum/fhirtypes';
+import type { Repository } from '../fhir/repository.ts';
+import { parseSearch } from '../fhir/search/parse.ts';
+import { parseReference } from '../fhir/search/references.ts';
+import { EXT } from '../profiles/canonical.ts';
+import { RecognitionError } from './errors.ts';
+import { cityOfDistrict, districtOf, type Requester } from './facts.ts';
+import { defaultRequester, type PatientSelector, type ServiceContext } from './model.ts';
+
+export function requireRequester(ctx: ServiceContext, given: Reference | undefined): Reference {
+  const ref = given ?? defaultRequester(ctx.principal);
+  if (!ref) throw new RecognitionError(400, 'required', 'requester (the requesting institution, Reference(Organization)) is required', 'requester');
+  return ref;
+}
+
+/** Escapes a search value (`,` `|` `$` `\`). */
+export function esc(value: string): string {
+  return value.replace(/([,|$\\])/g, '\\$1');
+}
+
+export async function byIdentifier(repo: Repository, type: string, system: string | undefined, value: string, limit: number): Promise<string[]> {
+  const req = parseSearch(type, [['identifier', system !== undefined ? `${esc(system)}|${esc(value)}` : esc(value)], ['_count', String(limit)], ['_sort', '_id']]);
+  const bundle = await repo.search(req, '');
+  return (bundle.entry ?? []).map((e) => e.resource?.id as string).filter(Boolean);
+}
+
+/** Reads `Type?identifier=sys|value` from a conditional reference string, if it is one. */
+export function conditionalIdentifier(reference: string, type: string): { system?: string; value: string } | undefined {
+  if (!reference.startsWith(`${type}?`)) return undefined;
+  const q = new URLSearchParams(reference.slice(type.length + 1));
+  const keys = [...q.keys()];
+  const v = q.get('identifier');
+  if (keys.length !== 1 || !v) return undefined;
+  const i = v.indexOf('|');
+  return i < 0 ? { value: v } : { system: v.slice(0, i) || undefined, value: v.slice(i + 1) };
+}
+
+/**
+ * The Patient(s) a selector names. By identifier every Patient carrying it is returned (one person may be
+ * registered by several institutions); by id or literal reference exactly one.
+ */
+export async function resolvePatients(repo: Repository, sel: PatientSelector, param: string, index?: number, path?: string): Promise<Patient[]> {
+  const notFound = (what: string) => new RecognitionError(404, 'not-found', `No patient ${what}`, param, index, path);
+  let id = sel.id;
+  let identifier = sel.identifier;
+  const ref = sel.reference;
+  if (ref) {
+    if (ref.reference) {
+      const conditional = ref.reference.includes('?');
+      identifier = conditional ? conditionalIdentifier(ref.reference, 'Patient') : undefined;
+      const parsed = conditional ? undefined : parseReference(ref.reference);
+      if (parsed?.type === 'Patient') id = parsed.id;
+      else if (!identifier) throw new RecognitionError(400, 'invalid', 'The patient must be a reference to a Patient (Patient/[id] or Patient?identifier=system|value)', param, index, path);
+    } else if (ref.identifier?.value) {
+      identifier = { system: ref.identifier.system, value: ref.identifier.value };
+    } else throw new RecognitionError(400, 'invalid', 'The patient reference has neither a reference nor an identifier', param, index, path);
+  }
+  if (id) {
+    const found = (await repo.readMany('Patient', [id])) as Patient[];
+    if (found.length === 0) throw notFound(`Patient/${id.slice(0, 64)}`);
+    return found;
+  }
+  if (identifier) {
+    if (!identifier.value.trim()) throw new RecognitionError(400, 'invalid', 'The patient identifier has no value', param, index, path);
+    const ids = await byIdentifier(repo, 'Patient', identifier.system, identifier.value, 20);
+    if (ids.length === 0) throw notFound('with that identifier');
+    return (await repo.readMany('Patient', ids)) as Patient[];
+  }
+  throw new RecognitionError(400, 'required', 'A patient is required: call Patient/[id]/$… or give patient or identifier', param, index, path);
+}
+
+export interface ResolvedRequester {
+  organization: Organization;
+  reference: Reference;
+  institution: Requester;
+}
+
+export async function resolveRequester(repo: Repository, ref: Reference): Promise<ResolvedRequester> {
+  const bad = (message: string) => new RecognitionError(400, 'invalid', message, 'requester');
+  let id: string | undefined;
+  if (ref.reference) {
+    const conditional = ref.reference.includes('?');
+    const ident = conditional ? conditionalIdentifier(ref.reference, 'Organization') : undefined;
+    const parsed = conditional ? undefined : parseReference(ref.reference);
+    if (parsed?.type === 'Organization') id = parsed.id;
+    else if (ident) [id] = await byIdentifier(repo, 'Organization', ident.system, ident.value, 1);
+    else throw bad('requester must be a reference to an Organization (Organization/[id] or Organization?identifier=system|value)');
+  } else if (ref.identifier?.value) {
+    [id] = await byIdentifier(repo, 'Organization', ref.identifier.system, ref.identifier.value, 1);
+  } else throw bad('requester has neither a reference nor an identifier');
+  const [organization] = id ? ((await repo.readMany('Organization', [id])) as Organization[]) : [];
+  return requesterOf(organization);
+}
+
+/** The requesting institution as the rules need it; 404 when unknown, 422 without a district. */
+export function requesterOf(organization: Organization | undefined): ResolvedRequester {
+  if (!organization) throw new RecognitionError(404, 'not-found', 'The requesting institution is not registered on the platform', 'requester');
+  const district = districtOf(organization);
+  if (!district) {
+    throw new RecognitionError(422, 'business-rule', `Organization/${organization.id} has no district extension (${EXT.district}): its region, and so the recognition scope, is unknown`, 'requester');
+  }
+  const reference = { reference: `Organization/${organization.id}`, ...(organization.name ? { display: organization.name } : {}) };
+  return { organization, reference, institution: { id: organization.id as string, city: cityOfDistrict(district) } };
+}
+
