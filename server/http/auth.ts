@@ -27,6 +27,8 @@ export function isPublic(method: string, path: string): boolean {
     path === '/.well-known/smart-configuration' ||
     path === '/fhir/.well-known/smart-configuration' ||
     path === '/cds-services' ||
+    path === '/app' ||
+    path.startsWith('/app/') ||
     method === 'OPTIONS'
   );
 }
