@@ -6,7 +6,7 @@
  */
 import { randomUUID } from 'node:crypto';
 import { readFileSync } from 'node:fs';
-import { fingerprint, isChainEntry, readChainAnchor, type HashAlg } from '../server/fingerprint/index.ts';
+import { DuplicateMemberError, fingerprint, isChainEntry, parseUniqueJson, readChainAnchor, type HashAlg } from '../server/fingerprint/index.ts';
 import { usageError } from './errors.ts';
 
 export type Json = Record<string, any>;
@@ -31,8 +31,9 @@ export function readBundleFile(path: string, { report = true } = {}): BundleFile
   }
   let bundle: unknown;
   try {
-    bundle = JSON.parse(text.replace(/^\uFEFF/, ''));
+    bundle = parseUniqueJson(text);
   } catch (e) {
+    if (e instanceof DuplicateMemberError) throw usageError(`${path}: ${e.message} (同一对象中成员名重复)`);
     throw usageError(`${path} is not valid JSON (文件不是合法的 JSON): ${(e as Error).message.slice(0, 160)}`);
   }
   if (report) checkReportBundle(bundle, path);

@@ -16,7 +16,7 @@
 import { randomBytes } from 'node:crypto';
 import { readFileSync, writeFileSync } from 'node:fs';
 import { parseArgs } from 'node:util';
-import { canonicalString, isChainEntry, isHashAlg, readChainAnchor, type HashAlg } from '../server/fingerprint/index.ts';
+import { canonicalString, DuplicateMemberError, isChainEntry, isHashAlg, parseUniqueJson, readChainAnchor, type HashAlg } from '../server/fingerprint/index.ts';
 import { fingerprintOf, performer, readBundleFile, reportFullUrl, sampleReport, withChainProvenance, type Json } from './bundle.ts';
 import { EXIT_FAILED, EXIT_OK, EXIT_USAGE, KitError, usageError } from './errors.ts';
 
@@ -327,8 +327,9 @@ function readJson(file: string): Json {
     throw usageError(`cannot read ${file}: ${(e as NodeJS.ErrnoException).code ?? (e as Error).message}`);
   }
   try {
-    return JSON.parse(text.replace(/^\uFEFF/, ''));
+    return parseUniqueJson(text) as Json;
   } catch (e) {
+    if (e instanceof DuplicateMemberError) throw usageError(`${file}: ${e.message} (同一对象中成员名重复)`);
     throw usageError(`${file} is not valid JSON (文件不是合法的 JSON): ${(e as Error).message.slice(0, 160)}`);
   }
 }

@@ -110,14 +110,24 @@ test.serial('a malformed Bundle file, a missing file or a wrong option: a clear 
   writeFileSync(bad, '{"resourceType": "Bundle", "type": "transaction", "entry": [');
   const notReport = join(dir, 'no-report.json');
   writeFileSync(notReport, JSON.stringify({ resourceType: 'Bundle', type: 'transaction', entry: [] }));
-  const [fp, up, noReport, missing, badAlg, help] = await Promise.all([
+  const dup = join(dir, 'duplicate.json');
+  const refused = JSON.parse(readFileSync(new URL('../docs/fingerprint-vectors.json', import.meta.url), 'utf8')).refused[0];
+  writeFileSync(dup, refused.submitted);
+  const [fp, up, noReport, missing, badAlg, help, dupFp, dupUp] = await Promise.all([
     kit(['fingerprint', bad]),
     kit(['upload', bad, ...platformArgs()]),
     kit(['conformance', '--bundle', notReport, ...platformArgs(), ...chainArgs()]),
     kit(['fingerprint', join(dir, 'nope.json'), '--alg', 'sha256']),
     kit(['fingerprint', notReport, '--alg', 'md5']),
     kit(['--help']),
+    kit(['fingerprint', dup]),
+    kit(['upload', dup, ...platformArgs()]),
   ]);
+  for (const r of [dupFp, dupUp]) {
+    t.is(r.code, 2, 'a Bundle with a duplicate member name has no fingerprint: refused, nothing sent');
+    t.regex(r.stderr, /duplicate\.json: Duplicate member name 'status' at Bundle\.entry\[0\]\.resource\.status/);
+    t.is(r.stdout, '');
+  }
   for (const r of [fp, up]) {
     t.is(r.code, 2);
     t.regex(r.stderr, /malformed\.json is not valid JSON \(文件不是合法的 JSON\)/);

@@ -257,6 +257,13 @@ export function parseOriginal(raw: string): unknown {
   return JSON.parse(raw.replace(/^\uFEFF/, ''));
 }
 
+/**
+ * The SQL that selects an original's text as `dotted`: '.' ‖ raw. PGlite decodes text columns with a
+ * TextDecoder, which drops a leading byte-order mark; the dot keeps the text exact. Use `undot(row.dotted)`.
+ */
+export const DOTTED_RAW = "'.' || raw AS dotted";
+export const undot = (dotted: string): string => dotted.slice(1);
+
 /** SHA-256 of the original's UTF-8 bytes, hex: its integrity digest. */
 export function rawDigest(raw: string): string {
   return createHash('sha256').update(raw, 'utf8').digest('hex');

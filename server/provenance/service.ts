@@ -26,10 +26,10 @@ import type { LedgerPort } from '../ledger/port.ts';
 import { describeLedgerConfig, type LedgerConfig } from '../ledger/config.ts';
 import { setHashStatusProvider } from '../recognition/service.ts';
 import type { ProvenanceConfig } from './config.ts';
-import { ensureReportVersion, Intake } from './intake.ts';
+import { DOTTED_RAW, ensureReportVersion, Intake, undot } from './intake.ts';
 import { LazyLedger } from './lazy-ledger.ts';
 import { Anchorer, enqueue, outboxCounts, type AnchorRunResult, type OutboxCounts } from './outbox.ts';
-import { refreshChainStatus, reportVersion, statusesOf, updateAnchor, type AnchorRow } from './records.ts';
+import { anchorsOf, refreshChainStatus, reportVersion, statusesOf, updateAnchor, type AnchorRow, type ReportVersionRow } from './records.ts';
 import { PlatformSecret } from './secret.ts';
 import { decorateWithBadges } from './badge.ts';
 import { addDays, generateChainStatistics, today, type GenerateResult, type StatisticsRange } from './statistics.ts';
@@ -41,6 +41,21 @@ const services = new WeakMap<Database, ProvenanceService>();
 
 /** How often the verifier looks for due anchors when nothing kicked it (ms). */
 const VERIFY_POLL_MS = 5_000;
+
+export interface OriginalResult {
+  reportId: string;
+  version: number;
+  row: ReportVersionRow;
+  /** The submitted text, exactly. */
+  raw: string;
+  /** False when the server kept a serialisation of the parsed Bundle (no request text was available). */
+  exact: boolean;
+  received: string | Date;
+  /** The anchor that decides the status (the latest institution anchor, else the platform's). */
+  anchor?: AnchorRow;
+  /** The institution's signature over the fingerprint, when it signed (docs/chain-provenance.md). */
+  signature?: string;
+}
 
 export interface ProvenanceOptions {
   /** A ledger to use instead of the configured one (tests). */
@@ -194,6 +209,27 @@ export class ProvenanceService {
     let rv = await reportVersion(this.db, reportId, v);
     if (!rv) rv = await this.db.transaction((sql) => ensureReportVersion(sql, reportId, v));
     return verifyReport(this.db, this.ledger, this.config, rv);
+  }
+
+  /**
+   * $original: the Bundle of a report version exactly as it was submitted, with what anchors it (the
+   * recorded fingerprint and the decisive anchor: ledger, transaction, height, root, Merkle proof).
+   */
+  async original(reportId: string, version?: number): Promise<OriginalResult> {
+    const v = version ?? (await this.currentVersion(reportId));
+    const rv = await reportVersion(this.db, reportId, v);
+    if (!rv?.original_id) {
+      throw notFound(`DiagnosticReport/${reportId.slice(0, 64)} version ${v} was not submitted in a transaction Bundle: there is no original`);
+    }
+    const rows = await this.db.query<{ dotted: string; raw_exact: boolean; alg: string; fingerprint: string; received: string | Date }>(
+      `SELECT ${DOTTED_RAW}, raw_exact, alg, fingerprint, received_at AS received FROM report_original WHERE id = $1`,
+      [rv.original_id]
+    );
+    if (rows.length === 0) throw notFound(`The original Bundle of DiagnosticReport/${reportId.slice(0, 64)} version ${v} is missing`);
+    const anchors = (await anchorsOf(this.db, reportId, v)).filter((a) => !a.withdrawn);
+    const latest = (source: string) => anchors.filter((a) => a.source === source).at(-1);
+    const decisive = latest('institution') ?? latest('platform');
+    return { reportId, version: v, row: rv, raw: undot(rows[0]!.dotted), exact: rows[0]!.raw_exact, received: rows[0]!.received, anchor: decisive };
   }
 
   /** $trace. */

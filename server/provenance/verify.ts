@@ -12,7 +12,7 @@ import { LedgerError, type LedgerPort, type LookupResult } from '../ledger/port.
 import { fingerprint, type HashAlg } from '../fingerprint/index.ts';
 import type { Logger } from '../http/observability.ts';
 import type { ProvenanceConfig } from './config.ts';
-import { localCheck, parseOriginal, rawDigest } from './intake.ts';
+import { DOTTED_RAW, localCheck, parseOriginal, rawDigest, undot } from './intake.ts';
 import {
   anchorsOf,
   refreshChainStatus,
@@ -175,11 +175,11 @@ export async function verifyReport(db: Database, ledger: LedgerPort, config: Pro
   let recomputed: string | undefined;
   let exact: boolean | undefined;
   if (rv.original_id) {
-    const rows = await db.query<{ raw: string; raw_digest: string; raw_exact: boolean; fingerprint: string; alg: string }>(
-      'SELECT raw, raw_digest, raw_exact, fingerprint, alg FROM report_original WHERE id = $1',
+    const rows = await db.query<{ dotted: string; raw_digest: string; raw_exact: boolean; fingerprint: string; alg: string }>(
+      `SELECT ${DOTTED_RAW}, raw_digest, raw_exact, fingerprint, alg FROM report_original WHERE id = $1`,
       [rv.original_id]
     );
-    const o = rows[0];
+    const o = rows[0] && { ...rows[0], raw: undot(rows[0].dotted) };
     if (!o) integrity.push('the original Bundle of this version is missing from the database');
     else {
       exact = o.raw_exact;

@@ -22,6 +22,7 @@ import { verifyOperation } from './verify.ts';
 import { traceOperation } from './trace.ts';
 import { chainStatisticsOperation } from './chain-statistics.ts';
 import { badgeSettingsOperation } from './badge-settings.ts';
+import { originalOperation } from '../../provenance/operations/original.ts';
 
 export interface Operation {
   name: string;
@@ -61,6 +62,7 @@ export const operations: Operation[] = [
   dictionaryQcOperation,
   // chain provenance (issue 5): hash consistency now, traceability
   verifyOperation,
+  originalOperation,
   traceOperation,
   chainStatisticsOperation,
   badgeSettingsOperation,
