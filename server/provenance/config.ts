@@ -30,6 +30,10 @@ export interface ProvenanceConfig {
   verifyGiveUpHours: number;
   chainRecheckPerSweep: number;
   statisticsCron?: string;
+  /** The record seals' key file (HUREN_RECORD_KEY_FILE; default `<data dir>/record-keys.json`), outside the database. */
+  recordKeyFile?: string;
+  /** The institutions' SM2 public keys (HUREN_INSTITUTION_KEYS: a JSON file; default `<data dir>/institution-keys.json`). */
+  institutionKeysFile?: string;
 }
 
 export class ProvenanceConfigError extends Error {
@@ -52,6 +56,8 @@ export function loadProvenanceConfig(env: NodeJS.ProcessEnv = process.env): Prov
     verifyGiveUpHours: int(env.HUREN_VERIFY_GIVE_UP_HOURS, 24, 'HUREN_VERIFY_GIVE_UP_HOURS'),
     chainRecheckPerSweep: int(env.HUREN_CHAIN_RECHECK_PER_SWEEP, 200, 'HUREN_CHAIN_RECHECK_PER_SWEEP'),
     statisticsCron: cron(env.HUREN_STATISTICS_CRON, '45 * * * *'),
+    recordKeyFile: env.HUREN_RECORD_KEY_FILE || undefined,
+    institutionKeysFile: env.HUREN_INSTITUTION_KEYS || undefined,
   };
 }
 

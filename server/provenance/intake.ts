@@ -36,6 +36,8 @@ import {
 } from '../fingerprint/index.ts';
 import { verifyAnchorProof } from '../merkle/index.ts';
 import { enqueue } from './outbox.ts';
+import type { RecordKeys } from './record-keys.ts';
+import { sealVersion } from './seals.ts';
 import { refusePlatformProvenanceWrite } from './platform-provenance.ts';
 import { insertAnchor, NO_BUNDLE, NO_PROVENANCE, refreshChainStatus, reportKey, reportVersion, WAITING_FOR_PLATFORM, type AnchorStatus, type ReportVersionRow } from './records.ts';
 
@@ -47,6 +49,8 @@ export interface IntakeOptions {
   platformAnchorDelaySeconds: number;
   /** Called after a commit that left anchors waiting for the chain. */
   onPending?: () => void;
+  /** The record seals' keys (outside the database). */
+  keys: RecordKeys;
 }
 
 const ANCHOR_EXPR = `extension.where(url='${CHAIN_ANCHOR_URL}')`;
@@ -135,6 +139,7 @@ export class Intake implements WriteObserver {
         [report.id, version, original?.id ?? null, original?.xmin ?? null, original?.alg ?? null, original?.fingerprint ?? null, performerOf(report), status, JSON.stringify([reason])]
       );
       await recordMembers(sql, report);
+      await sealVersion(sql, this.options.keys, report.id as string, version);
       if (platform) {
         await enqueue(sql, REPORT_KIND, reportKey(report.id as string, version), formatFp(original!.fingerprint), {
           delaySeconds: this.options.platformAnchorDelaySeconds,
@@ -170,7 +175,7 @@ export class Intake implements WriteObserver {
         const hist = await sql.query("SELECT 1 FROM resource_history WHERE type = 'DiagnosticReport' AND id = $1 AND version = $2 AND NOT deleted", [id, asked]);
         if (hist.length === 0) throw badRequest(`Provenance.target[${i}]: DiagnosticReport/${id.slice(0, 64)} has no version ${asked}`, `Provenance.target[${i}]`);
       }
-      const rv = await ensureReportVersion(sql, id, version);
+      const rv = await ensureReportVersion(sql, id, version, this.options.keys);
       const local = await localCheck(sql, rv, anchor);
       await insertAnchor(sql, {
         reportId: id,
@@ -181,7 +186,8 @@ export class Intake implements WriteObserver {
         root: local.root,
         status: local.status,
         reasons: local.reasons,
-      });
+        ...(prov.signature?.length ? { signature: prov.signature } : {}),
+      }, this.options.keys);
       // the institution anchors this version itself: the platform need not
       await sql.query(`UPDATE anchor_outbox SET state = 'superseded' WHERE kind = $1 AND key = $2 AND state = 'queued'`, [REPORT_KIND, reportKey(id, version)]);
       await refreshChainStatus(sql, id, version);
@@ -270,7 +276,7 @@ export function rawDigest(raw: string): string {
 }
 
 /** A report version row for a version that has none (written before chain provenance, or unknown). */
-export async function ensureReportVersion(sql: Sql, id: string, version: number): Promise<ReportVersionRow> {
+export async function ensureReportVersion(sql: Sql, id: string, version: number, keys: RecordKeys): Promise<ReportVersionRow> {
   const existing = await reportVersion(sql, id, version);
   if (existing) return existing;
   const cur = await sql.query<{ version: number; content: DiagnosticReport }>("SELECT version, content FROM resource WHERE type = 'DiagnosticReport' AND id = $1", [id]);
@@ -282,6 +288,7 @@ export async function ensureReportVersion(sql: Sql, id: string, version: number)
     [id, version, isCurrent, isCurrent ? performerOf(cur[0]!.content) : null, JSON.stringify(['no intake record: stored before chain provenance was enabled'])]
   );
   if (isCurrent) await recordMembers(sql, cur[0]!.content);
+  await sealVersion(sql, keys, id, version);
   return (await reportVersion(sql, id, version))!;
 }
 

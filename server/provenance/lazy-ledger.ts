@@ -4,7 +4,7 @@
  * A failed opening is a retryable LedgerError and is tried again on the next call.
  */
 import { createLedger, LedgerError, type LedgerConfig, type LedgerKind, type LedgerPort } from '../ledger/index.ts';
-import type { AnchorBatch, AnchorReceipt, CompareResult, LedgerHealth, LookupResult } from '../ledger/port.ts';
+import type { AnchorBatch, AnchorReceipt, CompareResult, LedgerHealth, LookupResult, TxLookupResult } from '../ledger/port.ts';
 
 export class LazyLedger implements LedgerPort {
   readonly name: string;
@@ -41,6 +41,10 @@ export class LazyLedger implements LedgerPort {
 
   async lookup(keyOrRoot: string): Promise<LookupResult> {
     return (await this.port()).lookup(keyOrRoot);
+  }
+
+  async transaction(txId: string): Promise<TxLookupResult> {
+    return (await this.port()).transaction(txId);
   }
 
   async compare(nodes?: string[]): Promise<CompareResult> {

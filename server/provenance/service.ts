@@ -12,7 +12,10 @@
  * Nothing here runs on the request path of an upload: intake writes rows in the upload's own transaction;
  * everything that talks to the chain runs from the schedules, a timer, or an explicit operation.
  */
+import { existsSync } from 'node:fs';
+import { join } from 'node:path';
 import schedule from 'node-schedule';
+import client from 'prom-client';
 import type { DiagnosticReport } from '@medplum/fhirtypes';
 import type { Config } from '../config.ts';
 import type { Database, Sql } from '../db/database.ts';
@@ -29,18 +32,29 @@ import type { ProvenanceConfig } from './config.ts';
 import { DOTTED_RAW, ensureReportVersion, Intake, undot } from './intake.ts';
 import { LazyLedger } from './lazy-ledger.ts';
 import { Anchorer, enqueue, outboxCounts, type AnchorRunResult, type OutboxCounts } from './outbox.ts';
-import { anchorsOf, refreshChainStatus, reportVersion, statusesOf, updateAnchor, type AnchorRow, type ReportVersionRow } from './records.ts';
+import { anchorsOf, onStatusRegression, refreshChainStatus, reportVersion, statusesOf, updateAnchor, type AnchorRow, type HashStatus, type ReportVersionRow } from './records.ts';
+import { RecordKeys } from './record-keys.ts';
+import { anchorSeal, anchorSealState, sealVersion } from './seals.ts';
 import { PlatformSecret } from './secret.ts';
 import { decorateWithBadges } from './badge.ts';
 import { addDays, generateChainStatistics, today, type GenerateResult, type StatisticsRange } from './statistics.ts';
 import { sweep, type SweepResult } from './sweep.ts';
 import { traceReport, type TraceResult } from './trace.ts';
-import { checkOnChain, Verifier, verifyReport, type VerifyResult } from './verify.ts';
+import { checkOnChain, Verifier, verifyReport, withSeal, type VerifyResult } from './verify.ts';
 
 const services = new WeakMap<Database, ProvenanceService>();
 
 /** How often the verifier looks for due anchors when nothing kicked it (ms). */
 const VERIFY_POLL_MS = 5_000;
+
+/** A report version whose hash status regressed (consistent → pending). */
+export interface StatusAlert {
+  reportId: string;
+  version: number;
+  from: HashStatus;
+  to: HashStatus;
+  reasons: string[];
+}
 
 export interface OriginalResult {
   reportId: string;
@@ -67,6 +81,10 @@ export class ProvenanceService {
   readonly config: ProvenanceConfig;
   private readonly ledgerConfig: LedgerConfig;
   private readonly secret: PlatformSecret;
+  private readonly keys: RecordKeys;
+  private stopRegressions?: () => void;
+  /** No key file at start: records written before seals existed are sealed once (trust on first use). */
+  private readonly freshKeys: boolean;
   private readonly intake: Intake;
   private readonly anchorer: Anchorer;
   private readonly verifier: Verifier;
@@ -77,6 +95,7 @@ export class ProvenanceService {
   private anchorRun: Promise<unknown> = Promise.resolve();
   private verifyRun: Promise<unknown> = Promise.resolve();
   private sweepRun: Promise<unknown> = Promise.resolve();
+  private sealRun: Promise<unknown> = Promise.resolve();
 
   /** The service installed on a database (for the operations). */
   static of(db: Database): ProvenanceService | undefined {
@@ -93,18 +112,62 @@ export class ProvenanceService {
     this.ledgerConfig = config.ledger;
     this.ledger = options.ledger ?? new LazyLedger(config.ledger);
     this.secret = new PlatformSecret(config.dataDir);
+    const keyFile = this.config.recordKeyFile ?? join(config.dataDir, 'record-keys.json');
+    this.freshKeys = !existsSync(keyFile);
+    this.keys = new RecordKeys(keyFile);
     this.intake = new Intake({
       platformAnchoring: this.config.platformAnchoring,
       platformAnchorDelaySeconds: this.config.platformAnchorDelaySeconds,
       onPending: () => this.kickVerifier(),
+      keys: this.keys,
     });
-    this.anchorer = new Anchorer(db, this.ledger, this.secret, this.config, logger, () => void this.anchorNow({ force: false }).catch(() => undefined));
-    this.verifier = new Verifier(db, this.ledger, this.config, logger);
+    this.anchorer = new Anchorer(db, this.ledger, this.secret, this.keys, this.config, logger, () => void this.anchorNow({ force: false }).catch(() => undefined));
+    this.verifier = new Verifier(db, this.ledger, this.config, logger, this.keys);
+  }
+
+  /** The record seals' keys (record-keys.ts): `keys.rotate()` makes a new current key. */
+  get recordKeys(): RecordKeys {
+    return this.keys;
+  }
+
+  /** Report versions that went from consistent to pending (logged, counted, and given to the alert hooks). */
+  regressions = 0;
+  private regressionCounter?: client.Counter;
+  private readonly alertHooks = new Set<(event: StatusAlert) => void>();
+
+  /** Registers an alert hook (the data-quality monitor's Flag, when it exists): called for every regression. */
+  onAlert(hook: (event: StatusAlert) => void): () => void {
+    this.alertHooks.add(hook);
+    return () => this.alertHooks.delete(hook);
+  }
+
+  /** Publishes the provenance counters on the server's metrics registry. */
+  registerMetrics(registry: client.Registry): void {
+    this.regressionCounter ??= new client.Counter({
+      name: 'huren_hash_status_regressions_total',
+      help: 'Report versions whose hash status went from consistent to pending (an anchor the chain no longer confirms)',
+      registers: [registry],
+    });
+  }
+
+  private regressed(event: StatusAlert): void {
+    this.regressions++;
+    this.regressionCounter?.inc();
+    // ids and statuses only: nothing personal
+    this.logger.warn({ report: event.reportId, version: event.version, from: event.from, to: event.to, reasons: event.reasons.slice(0, 3) }, 'hash status regressed: consistent → pending');
+    for (const hook of this.alertHooks) {
+      try {
+        hook(event);
+      } catch (e) {
+        this.logger.error({ error: (e as Error).name }, 'hash status alert hook failed');
+      }
+    }
   }
 
   /** Hooks intake into the store's writes and the report statuses into the recognition service. */
   install(): void {
     services.set(this.db, this);
+    this.stopRegressions ??= onStatusRegression((e) => this.regressed(e));
     setWriteObserver(this.db, this.intake);
     // stateless: reads the statuses through the caller's own connection, whichever server it belongs to
     setHashStatusProvider(async (reports: DiagnosticReport[], repo: Repository) =>
@@ -130,6 +193,9 @@ export class ProvenanceService {
       { ledger: describeLedgerConfig(this.ledgerConfig), anchor: this.config.anchorCron ?? 'off', sweep: this.config.sweepCron ?? 'off', platformAnchoring: this.config.platformAnchoring },
       'chain provenance started'
     );
+    if (this.freshKeys) {
+      this.sealRun = this.sealUnsealed().catch((e: unknown) => this.logger.error({ error: (e as Error).name, message: (e as Error).message?.slice(0, 200) }, 'sealing earlier records failed'));
+    }
     every('anchor', this.config.anchorCron, () => this.anchorNow({ force: false }));
     every('sweep', this.config.sweepCron, () => this.sweep({ deep: false, chain: true }));
     every('deep-sweep', this.config.deepSweepCron, () => this.sweep({ deep: true, chain: true }));
@@ -144,7 +210,8 @@ export class ProvenanceService {
     if (this.verifyTimer) clearInterval(this.verifyTimer);
     this.anchorer.stop();
     this.verifier.stop();
-    await Promise.allSettled([this.anchorRun, this.verifyRun, this.sweepRun]);
+    await Promise.allSettled([this.anchorRun, this.verifyRun, this.sweepRun, this.sealRun]);
+    this.stopRegressions?.();
     if (services.get(this.db) === this) {
       services.delete(this.db);
       setWriteObserver(this.db, undefined);
@@ -174,7 +241,7 @@ export class ProvenanceService {
   /** The hash-consistency sweep; with `chain`, then also the pending anchors and a rolling recheck of anchored roots. */
   sweep(options: { deep?: boolean; chain?: boolean } = {}): Promise<SweepResult> {
     const run = this.sweepRun.then(async () => {
-      const result = await sweep(this.db, { deep: options.deep });
+      const result = await sweep(this.db, { deep: options.deep, keys: this.keys });
       this.logger.info({ ...result }, 'hash-consistency sweep');
       if (options.chain && !this.stopped) {
         await this.verifyNow({ force: false });
@@ -198,6 +265,34 @@ export class ProvenanceService {
     return outboxCounts(this.db);
   }
 
+  /**
+   * Seals the records that have no seal, once, when this server made its key file (an upgrade from a version
+   * without seals): from then on a record without a seal is one written behind the server's back.
+   */
+  private async sealUnsealed(): Promise<void> {
+    let versions = 0;
+    let anchors = 0;
+    for (;;) {
+      if (this.stopped) return;
+      const rows = await this.db.query<{ report_id: string; version: number }>('SELECT report_id, version FROM report_version WHERE seal IS NULL LIMIT 500');
+      if (rows.length === 0) break;
+      await this.db.transaction(async (sql) => {
+        for (const r of rows) await sealVersion(sql, this.keys, r.report_id, Number(r.version));
+      });
+      versions += rows.length;
+    }
+    for (;;) {
+      if (this.stopped) return;
+      const rows = await this.db.query<AnchorRow>('SELECT * FROM report_anchor WHERE seal IS NULL LIMIT 500');
+      if (rows.length === 0) break;
+      await this.db.transaction(async (sql) => {
+        for (const a of rows) await sql.query('UPDATE report_anchor SET seal = $2 WHERE id = $1', [a.id, anchorSeal(this.keys, a)]);
+      });
+      anchors += rows.length;
+    }
+    if (versions + anchors > 0) this.logger.warn({ versions, anchors }, 'new record key file: records written before record seals were sealed as they are now');
+  }
+
   /** $verify: the full check of a report version now (default: the current one). */
   async verify(reportId: string, version?: number, versionExpr = 'version'): Promise<VerifyResult> {
     const v = version ?? (await this.currentVersion(reportId));
@@ -207,8 +302,8 @@ export class ProvenanceService {
       if ((hist[0] as { deleted: boolean }).deleted) throw badRequest(`Version ${version} of DiagnosticReport/${reportId.slice(0, 64)} is a deletion`, versionExpr);
     }
     let rv = await reportVersion(this.db, reportId, v);
-    if (!rv) rv = await this.db.transaction((sql) => ensureReportVersion(sql, reportId, v));
-    return verifyReport(this.db, this.ledger, this.config, rv);
+    if (!rv) rv = await this.db.transaction((sql) => ensureReportVersion(sql, reportId, v, this.keys));
+    return verifyReport(this.db, this.ledger, this.config, this.keys, rv);
   }
 
   /**
@@ -265,15 +360,17 @@ export class ProvenanceService {
     const anchors = await this.db.query<AnchorRow>('SELECT * FROM report_anchor WHERE id = ANY($1::text[]) ORDER BY checked_at NULLS FIRST', [rows.map((r) => r.id)]);
     for (const a of anchors) {
       if (this.stopped) return;
-      // looked up once more: absent on every node that answers is inconsistent at once
-      const verdict = await checkOnChain(this.ledger, { ...a, attempts: 1 }, { ...this.config, verifyGiveUpHours: 0 });
+      // looked up once more: absent on every node that answers is inconsistent at once, and so is a
+      // transaction that anchored another root, or an anchor row whose seal no longer holds
+      const sealed = anchorSealState(this.keys, a);
+      const verdict = withSeal(sealed, await checkOnChain(this.ledger, { ...a, attempts: 1 }, { ...this.config, verifyGiveUpHours: 0 }, { wasFound: sealed.wasFound }));
       if (verdict.status === 'pending') {
         // not reachable (or another ledger): a consistent anchor does not get worse during an outage
         if (!verdict.nodes || verdict.nodes.every((n) => n.status === 'down' || n.status === 'error')) return;
         continue;
       }
       await this.db.transaction(async (sql) => {
-        await updateAnchor(sql, a.id, verdict);
+        await updateAnchor(sql, a, verdict, this.keys);
         await refreshChainStatus(sql, a.report_id, a.version);
       });
     }
