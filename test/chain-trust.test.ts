@@ -14,10 +14,16 @@ import { Writable } from 'node:stream';
 import { fingerprint as fp } from '../server/fingerprint/index.ts';
 import { buildAnchorTree, verifyAnchorProof } from '../server/merkle/index.ts';
 import { startTestServer, type TestServer } from './helpers/server.ts';
-import { deployContract, ledgerConfig, Node, reportBundle, testProvenanceConfig } from './helpers/chain.ts';
+import { anchorOf, deployContract, institutionLedger, ledgerConfig, Node, reportBundle, testProvenanceConfig, withProvenance } from './helpers/chain.ts';
+import { generateSm2KeyPair, signFingerprint } from '../server/fingerprint/signature.ts';
+import type { EvmLedger } from '../server/ledger/index.ts';
 
 const node = new Node('node-1', {});
 let contract = '';
+let hospital: EvmLedger;
+/** Institution gy1's signing key (registered for it), and gy2's (registered for gy2 only). */
+const keyA = generateSm2KeyPair();
+const keyB = generateSm2KeyPair();
 let s: TestServer;
 const logs: string[] = [];
 
@@ -30,11 +36,17 @@ test.before(async () => {
       cb();
     },
   });
-  s = await startTestServer({ ledger: ledgerConfig([node], contract), provenance: testProvenanceConfig(), logLevel: 'info' }, { logStream });
+  hospital = institutionLedger(node, contract);
+  const institutionKeys = JSON.stringify([
+    { organization: 'urn:huren:org|gy1', kid: 'gy1-2026', publicKey: keyA.publicKey },
+    { organization: 'urn:huren:org|gy2', kid: 'gy2-2026', publicKey: keyB.publicKey },
+  ]);
+  s = await startTestServer({ ledger: ledgerConfig([node], contract), provenance: testProvenanceConfig({ institutionKeys }), logLevel: 'info' }, { logStream });
 });
 
 test.after.always(async () => {
   await s?.close();
+  await hospital?.close();
   await node.close();
 });
 
@@ -186,6 +198,85 @@ test.serial('record keys rotate: earlier seals still verify, new records are sea
   const swept = await s.huren.provenance.sweep();
   t.is(swept.flagged, 0, 'nothing flagged by the rotation');
   for (const id of [...before, ...after]) t.is((await verify(id)).status, 'consistent');
+});
+
+async function verifyParams(id: string): Promise<any> {
+  const res = await s.fhir(`DiagnosticReport/${id}/$verify`);
+  if (res.status !== 200) throw new Error(`$verify ${res.status}: ${await res.text()}`);
+  return res.json();
+}
+
+const GY1 = { identifier: { system: 'urn:huren:org', value: 'gy1' } };
+
+/** A report of gy1, anchored by the institution, its chain Provenance signed with `key`. */
+async function signedUpload(k: string, key: { privateKey: string }): Promise<string> {
+  const r = reportBundle(k);
+  const f = fp(r.bundle, 'sm3');
+  const receipt = await hospital.anchor({ records: [f] });
+  const bundle = withProvenance(r, anchorOf(receipt, 0, f));
+  bundle.entry.at(-1).resource.signature = [signFingerprint(f, key.privateKey, GY1)];
+  const res = await s.fhir('', { method: 'POST', json: bundle });
+  t_assert(res.status === 200, `upload ${res.status}: ${await res.clone().text()}`);
+  return reportIdOf(await res.json());
+}
+
+test.serial('hospital signatures: signed with the performing institution\'s key vs a wrong key are told apart by $verify', async (t) => {
+  const good = await signedUpload('signed-a', keyA);
+  const wrong = await signedUpload('signed-wrong', keyB); // gy2's key on a gy1 report
+  await s.huren.provenance.verifyNow();
+
+  const g = await verifyParams(good);
+  t.is(value(param(g, 'status')), 'consistent');
+  t.is(value(param(g, 'signature')), 'valid');
+  t.is(value(param(g, 'signedByPerformer')), true);
+  t.is(value(param(g, 'signedBy')), 'urn:huren:org|gy1');
+  t.is(value(param(g, 'signatureKey')), 'gy1-2026');
+
+  const w = await verifyParams(wrong);
+  t.is(value(param(w, 'status')), 'consistent', 'the hash is consistent: only the signer is wrong');
+  t.is(value(param(w, 'signature')), 'invalid');
+  t.is(value(param(w, 'signedByPerformer')), false);
+  t.regex(value(param(w, 'signatureReason')), /does not verify over sm3:[0-9a-f]{64} with any key registered for the performing institution \(urn:huren:org\|gy1\)/);
+
+  // served: in the chain Provenance as stored, and in $original's headers
+  const o = await s.fhir(`DiagnosticReport/${good}/$original`);
+  t.regex(o.headers.get('huren-signature')!, /^alg=sm2-sm3; who=urn:huren:org\|gy1; data=[A-Za-z0-9+/]+=*$/);
+  const provs = await (await s.fhir(`Provenance?target=DiagnosticReport/${good}`)).json();
+  t.is(provs.entry[0].resource.signature[0].sigFormat, 'application/sm2-signature');
+});
+
+test.serial('hospital signatures: Bundle.signature on a platform-anchored report; unsigned; malformed is a 400; a forged original breaks the signature', async (t) => {
+  const r = reportBundle('bundle-signed');
+  const f = fp(r.bundle, 'sm3');
+  const signed = { ...r.bundle, signature: signFingerprint(f, keyA.privateKey, GY1) };
+  t.is(fp(signed, 'sm3'), f, 'Bundle.signature is outside the fingerprint');
+  const res = await s.fhir('', { method: 'POST', json: signed });
+  t.is(res.status, 200);
+  const id = reportIdOf(await res.json());
+  const plain = await s.fhir('', { method: 'POST', json: reportBundle('unsigned').bundle });
+  const plainId = reportIdOf(await plain.json());
+  await s.huren.provenance.anchorNow();
+  const v = await verifyParams(id);
+  t.is(value(param(v, 'status')), 'consistent');
+  t.is(value(param(v, 'anchoredBy')), 'platform');
+  t.is(value(param(v, 'signature')), 'valid');
+  t.is(value(param(v, 'signedByPerformer')), true);
+  const u = await verifyParams(plainId);
+  t.is(value(param(u, 'signature')), 'absent');
+  t.is(value(param(u, 'signedByPerformer')), false);
+
+  const bad = { ...reportBundle('bad-signature').bundle, signature: { ...signFingerprint(f, keyA.privateKey, GY1), data: 'bm90IGEgc2lnbmF0dXJl' } };
+  const refused = await s.fhir('', { method: 'POST', json: bad });
+  t.is(refused.status, 400);
+  const outcome = await refused.json();
+  t.is(outcome.issue[0].expression[0], 'Bundle.signature');
+  t.regex(outcome.issue[0].details.text, /not a DER-encoded SM2 signature/);
+
+  // the database forger rewrites the original: the hospital's signature no longer covers what is stored
+  await forge(id);
+  const after = await verifyParams(id);
+  t.is(value(param(after, 'status')), 'inconsistent');
+  t.is(value(param(after, 'signature')), 'invalid');
 });
 
 test.serial('consistent → pending is logged and counted; an anchor found before and now gone is inconsistent at once', async (t) => {

@@ -32,8 +32,11 @@ export interface ProvenanceConfig {
   statisticsCron?: string;
   /** The record seals' key file (HUREN_RECORD_KEY_FILE; default `<data dir>/record-keys.json`), outside the database. */
   recordKeyFile?: string;
-  /** The institutions' SM2 public keys (HUREN_INSTITUTION_KEYS: a JSON file; default `<data dir>/institution-keys.json`). */
-  institutionKeysFile?: string;
+  /**
+   * The institutions' SM2 public keys (HUREN_INSTITUTION_KEYS: a JSON array, or a file holding one, of
+   * `{ organization: "<system>|<value>", kid, publicKey }`; institution-keys.ts). Kept outside the database.
+   */
+  institutionKeys?: string;
 }
 
 export class ProvenanceConfigError extends Error {
@@ -57,7 +60,7 @@ export function loadProvenanceConfig(env: NodeJS.ProcessEnv = process.env): Prov
     chainRecheckPerSweep: int(env.HUREN_CHAIN_RECHECK_PER_SWEEP, 200, 'HUREN_CHAIN_RECHECK_PER_SWEEP'),
     statisticsCron: cron(env.HUREN_STATISTICS_CRON, '45 * * * *'),
     recordKeyFile: env.HUREN_RECORD_KEY_FILE || undefined,
-    institutionKeysFile: env.HUREN_INSTITUTION_KEYS || undefined,
+    institutionKeys: env.HUREN_INSTITUTION_KEYS || undefined,
   };
 }
 

@@ -38,6 +38,7 @@ import { verifyAnchorProof } from '../merkle/index.ts';
 import { enqueue } from './outbox.ts';
 import type { RecordKeys } from './record-keys.ts';
 import { sealVersion } from './seals.ts';
+import { checkSignatureForm } from './signatures.ts';
 import { refusePlatformProvenanceWrite } from './platform-provenance.ts';
 import { insertAnchor, NO_BUNDLE, NO_PROVENANCE, refreshChainStatus, reportKey, reportVersion, WAITING_FOR_PLATFORM, type AnchorStatus, type ReportVersionRow } from './records.ts';
 
@@ -111,6 +112,7 @@ export class Intake implements WriteObserver {
     let original: { id: string; xmin: string; alg: HashAlg; fingerprint: string } | undefined;
     if (submission) {
       const raw = submission.raw ?? JSON.stringify(submission.bundle);
+      checkSignatureForm((submission.bundle as { signature?: unknown }).signature, 'Bundle.signature');
       const alg = readBundleAnchors(submission.bundle)[0]?.anchor.alg ?? DEFAULT_ALG;
       let fp: string;
       try {
@@ -160,6 +162,7 @@ export class Intake implements WriteObserver {
       if (e instanceof ChainAnchorError) throw badRequest(`Invalid chain anchor: ${e.message}`, `Provenance.${ANCHOR_EXPR}`);
       throw e;
     }
+    checkSignatureForm(prov.signature, 'Provenance.signature');
     anchor = { ...anchor, fingerprint: formatFp(anchor.fingerprint), ...(anchor.proof ? { proof: { ...anchor.proof, root: formatFp(anchor.proof.root) } } : {}) };
     const targets = (prov.target ?? []).map((t, i) => ({ i, ref: parseReportRef(t.reference) })).filter((t) => t.ref);
     if (targets.length === 0) {

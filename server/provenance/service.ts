@@ -29,11 +29,14 @@ import type { LedgerPort } from '../ledger/port.ts';
 import { describeLedgerConfig, type LedgerConfig } from '../ledger/config.ts';
 import { setHashStatusProvider } from '../recognition/service.ts';
 import type { ProvenanceConfig } from './config.ts';
-import { DOTTED_RAW, ensureReportVersion, Intake, undot } from './intake.ts';
+import { DOTTED_RAW, ensureReportVersion, Intake, parseOriginal, undot } from './intake.ts';
+import { sm2Signatures } from './signatures.ts';
+import type { FhirSignature } from '../fingerprint/signature.ts';
 import { LazyLedger } from './lazy-ledger.ts';
 import { Anchorer, enqueue, outboxCounts, type AnchorRunResult, type OutboxCounts } from './outbox.ts';
 import { anchorsOf, onStatusRegression, refreshChainStatus, reportVersion, statusesOf, updateAnchor, type AnchorRow, type HashStatus, type ReportVersionRow } from './records.ts';
 import { RecordKeys } from './record-keys.ts';
+import { InstitutionKeys } from './institution-keys.ts';
 import { anchorSeal, anchorSealState, sealVersion } from './seals.ts';
 import { PlatformSecret } from './secret.ts';
 import { decorateWithBadges } from './badge.ts';
@@ -68,7 +71,7 @@ export interface OriginalResult {
   /** The anchor that decides the status (the latest institution anchor, else the platform's). */
   anchor?: AnchorRow;
   /** The institution's signature over the fingerprint, when it signed (docs/chain-provenance.md). */
-  signature?: string;
+  signature?: FhirSignature;
 }
 
 export interface ProvenanceOptions {
@@ -82,6 +85,7 @@ export class ProvenanceService {
   private readonly ledgerConfig: LedgerConfig;
   private readonly secret: PlatformSecret;
   private readonly keys: RecordKeys;
+  private readonly institutions: InstitutionKeys;
   private stopRegressions?: () => void;
   /** No key file at start: records written before seals existed are sealed once (trust on first use). */
   private readonly freshKeys: boolean;
@@ -115,6 +119,7 @@ export class ProvenanceService {
     const keyFile = this.config.recordKeyFile ?? join(config.dataDir, 'record-keys.json');
     this.freshKeys = !existsSync(keyFile);
     this.keys = new RecordKeys(keyFile);
+    this.institutions = InstitutionKeys.load(this.config.institutionKeys, config.dataDir);
     this.intake = new Intake({
       platformAnchoring: this.config.platformAnchoring,
       platformAnchorDelaySeconds: this.config.platformAnchorDelaySeconds,
@@ -303,7 +308,7 @@ export class ProvenanceService {
     }
     let rv = await reportVersion(this.db, reportId, v);
     if (!rv) rv = await this.db.transaction((sql) => ensureReportVersion(sql, reportId, v, this.keys));
-    return verifyReport(this.db, this.ledger, this.config, this.keys, rv);
+    return verifyReport(this.db, this.ledger, this.config, this.keys, this.institutions, rv);
   }
 
   /**
@@ -324,7 +329,9 @@ export class ProvenanceService {
     const anchors = (await anchorsOf(this.db, reportId, v)).filter((a) => !a.withdrawn);
     const latest = (source: string) => anchors.filter((a) => a.source === source).at(-1);
     const decisive = latest('institution') ?? latest('platform');
-    return { reportId, version: v, row: rv, raw: undot(rows[0]!.dotted), exact: rows[0]!.raw_exact, received: rows[0]!.received, anchor: decisive };
+    const raw = undot(rows[0]!.dotted);
+    const sig = sm2Signatures(decisive?.signature)[0] ?? sm2Signatures((parseOriginal(raw) as { signature?: unknown })?.signature)[0];
+    return { reportId, version: v, row: rv, raw, exact: rows[0]!.raw_exact, received: rows[0]!.received, anchor: decisive, ...(sig ? { signature: sig } : {}) };
   }
 
   /** $trace. */

@@ -13,6 +13,9 @@ import { fingerprint, type HashAlg } from '../fingerprint/index.ts';
 import type { Logger } from '../http/observability.ts';
 import type { ProvenanceConfig } from './config.ts';
 import type { RecordKeys } from './record-keys.ts';
+import type { InstitutionKeys } from './institution-keys.ts';
+import { checkSignatures, sm2Signatures, type SignatureCheck } from './signatures.ts';
+import type { FhirSignature } from '../fingerprint/signature.ts';
 import { anchorSealState, versionSealProblem, type AnchorSealState } from './seals.ts';
 import { DOTTED_RAW, localCheck, parseOriginal, rawDigest, undot } from './intake.ts';
 import {
@@ -216,6 +219,8 @@ export interface VerifyResult {
   /** The anchor that decides the status (the latest institution anchor, else the platform's). */
   decisive?: AnchorReport;
   reasons: string[];
+  /** Whether the performing institution signed this version's fingerprint. */
+  signature: SignatureCheck;
 }
 
 /**
@@ -223,11 +228,19 @@ export interface VerifyResult {
  * compared with its stored digest (current row and history), every anchor checked (fingerprint, proof,
  * chain). Stores what it found (integrity and anchors) and returns it.
  */
-export async function verifyReport(db: Database, ledger: LedgerPort, config: ProvenanceConfig, keys: RecordKeys, rv: ReportVersionRow): Promise<VerifyResult> {
+export async function verifyReport(
+  db: Database,
+  ledger: LedgerPort,
+  config: ProvenanceConfig,
+  keys: RecordKeys,
+  institutions: InstitutionKeys,
+  rv: ReportVersionRow
+): Promise<VerifyResult> {
   const reasons: string[] = [];
   const integrity: string[] = [];
   let recomputed: string | undefined;
   let exact: boolean | undefined;
+  let bundleSignatures: FhirSignature[] = [];
   if (rv.original_id) {
     const rows = await db.query<{ dotted: string; raw_digest: string; raw_exact: boolean; fingerprint: string; alg: string }>(
       `SELECT ${DOTTED_RAW}, raw_digest, raw_exact, fingerprint, alg FROM report_original WHERE id = $1`,
@@ -239,7 +252,9 @@ export async function verifyReport(db: Database, ledger: LedgerPort, config: Pro
       exact = o.raw_exact;
       if (rawDigest(o.raw) !== o.raw_digest) integrity.push('the original Bundle was changed in the database (its digest no longer matches the one taken at intake)');
       try {
-        recomputed = fingerprint(parseOriginal(o.raw), (rv.alg ?? o.alg) as HashAlg);
+        const bundle = parseOriginal(o.raw) as { signature?: unknown };
+        bundleSignatures = sm2Signatures(bundle?.signature);
+        recomputed = fingerprint(bundle, (rv.alg ?? o.alg) as HashAlg);
         if (recomputed !== rv.fingerprint) integrity.push(`the fingerprint recomputed from the original (${recomputed}) is not the one recorded at intake (${rv.fingerprint})`);
       } catch (e) {
         integrity.push(`the original Bundle can no longer be read: ${(e as Error).message.slice(0, 120)}`);
@@ -272,6 +287,9 @@ export async function verifyReport(db: Database, ledger: LedgerPort, config: Pro
   const after = (await reportVersion(db, rv.report_id, rv.version))!;
   const latest = (source: string) => anchors.filter((x) => x.anchor.source === source).at(-1);
   const decisive = latest('institution') ?? latest('platform');
+  // signed by the performing institution? over the fingerprint recomputed from the original
+  const signatures = [...sm2Signatures(decisive?.anchor.signature), ...bundleSignatures];
+  const signature = await checkSignatures(db, institutions, rv.performer, recomputed ?? rv.fingerprint ?? undefined, signatures);
   reasons.push(...integrity, ...(decisive ? decisive.verdict.reasons : after.chain_reasons));
   return {
     reportId: rv.report_id,
@@ -286,6 +304,7 @@ export async function verifyReport(db: Database, ledger: LedgerPort, config: Pro
     anchors,
     decisive,
     reasons,
+    signature,
   };
 }
 

@@ -64,7 +64,10 @@ export const originalOperation: Operation = {
       const p = a.anchor.proof;
       if (p && p.treeSize > 1) headers['Huren-Merkle-Proof'] = `leaf=${p.leafIndex}; size=${p.treeSize}; path=${p.path.join(',')}`;
     }
-    if (o.signature) headers['Huren-Signature'] = o.signature;
+    if (o.signature) {
+      const who = o.signature.who?.identifier;
+      headers['Huren-Signature'] = [`alg=sm2-sm3`, ...(who?.system && who.value && /^[\x21-\x7e]{1,200}$/.test(`${who.system}|${who.value}`) ? [`who=${who.system}|${who.value}`] : []), `data=${o.signature.data}`].join('; ');
+    }
     // the parsed Bundle stands for the answer inside the server; what is sent is `bytes`
     return { status: 200, body: JSON.parse(o.raw.replace(/^\uFEFF/, '')), bytes, headers };
   },
