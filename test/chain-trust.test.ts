@@ -17,6 +17,7 @@ import { startTestServer, type TestServer } from './helpers/server.ts';
 import { anchorOf, deployContract, institutionLedger, ledgerConfig, Node, reportBundle, testProvenanceConfig, withProvenance } from './helpers/chain.ts';
 import { generateSm2KeyPair, signFingerprint } from '../server/fingerprint/signature.ts';
 import type { EvmLedger } from '../server/ledger/index.ts';
+import { parseReadRpcAddress } from '../server/ledger/read-rpc.ts';
 
 const node = new Node('node-1', {});
 let contract = '';
@@ -301,4 +302,13 @@ test.serial('consistent → pending is logged and counted; an anchor found befor
   const gone = await verify(id!);
   t.is(gone.status, 'inconsistent', 'not pending for 24 hours');
   t.true(gone.reasons.some((r) => /the chain held this anchor when it was checked before .* and no longer holds root/.test(r)), gone.reasons.join('\n'));
+});
+
+test('the embedded chain\'s read-only JSON-RPC listens on loopback only', (t) => {
+  t.deepEqual(parseReadRpcAddress(undefined), { host: '127.0.0.1', port: 8546 });
+  t.deepEqual(parseReadRpcAddress('9545'), { host: '127.0.0.1', port: 9545 });
+  t.deepEqual(parseReadRpcAddress('[::1]:9545'), { host: '::1', port: 9545 });
+  t.is(parseReadRpcAddress('off'), undefined);
+  t.throws(() => parseReadRpcAddress('0.0.0.0:8546'), { message: /loopback only/ });
+  t.throws(() => parseReadRpcAddress('eight'), { message: /is not off, <port> or <host>:<port>/ });
 });

@@ -25,6 +25,11 @@ export class LazyLedger implements LedgerPort {
     return this.opening !== undefined;
   }
 
+  /** The opened ledger (opening it now if need be). */
+  resolve(): Promise<LedgerPort> {
+    return this.port();
+  }
+
   private port(): Promise<LedgerPort> {
     if (this.closed) return Promise.reject(new LedgerError('unavailable', `ledger ${this.name} is closed`));
     this.opening ??= this.open(this.config).catch((e: unknown) => {

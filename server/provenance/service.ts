@@ -33,6 +33,8 @@ import { DOTTED_RAW, ensureReportVersion, Intake, parseOriginal, undot } from '.
 import { sm2Signatures } from './signatures.ts';
 import type { FhirSignature } from '../fingerprint/signature.ts';
 import { LazyLedger } from './lazy-ledger.ts';
+import { EvmLedger } from '../ledger/evm/adapter.ts';
+import { startReadRpc, type ReadRpcServer } from '../ledger/read-rpc.ts';
 import { Anchorer, enqueue, outboxCounts, type AnchorRunResult, type OutboxCounts } from './outbox.ts';
 import { anchorsOf, onStatusRegression, refreshChainStatus, reportVersion, statusesOf, updateAnchor, type AnchorRow, type HashStatus, type ReportVersionRow } from './records.ts';
 import { RecordKeys } from './record-keys.ts';
@@ -205,12 +207,38 @@ export class ProvenanceService {
     every('sweep', this.config.sweepCron, () => this.sweep({ deep: false, chain: true }));
     every('deep-sweep', this.config.deepSweepCron, () => this.sweep({ deep: true, chain: true }));
     every('statistics', this.config.statisticsCron, () => this.statistics());
+    this.startReadRpc();
     this.verifyTimer = setInterval(() => this.kickVerifier(), VERIFY_POLL_MS);
     this.verifyTimer.unref();
   }
 
+  /** The embedded chain's read-only JSON-RPC on loopback (server/ledger/read-rpc.ts), when configured. */
+  readRpc?: Promise<ReadRpcServer | undefined>;
+
+  private startReadRpc(): void {
+    const address = this.ledgerConfig.embeddedRpc;
+    if (this.ledgerConfig.kind !== 'embedded' || !address || !(this.ledger instanceof LazyLedger)) return;
+    const lazy = this.ledger;
+    this.readRpc = startReadRpc(address, async () => {
+      const port = await lazy.resolve();
+      if (!(port instanceof EvmLedger)) throw new Error('the embedded ledger is not an EVM chain');
+      const chainId = Number(await port.nodes[0]!.request<string>('eth_chainId'));
+      return { node: port.nodes[0]!, name: port.name, contract: port.contract, chainId };
+    }).then(
+      (rpc) => {
+        this.logger.info({ url: rpc.url }, 'embedded chain: read-only JSON-RPC listening');
+        return rpc;
+      },
+      (e: unknown) => {
+        this.logger.warn({ error: (e as Error).message?.slice(0, 200) }, 'embedded chain: the read-only JSON-RPC could not start');
+        return undefined;
+      }
+    );
+  }
+
   async stop(): Promise<void> {
     this.stopped = true;
+    await (await this.readRpc)?.close();
     for (const job of this.jobs.splice(0)) job.cancel();
     if (this.verifyTimer) clearInterval(this.verifyTimer);
     this.anchorer.stop();
