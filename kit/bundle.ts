@@ -6,8 +6,9 @@
  */
 import { randomUUID } from 'node:crypto';
 import { readFileSync } from 'node:fs';
-import { fingerprint, isChainEntry, readChainAnchor, type HashAlg } from '../server/fingerprint/index.ts';
+import { DuplicateMemberError, fingerprint, isChainEntry, parseUniqueJson, readChainAnchor, type HashAlg } from '../server/fingerprint/index.ts';
 import { usageError } from './errors.ts';
+import { signFingerprint } from '../server/fingerprint/signature.ts';
 
 export type Json = Record<string, any>;
 
@@ -31,8 +32,9 @@ export function readBundleFile(path: string, { report = true } = {}): BundleFile
   }
   let bundle: unknown;
   try {
-    bundle = JSON.parse(text.replace(/^\uFEFF/, ''));
+    bundle = parseUniqueJson(text);
   } catch (e) {
+    if (e instanceof DuplicateMemberError) throw usageError(`${path}: ${e.message} (同一对象中成员名重复)`);
     throw usageError(`${path} is not valid JSON (文件不是合法的 JSON): ${(e as Error).message.slice(0, 160)}`);
   }
   if (report) checkReportBundle(bundle, path);
@@ -76,6 +78,26 @@ export function reportEntry(bundle: Json): { index: number; entry: Json } {
 /** The performing institution's reference inside a Bundle (the chain Provenance's agent). */
 export function performer(bundle: Json): string | undefined {
   return reportEntry(bundle).entry?.resource?.performer?.[0]?.reference;
+}
+
+/** The performing institution's identifier in the Bundle (its Organization entry), for a signature's `who`. */
+export function performerIdentifier(bundle: Json): { system: string; value: string } | undefined {
+  const ref = performer(bundle);
+  const org = bundle.entry.find((e: Json) => e?.resource?.resourceType === 'Organization' && (!ref || e.fullUrl === ref || ref.startsWith('Organization?')));
+  const id = org?.resource?.identifier?.[0] ?? (/^Organization\?identifier=([^|]+)\|(.+)$/.exec(ref ?? '') ? { system: RegExp.$1, value: RegExp.$2 } : undefined);
+  return id?.system && id.value ? { system: id.system, value: id.value } : undefined;
+}
+
+/** Signs the fingerprint into a chain Provenance (Provenance.signature) with the institution's SM2 key. */
+export function signProvenance(prov: Json, fp: string, signKey: string, bundle: Json): Json {
+  const who = performerIdentifier(bundle);
+  return { ...prov, signature: [signFingerprint(fp, signKey, who ? { identifier: who } : { display: 'institution' })] };
+}
+
+/** Signs the fingerprint into Bundle.signature (outside the fingerprint), for a report the platform anchors. */
+export function signBundle(bundle: Json, fp: string, signKey: string): Json {
+  const who = performerIdentifier(bundle);
+  return { ...bundle, signature: signFingerprint(fp, signKey, who ? { identifier: who } : { display: 'institution' }) };
 }
 
 /** The reference a chain Provenance in this Bundle uses for the report: its fullUrl. */

@@ -128,3 +128,48 @@ export function chainProvenance(anchor: ChainAnchor, target: string, agent: stri
   if (!agent) prov.agent = [{ who: { display: `institution account ${account}` } }];
   return prov;
 }
+
+/** The chain read without an account (the platform anchors): a node or the platform's read-only endpoint. */
+export interface ReadChain {
+  ledger: EvmLedger;
+  name: string;
+  contract: string;
+}
+
+/**
+ * Opens the chain for reading only. Without `--contract` the node is asked `huren_ledger` (the embedded
+ * chain's read-only endpoint answers its ledger name, contract and chain id, server/ledger/read-rpc.ts).
+ */
+export async function openReadChain(o: { rpc: string; contract?: string; ledger?: string; timeoutMs?: number }): Promise<ReadChain> {
+  let nodes;
+  try {
+    nodes = parseNodeUrls(o.rpc);
+  } catch (e) {
+    throw usageError(`--rpc: ${(e as Error).message.replace(/^HUREN_EVM_URLS: /, '')}`);
+  }
+  if (nodes.length === 0) throw usageError('--rpc: give the chain node URL(s), e.g. --rpc http://127.0.0.1:8546');
+  const rpc = nodes.map((n) => new HttpRpcNode(n.name, n.url, o.timeoutMs ?? 10_000));
+  let contract = o.contract;
+  let name = o.ledger;
+  if (!contract || !name) {
+    let info: { name?: string; contract?: string } | undefined;
+    try {
+      info = await rpc[0]!.request<{ name: string; contract: string }>('huren_ledger');
+    } catch (e) {
+      throw new KitError(`${contract ? LEDGER_HELP : '--contract: the HurenAnchor address is needed'} (the node did not answer huren_ledger: ${(e as Error).message.slice(0, 120)})`);
+    }
+    contract ??= info?.contract;
+    name ??= info?.name;
+  }
+  if (!contract || !/^0x[0-9a-fA-F]{40}$/.test(contract)) throw usageError('--contract: the HurenAnchor address is 0x + 40 hex digits');
+  const ledger = new EvmLedger({ name: name ?? 'unnamed', nodes: rpc, contract, pollIntervalMs: 100 });
+  return { ledger, name: name ?? 'unnamed', contract: ledger.contract };
+}
+
+/** Is a node up and the contract there? */
+export async function checkReadChain(c: ReadChain): Promise<ChainCheck> {
+  const health = await c.ledger.health();
+  const up = health.nodes.find((n) => n.up);
+  if (!up) return { ok: false, summary: `no chain node usable (链节点不可用): ${health.nodes.map((n) => `${n.node}: ${n.error ?? 'down'}`).join('; ')}` };
+  return { ok: true, summary: `chain ${up.chainId} at height ${up.height}, contract ${c.contract} present (read only 只读)` };
+}

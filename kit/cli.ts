@@ -8,7 +8,8 @@
  *   huren-submit provenance  <provenance.json> --report <DiagnosticReport/id[/_history/v]> --base --token [--wait <s>]
  *   huren-submit status      <report id> --base --token [--version <n>]
  *   huren-submit sample      [--org <code>] [--out <file>]
- *   huren-submit conformance --base --token --rpc --contract --key --ledger [--alg] [--bundle <file>] [--org <code>] [--wait <s>]
+ *   huren-submit conformance --base --token --rpc [--contract --key --ledger] [--alg] [--bundle <file>] [--org <code>] [--wait <s>] [--sign-key <k>]
+ *   huren-submit keygen      [--org <code>]
  *
  * Secrets (`--token`, `--key`) are best given as `env:NAME` or `file:PATH` rather than on the command line.
  * Exit codes: 0 success, 1 refused / failed / a conformance step failed, 2 wrong command line or input file.
@@ -16,8 +17,9 @@
 import { randomBytes } from 'node:crypto';
 import { readFileSync, writeFileSync } from 'node:fs';
 import { parseArgs } from 'node:util';
-import { canonicalString, isChainEntry, isHashAlg, readChainAnchor, type HashAlg } from '../server/fingerprint/index.ts';
-import { fingerprintOf, performer, readBundleFile, reportFullUrl, sampleReport, withChainProvenance, type Json } from './bundle.ts';
+import { canonicalString, DuplicateMemberError, isChainEntry, isHashAlg, parseUniqueJson, readChainAnchor, type HashAlg } from '../server/fingerprint/index.ts';
+import { fingerprintOf, performer, readBundleFile, reportFullUrl, sampleReport, signBundle, signProvenance, withChainProvenance, type Json } from './bundle.ts';
+import { generateSm2KeyPair, sm2PublicKey } from '../server/fingerprint/signature.ts';
 import { EXIT_FAILED, EXIT_OK, EXIT_USAGE, KitError, usageError } from './errors.ts';
 
 const HELP = `huren-submit — Huren on-chain integration kit (上链联调工具)
@@ -76,6 +78,7 @@ const OPTIONS = {
   version: { type: 'string' },
   bundle: { type: 'string' },
   org: { type: 'string' },
+  'sign-key': { type: 'string' },
   help: { type: 'boolean', short: 'h' },
 } as const;
 
@@ -85,12 +88,13 @@ type Opts = { [K in keyof typeof OPTIONS]?: (typeof OPTIONS)[K]['type'] extends 
 const COMMANDS: Record<string, { args: 0 | 1 | 'many'; options: Array<keyof Opts> }> = {
   fingerprint: { args: 1, options: ['alg', 'canonical'] },
   account: { args: 0, options: ['rpc', 'contract', 'key'] },
-  anchor: { args: 'many', options: ['rpc', 'contract', 'key', 'ledger', 'alg', 'report', 'out', 'bundle-out'] },
-  upload: { args: 1, options: ['base', 'token', 'provenance', 'anchor-inline', 'rpc', 'contract', 'key', 'ledger', 'alg', 'wait'] },
+  anchor: { args: 'many', options: ['rpc', 'contract', 'key', 'ledger', 'alg', 'report', 'out', 'bundle-out', 'sign-key'] },
+  upload: { args: 1, options: ['base', 'token', 'provenance', 'anchor-inline', 'rpc', 'contract', 'key', 'ledger', 'alg', 'wait', 'sign-key'] },
   provenance: { args: 1, options: ['base', 'token', 'report', 'wait'] },
   status: { args: 1, options: ['base', 'token', 'version'] },
   sample: { args: 0, options: ['org', 'out'] },
-  conformance: { args: 0, options: ['base', 'token', 'rpc', 'contract', 'key', 'ledger', 'alg', 'bundle', 'org', 'wait'] },
+  conformance: { args: 0, options: ['base', 'token', 'rpc', 'contract', 'key', 'ledger', 'alg', 'bundle', 'org', 'wait', 'sign-key'] },
+  keygen: { args: 0, options: ['org'] },
 };
 
 const ENV: Partial<Record<keyof Opts, string>> = {
@@ -100,6 +104,7 @@ const ENV: Partial<Record<keyof Opts, string>> = {
   contract: 'HUREN_EVM_CONTRACT',
   key: 'HUREN_KIT_KEY',
   ledger: 'HUREN_LEDGER_NAME',
+  'sign-key': 'HUREN_KIT_SIGN_KEY',
 };
 
 const say = (line: string) => process.stdout.write(line + '\n');
@@ -163,13 +168,15 @@ const COMMAND_RUN: Record<string, (arg: string, o: Opts, args: string[]) => Prom
       throw usageError('with several Bundles, each chain Provenance is written next to its Bundle (<name>.provenance.json): --out, --bundle-out and --report take one Bundle');
     }
     const targets = bundles.map((b) => (o.report ? reportRef(o.report) : reportFullUrl(b)));
+    const signKey = signingKey(o);
     const account = await chain(o);
     try {
       const fps = bundles.map((b) => fingerprintOf(b, alg(o)));
       const { anchors, receipt } = await anchorFingerprints(account, fps);
       note(`anchored 已上链: ${fps.length === 1 ? 'the fingerprint itself' : `the Merkle root ${receipt.root} of ${fps.length} fingerprints`}, ledger ${receipt.ledger}, transaction ${receipt.txId}, block ${receipt.height}${receipt.existing ? ' (already anchored earlier: that anchoring is reused)' : ''}`);
       bundles.forEach((b, i) => {
-        const prov = chainProvenance(anchors[i]!, targets[i]!, o.report ? undefined : performer(b), account.address);
+        let prov = chainProvenance(anchors[i]!, targets[i]!, o.report ? undefined : performer(b), account.address);
+        if (signKey) prov = signProvenance(prov, fps[i]!, signKey, b);
         note(`fingerprint 指纹 ${files[i]}: ${fps[i]}${anchors[i]!.proof ? ` (leaf ${anchors[i]!.proof!.leafIndex} of ${anchors[i]!.proof!.treeSize})` : ''}`);
         writeJson(files.length > 1 ? files[i]!.replace(/(\.json)?$/i, '.provenance.json') : o.out, prov, 'chain Provenance 存证');
         if (o['bundle-out']) writeJson(o['bundle-out'], withChainProvenance(b, prov), 'Bundle with the chain Provenance');
@@ -187,8 +194,10 @@ const COMMAND_RUN: Record<string, (arg: string, o: Opts, args: string[]) => Prom
     let bundle = f.bundle;
     let text = f.text;
     if (o.provenance && o['anchor-inline']) throw usageError('give --provenance or --anchor-inline, not both');
+    const signKey = signingKey(o);
     if (o.provenance) {
-      const prov = readProvenance(o.provenance);
+      let prov = readProvenance(o.provenance);
+      if (signKey) prov = signProvenance(prov, readChainAnchor(prov).fingerprint, signKey, bundle);
       if (prov.target?.[0]?.reference !== reportFullUrl(bundle)) {
         throw usageError(`${o.provenance} targets ${prov.target?.[0]?.reference}, not this Bundle's report (${reportFullUrl(bundle)}): for a report already uploaded use 'huren-submit provenance'`);
       }
@@ -200,11 +209,18 @@ const COMMAND_RUN: Record<string, (arg: string, o: Opts, args: string[]) => Prom
       try {
         const { anchor } = await anchorFingerprint(account, fingerprintOf(bundle, alg(o)));
         say(`anchored 已上链: ledger ${anchor.ledger}, transaction ${anchor.transaction}, block ${anchor.height}`);
-        bundle = withChainProvenance(bundle, chainProvenance(anchor, reportFullUrl(bundle), performer(bundle), account.address));
+        let prov = chainProvenance(anchor, reportFullUrl(bundle), performer(bundle), account.address);
+        if (signKey) prov = signProvenance(prov, anchor.fingerprint, signKey, bundle);
+        bundle = withChainProvenance(bundle, prov);
         text = JSON.stringify(bundle, null, 2);
       } finally {
         await account.ledger.close();
       }
+    }
+    else if (signKey) {
+      // no chain Provenance: the platform anchors, the signature travels in Bundle.signature
+      bundle = signBundle(bundle, fingerprintOf(bundle, alg(o)), signKey);
+      text = JSON.stringify(bundle, null, 2);
     }
     // the fingerprint in the algorithm the platform uses for this Bundle: its chain Provenance's, else --alg
     const anchored = bundle.entry.find((e: Json) => isChainEntry(e));
@@ -238,6 +254,14 @@ const COMMAND_RUN: Record<string, (arg: string, o: Opts, args: string[]) => Prom
     return printVerdict(await platform.verify(id.replace(/^DiagnosticReport\//, ''), version));
   },
 
+  async keygen(_arg, o) {
+    const k = generateSm2KeyPair();
+    say(`private key 私钥 (keep it secret; give it to huren-submit as --sign-key file:PATH): ${k.privateKey}`);
+    say(`public key 公钥: ${k.publicKey}`);
+    say(`register it with the platform (HUREN_INSTITUTION_KEYS): ${JSON.stringify({ organization: `urn:huren:org|${o.org ?? '<institution code>'}`, kid: `${o.org ?? 'kid'}-${new Date().getUTCFullYear()}`, publicKey: k.publicKey })}`);
+    return EXIT_OK;
+  },
+
   async sample(_arg, o) {
     const key = `${new Date().toISOString().replace(/\D/g, '').slice(0, 14)}-sample-${randomBytes(3).toString('hex')}`;
     writeJson(o.out, sampleReport(key, o.org ?? 'kit-test'), 'sample report Bundle 示例报告');
@@ -249,13 +273,28 @@ const COMMAND_RUN: Record<string, (arg: string, o: Opts, args: string[]) => Prom
     const { runConformance } = await import('./conformance.ts');
     const platform = new Platform(required(o, 'base'), secret(o.token, '--token'));
     const template = o.bundle ? readBundleFile(o.bundle).bundle : undefined;
+    const signKey = signingKey(o);
+    if (o.key === undefined) {
+      // no institution account: the platform anchors, the kit reads the chain (the embedded chain's read-only endpoint)
+      const { openReadChain } = await import('./chain.ts');
+      const { runPlatformConformance } = await import('./conformance.ts');
+      const readChain = await openReadChain({ rpc: required(o, 'rpc'), contract: o.contract, ledger: o.ledger });
+      try {
+        say('Huren on-chain integration conformance 上链联调一致性测试 (platform anchoring 平台上链)');
+        say(`platform 平台: ${platform.base}; chain 链: ${o.rpc!.replace(/\/\/[^/@]+@/g, '//***@')}; contract 合约: ${readChain.contract}; ledger 账本: ${readChain.name}${signKey ? `; signing key 签名公钥: ${sm2PublicKey(signKey)}` : ''}`);
+        const steps = await runPlatformConformance({ platform, chain: readChain, signKey, alg: alg(o), template, org: o.org ?? 'kit-test', waitMs: waitMs(o), out: say });
+        return steps.every((s) => s.result === 'PASS') ? EXIT_OK : EXIT_FAILED;
+      } finally {
+        await readChain.ledger.close();
+      }
+    }
     const account = await chain(o);
     if (!account.named) throw usageError((await import('./chain.ts')).LEDGER_HELP);
     try {
       say('Huren on-chain integration conformance 上链联调一致性测试');
       const redact = (url: string) => url.replace(/\/\/[^/@]+@/g, '//***@'); // no password from a node URL in the output
       say(`platform 平台: ${redact(platform.base)}; chain 链: ${redact(o.rpc!)}; contract 合约: ${o.contract}; ledger 账本: ${o.ledger}; account 机构账户: ${account.address}`);
-      const steps = await runConformance({ platform, account, alg: alg(o), template, org: o.org ?? 'kit-test', waitMs: waitMs(o), out: say });
+      const steps = await runConformance({ platform, account, signKey, alg: alg(o), template, org: o.org ?? 'kit-test', waitMs: waitMs(o), out: say });
       return steps.every((s) => s.result === 'PASS') ? EXIT_OK : EXIT_FAILED;
     } finally {
       await account.ledger.close();
@@ -294,6 +333,14 @@ export function secret(value: string | undefined, what: string): string {
   return value;
 }
 
+/** The institution's SM2 signing key (--sign-key, 64 hex digits, best as env:NAME or file:PATH), if given. */
+function signingKey(o: Opts): string | undefined {
+  if (o['sign-key'] === undefined) return undefined;
+  const k = secret(o['sign-key'], '--sign-key').replace(/^0x/, '');
+  if (!/^[0-9a-fA-F]{64}$/.test(k)) throw usageError('--sign-key: the SM2 private key is 64 hex digits (huren-submit keygen makes one)');
+  return k;
+}
+
 function alg(o: Opts): HashAlg {
   const a = o.alg ?? 'sm3';
   if (!isHashAlg(a)) throw usageError(`--alg must be sm3 or sha256, not '${a}'`);
@@ -327,8 +374,9 @@ function readJson(file: string): Json {
     throw usageError(`cannot read ${file}: ${(e as NodeJS.ErrnoException).code ?? (e as Error).message}`);
   }
   try {
-    return JSON.parse(text.replace(/^\uFEFF/, ''));
+    return parseUniqueJson(text) as Json;
   } catch (e) {
+    if (e instanceof DuplicateMemberError) throw usageError(`${file}: ${e.message} (同一对象中成员名重复)`);
     throw usageError(`${file} is not valid JSON (文件不是合法的 JSON): ${(e as Error).message.slice(0, 160)}`);
   }
 }

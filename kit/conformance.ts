@@ -17,14 +17,19 @@
  */
 import { randomBytes } from 'node:crypto';
 import type { HashAlg } from '../server/fingerprint/index.ts';
-import { changeOneValue, correctionOf, fingerprintOf, performer, reportFullUrl, sampleReport, uniquify, withChainProvenance, type Json } from './bundle.ts';
-import { anchorFingerprint, chainProvenance, checkChain, type Account } from './chain.ts';
+import { changeOneValue, correctionOf, fingerprintOf, performer, reportFullUrl, sampleReport, signBundle, signProvenance, uniquify, withChainProvenance, type Json } from './bundle.ts';
+import { anchorFingerprint, chainProvenance, checkChain, checkReadChain, type Account, type ReadChain } from './chain.ts';
+import { fingerprint as fingerprintOfText, parseUniqueJson } from '../server/fingerprint/index.ts';
+import { generateSm2KeyPair } from '../server/fingerprint/signature.ts';
+import { verifyAnchorProof } from '../server/merkle/index.ts';
 import { KitError } from './errors.ts';
 import type { Platform, Upload, Verdict } from './platform.ts';
 
 export interface ConformanceOptions {
   platform: Platform;
   account: Account;
+  /** The institution's SM2 key: every chain Provenance is signed and $verify must say the performer signed. */
+  signKey?: string;
   alg: HashAlg;
   /** A hospital Bundle to use as the template (its report identifiers are made unique per run). */
   template?: Json;
@@ -67,25 +72,14 @@ export async function runConformance(o: ConformanceOptions): Promise<Step[]> {
   const report = (suffix: string): Json => (o.template ? uniquify(o.template, `${run}${suffix}`) : sampleReport(`${run}${suffix}`, o.org));
   o.out(`run 运行编号: ${run} (${o.template ? 'your Bundle, report identifiers suffixed' : 'synthetic sample report, no personal data'}; alg ${o.alg})`);
   const steps: Step[] = [];
-  const step = async (n: number, needs: number[], fn: () => Promise<string>): Promise<void> => {
-    const missing = needs.find((m) => steps[m]?.result !== 'PASS');
-    let s: Step;
-    if (missing !== undefined) s = { n, name: STEPS[n]!, result: 'SKIP', detail: `needs step ${missing}` };
-    else {
-      try {
-        s = { n, name: STEPS[n]!, result: 'PASS', detail: await fn() };
-      } catch (e) {
-        s = { n, name: STEPS[n]!, result: 'FAIL', detail: e instanceof Failed || e instanceof KitError ? e.message : `unexpected error: ${(e as Error).message}` };
-      }
-    }
-    steps.push(s);
-    o.out(`[${s.result}] ${s.n} ${s.name}: ${s.detail}`);
-  };
+  const step = stepper(STEPS, steps, o.out);
 
   const anchoredUpload = async (bundle: Json, text?: string): Promise<Anchored> => {
     const fp = fingerprintOf(bundle, o.alg);
     const { anchor } = await anchorFingerprint(o.account, fp);
-    const full = withChainProvenance(bundle, chainProvenance(anchor, reportFullUrl(bundle), performer(bundle), o.account.address));
+    let prov = chainProvenance(anchor, reportFullUrl(bundle), performer(bundle), o.account.address);
+    if (o.signKey) prov = signProvenance(prov, fp, o.signKey, bundle);
+    const full = withChainProvenance(bundle, prov);
     const body = text ?? JSON.stringify(full, null, 2);
     const upload = await o.platform.upload(body, full);
     return { bundle: full, text: body, fingerprint: fp, upload, verdict: await o.platform.settle(upload.reportId, upload.version, o.waitMs) };
@@ -106,7 +100,8 @@ export async function runConformance(o: ConformanceOptions): Promise<Step[]> {
     expect(upload.entryStatus === 201, `the report already existed (entry status ${upload.entryStatus}): its identifiers are not new`);
     expectStatus(verdict, 'consistent');
     expect(verdict.recomputed === first.fingerprint, `the platform recomputed ${verdict.recomputed}, the kit computed ${first.fingerprint} (指纹不一致: check your canonicalisation)`);
-    return `${ref(upload)} ${verdict.status} 一致, fingerprint ${first.fingerprint}, tx ${verdict.txId} block ${verdict.height}`;
+    if (o.signKey) expectSigned(verdict);
+    return `${ref(upload)} ${verdict.status} 一致, fingerprint ${first.fingerprint}, tx ${verdict.txId} block ${verdict.height}${signedNote(verdict)}`;
   });
 
   await step(2, [1], async () => {
@@ -168,9 +163,39 @@ export async function runConformance(o: ConformanceOptions): Promise<Step[]> {
     return `${ref(upload)} was ${before.status}, Provenance/${provId} posted later → ${after.status}`;
   });
 
-  const passed = steps.filter((s) => s.result === 'PASS').length;
-  o.out(`result 结果: ${passed}/${steps.length} PASS${passed === steps.length ? ' — 联调通过' : ' — 联调未通过, see the FAIL lines (docs/integration-kit.md explains each)'}`);
+  summarise(steps, o.out);
   return steps;
+}
+
+function expectSigned(v: Verdict): void {
+  expect(v.signedByPerformer === true, `the platform says the report is not signed by its performing institution (signature ${v.signature ?? 'not reported'}${v.signatureReason ? `: ${v.signatureReason}` : ''}) — is your public key registered (HUREN_INSTITUTION_KEYS)?`);
+}
+
+function signedNote(v: Verdict): string {
+  return v.signedByPerformer ? `, signed 已签名 by ${v.signedBy}` : '';
+}
+
+/** Runs one step after the ones it needs passed: PASS with its detail, FAIL with the reason, or SKIP. */
+function stepper(names: readonly string[], steps: Step[], out: (line: string) => void) {
+  return async (n: number, needs: number[], fn: () => Promise<string>): Promise<void> => {
+    const missing = needs.find((m) => steps[m]?.result !== 'PASS');
+    let s: Step;
+    if (missing !== undefined) s = { n, name: names[n]!, result: 'SKIP', detail: `needs step ${missing}` };
+    else {
+      try {
+        s = { n, name: names[n]!, result: 'PASS', detail: await fn() };
+      } catch (e) {
+        s = { n, name: names[n]!, result: 'FAIL', detail: e instanceof Failed || e instanceof KitError ? e.message : `unexpected error: ${(e as Error).message}` };
+      }
+    }
+    steps.push(s);
+    out(`[${s.result}] ${s.n} ${s.name}: ${s.detail}`);
+  };
+}
+
+function summarise(steps: Step[], out: (line: string) => void): void {
+  const passed = steps.filter((s) => s.result === 'PASS').length;
+  out(`result 结果: ${passed}/${steps.length} PASS${passed === steps.length ? ' — 联调通过' : ' — 联调未通过, see the FAIL lines (docs/integration-kit.md explains each)'}`);
 }
 
 /** A failed expectation: the step's one-line reason. */
@@ -188,4 +213,125 @@ function expectStatus(v: Verdict, want: string): void {
 
 function ref(u: Upload): string {
   return `DiagnosticReport/${u.reportId} v${u.version}`;
+}
+
+export interface PlatformConformanceOptions extends Omit<ConformanceOptions, 'account'> {
+  chain: ReadChain;
+}
+
+const PLATFORM_STEPS = [
+  'preflight 预检',
+  'signed upload, platform anchoring 签名上传(平台上链)',
+  'idempotent retry 重复提交',
+  'correction 更正(新版本)',
+  'tampered bundle 篡改检测',
+  'signature check 签名核验',
+];
+
+/**
+ * The conformance run when the institution does not anchor itself (no chain account: the default install's
+ * embedded chain is read-only to the outside): every report is anchored by the platform, and the kit checks
+ * the platform's anchor on its own — `$original` bytes, the fingerprint recomputed here, the Merkle proof,
+ * and the root looked up on the chain in the transaction the platform names. With a signing key, every
+ * upload carries Bundle.signature and `$verify` must say the performer signed it; step 5 then shows that a
+ * wrong key is told apart.
+ */
+export async function runPlatformConformance(o: PlatformConformanceOptions): Promise<Step[]> {
+  const run = `${new Date().toISOString().replace(/\D/g, '').slice(0, 14)}-${randomBytes(3).toString('hex')}`;
+  const report = (suffix: string): Json => (o.template ? uniquify(o.template, `${run}${suffix}`) : sampleReport(`${run}${suffix}`, o.org));
+  o.out(`run 运行编号: ${run} (platform anchoring 平台上链; ${o.template ? 'your Bundle, report identifiers suffixed' : 'synthetic sample report, no personal data'}; alg sm3)`);
+  const steps: Step[] = [];
+  const step = stepper(PLATFORM_STEPS, steps, o.out);
+  const upload = async (bundle: Json, key = o.signKey) => {
+    const fp = fingerprintOf(bundle, 'sm3');
+    const signed = key ? signBundle(bundle, fp, key) : bundle;
+    const text = JSON.stringify(signed, null, 2);
+    const up = await o.platform.upload(text, signed);
+    return { bundle: signed, text, fp, upload: up, verdict: await o.platform.settlePlatform(up.reportId, up.version, o.waitMs) };
+  };
+  /** The platform's anchor checked by the kit itself: the original's bytes, the fingerprint, the proof, the chain. */
+  const checkAnchor = async (reportId: string, version: number, text: string, fp: string): Promise<string> => {
+    const orig = await o.platform.original(reportId, version);
+    expect(orig.text === text, '$original does not return the uploaded Bundle byte for byte (原件不一致)');
+    const again = fingerprintOfText(parseUniqueJson(orig.text), 'sm3');
+    expect(again === fp && orig.fingerprint === fp, `the fingerprint of the original is ${again}, the platform says ${orig.fingerprint}, the kit computed ${fp}`);
+    const root = orig.proof ? verifyAnchorProof(fp, { ...orig.proof, root: orig.anchor.root! }) : { ok: orig.anchor.root === fp, root: fp };
+    expect(root.ok === true, `the Merkle proof of $original does not lead from ${fp} to the anchored root ${orig.anchor.root}`);
+    const held = await o.chain.ledger.lookup(orig.anchor.root!);
+    const node = held.nodes.find((n) => n.status === 'found');
+    expect(!!node && node.txId?.toLowerCase() === orig.anchor.tx?.toLowerCase(), `the chain does not hold root ${orig.anchor.root} in transaction ${orig.anchor.tx} (${held.nodes.map((n) => `${n.node}: ${n.status}`).join(', ')})`);
+    return `root ${orig.anchor.root} found on the chain in ${orig.anchor.tx} (block ${node!.height})`;
+  };
+
+  let first: Awaited<ReturnType<typeof upload>> | undefined;
+  await step(0, [], async () => {
+    const fhir = await o.platform.preflight();
+    const chain = await checkReadChain(o.chain);
+    if (!chain.ok) throw new Failed(chain.summary);
+    return `platform ${o.platform.base} (FHIR ${fhir}) accepts the token; ${chain.summary}`;
+  });
+
+  await step(1, [0], async () => {
+    first = await upload(report('a'));
+    const { upload: up, verdict } = first;
+    expect(up.entryStatus === 201, `the report already existed (entry status ${up.entryStatus}): its identifiers are not new`);
+    expectStatus(verdict, 'consistent');
+    expect(verdict.anchoredBy === 'platform', `the deciding anchor is the ${verdict.anchoredBy}'s, expected the platform's`);
+    expect(verdict.recomputed === first.fp, `the platform recomputed ${verdict.recomputed}, the kit computed ${first.fp} (指纹不一致: check your canonicalisation)`);
+    if (o.signKey) expectSigned(verdict);
+    const onChain = await checkAnchor(up.reportId, up.version, first.text, first.fp);
+    return `${ref(up)} ${verdict.status} 一致, fingerprint ${first.fp}; ${onChain}${signedNote(verdict)}`;
+  });
+
+  await step(2, [1], async () => {
+    const again = await o.platform.upload(first!.text, first!.bundle);
+    expect(again.reportId === first!.upload.reportId, `the retry created another report (${again.reportId}, first ${first!.upload.reportId})`);
+    expect(again.entryStatus === 200 && again.version === first!.upload.version, `the retry answered ${again.entryStatus} version ${again.version}: expected 200 and version ${first!.upload.version}`);
+    const verdict = await o.platform.settlePlatform(again.reportId, undefined, o.waitMs);
+    expectStatus(verdict, 'consistent');
+    return `same report ${ref(again)}, no new version (entry ${again.entryStatus}), still ${verdict.status}`;
+  });
+
+  await step(3, [1], async () => {
+    const { bundle, what } = correctionOf(first!.bundle);
+    delete bundle.signature;
+    const corrected = await upload(bundle);
+    expect(corrected.upload.reportId === first!.upload.reportId && corrected.upload.version === first!.upload.version + 1, `the correction is ${ref(corrected.upload)}, expected a new version of DiagnosticReport/${first!.upload.reportId}`);
+    expectStatus(corrected.verdict, 'consistent');
+    if (o.signKey) expectSigned(corrected.verdict);
+    const onChain = await checkAnchor(corrected.upload.reportId, corrected.upload.version, corrected.text, corrected.fp);
+    const old = await o.platform.verify(first!.upload.reportId, 1);
+    expect(old.status === 'consistent', `version 1 is now ${old.status}: ${old.reasons.join('; ')}`);
+    return `${ref(corrected.upload)} ${corrected.verdict.status} (${what} changed, new fingerprint ${corrected.fp}); ${onChain}; version 1 still consistent`;
+  });
+
+  await step(4, [1], async () => {
+    // the platform's anchor of step 1, claimed for a Bundle changed after it was fingerprinted
+    const orig = await o.platform.original(first!.upload.reportId, first!.upload.version);
+    const { bundle: tampered, what } = changeOneValue(report('b'));
+    const anchor = {
+      alg: 'sm3' as const,
+      fingerprint: first!.fp,
+      ledger: orig.anchor.ledger!,
+      transaction: orig.anchor.tx!,
+      height: Number(orig.anchor.height),
+      ...(orig.proof ? { proof: { ...orig.proof, root: orig.anchor.root! } } : {}),
+    };
+    const full = withChainProvenance(tampered, chainProvenance(anchor, reportFullUrl(tampered), performer(tampered), 'kit'));
+    const up = await o.platform.upload(JSON.stringify(full, null, 2), full);
+    const verdict = await o.platform.settle(up.reportId, up.version, o.waitMs);
+    expectStatus(verdict, 'inconsistent');
+    return `${ref(up)} ${verdict.status} 不一致 as expected (${what} differs from the anchored Bundle): ${verdict.reasons[0] ?? 'no reason given'}`;
+  });
+
+  await step(5, [1], async () => {
+    if (!o.signKey) throw new Failed('no --sign-key given: the run did not sign (签名未测试); give the institution key registered with the platform');
+    const wrong = await upload(report('c'), generateSm2KeyPair().privateKey);
+    expectStatus(wrong.verdict, 'consistent');
+    expect(wrong.verdict.signature === 'invalid' && wrong.verdict.signedByPerformer === false, `a report signed with a key that is not the institution's is '${wrong.verdict.signature}' (signedByPerformer ${wrong.verdict.signedByPerformer}), expected invalid`);
+    return `signed with the registered key → signed by ${first!.verdict.signedBy}; signed with another key → ${wrong.verdict.signature} (${wrong.verdict.signatureReason})`;
+  });
+
+  summarise(steps, o.out);
+  return steps;
 }

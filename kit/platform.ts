@@ -19,6 +19,20 @@ export interface Verdict {
   txId?: string;
   height?: number;
   reasons: string[];
+  /** The institution's signature: valid | invalid | absent | no-key; and whether it is the performer's. */
+  signature?: string;
+  signedByPerformer?: boolean;
+  signedBy?: string;
+  signatureReason?: string;
+}
+
+/** What `$original` answers: the submitted bytes and what anchors them (response headers). */
+export interface Original {
+  text: string;
+  fingerprint?: string;
+  anchor: Record<string, string>;
+  proof?: { leafIndex: number; treeSize: number; path: string[] };
+  signature?: string;
 }
 
 export interface Upload {
@@ -127,6 +141,45 @@ export class Platform {
       txId: v('txId'),
       height: v('height'),
       reasons: (json.parameter ?? []).filter((x: Json) => x.name === 'reason').map((x: Json) => String(x.valueString)),
+      signature: v('signature'),
+      signedByPerformer: p('signedByPerformer')?.valueBoolean,
+      signedBy: v('signedBy'),
+      signatureReason: v('signatureReason'),
+    };
+  }
+
+  /** `$verify` again while the report is pending for any reason (the platform's own anchoring too), up to `waitMs`. */
+  async settlePlatform(reportId: string, version: number | undefined, waitMs: number): Promise<Verdict> {
+    const deadline = Date.now() + waitMs;
+    for (;;) {
+      const v = await this.verify(reportId, version);
+      if (v.status !== 'pending' || Date.now() >= deadline) return v;
+      await new Promise((r) => setTimeout(r, 1000));
+    }
+  }
+
+  /** `$original`: the Bundle exactly as submitted, its fingerprint, anchor and proof (docs/chain-provenance.md). */
+  async original(reportId: string, version?: number): Promise<Original> {
+    const q = version ? `?version=${version}` : '';
+    let res: Response;
+    try {
+      res = await fetch(`${this.base}/DiagnosticReport/${encodeURIComponent(reportId)}/$original${q}`, {
+        headers: { authorization: `Bearer ${this.token}`, accept: 'application/fhir+json' },
+        signal: AbortSignal.timeout(this.timeoutMs),
+      });
+    } catch (e) {
+      throw new KitError(`$original: the platform at ${this.base} is not reachable (平台无法连接): ${(e as Error).message}`);
+    }
+    const bytes = Buffer.from(await res.arrayBuffer());
+    if (res.status !== 200) throw new KitError(`$original: ${res.status}`);
+    const fields = (h: string | null) => Object.fromEntries((h ?? '').split('; ').filter(Boolean).map((kv) => [kv.slice(0, kv.indexOf('=')), kv.slice(kv.indexOf('=') + 1)]));
+    const proof = fields(res.headers.get('huren-merkle-proof'));
+    return {
+      text: bytes.toString('utf8'),
+      fingerprint: res.headers.get('huren-fingerprint') ?? undefined,
+      anchor: fields(res.headers.get('huren-anchor')),
+      ...(proof.path ? { proof: { leafIndex: Number(proof.leaf), treeSize: Number(proof.size), path: proof.path.split(',') } } : {}),
+      signature: res.headers.get('huren-signature') ?? undefined,
     };
   }
 

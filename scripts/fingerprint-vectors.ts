@@ -4,13 +4,13 @@
  * Writes the published fingerprint test vectors (DESIGN.md §4): docs/fingerprint-vectors.json, and the
  * generated section of docs/fingerprint.md between the `vectors:begin` / `vectors:end` markers. Each vector
  * is a Bundle exactly as a hospital would submit it (text), its canonical form (RFC 8785, UTF-8) and its SM3
- * and SHA-256 fingerprints. test/fingerprint-vectors.test.ts recomputes everything from the submitted text
+ * and SHA-256 fingerprints; and input that has no fingerprint (refused, with the location the platform names). test/fingerprint-vectors.test.ts recomputes everything from the submitted text
  * and checks both files, so the docs cannot drift from the code.
  */
 import { readFileSync, writeFileSync } from 'node:fs';
 import { dirname, resolve } from 'node:path';
 import { fileURLToPath, pathToFileURL } from 'node:url';
-import { canonicalBytes, chainAnchorExtension, CHAIN_ANCHOR_URL, fingerprint } from '../server/fingerprint/index.ts';
+import { canonicalBytes, chainAnchorExtension, CHAIN_ANCHOR_URL, findDuplicateMember, fingerprint } from '../server/fingerprint/index.ts';
 
 const REPO = resolve(dirname(fileURLToPath(import.meta.url)), '..');
 export const VECTORS_JSON = resolve(REPO, 'docs/fingerprint-vectors.json');
@@ -32,11 +32,24 @@ export interface Vector {
   sha256: string;
 }
 
+/** Input that has no fingerprint: the platform refuses it with a 400 naming `expression`. */
+export interface RefusedVector {
+  name: string;
+  description: string;
+  /** The Bundle as submitted (exact text). */
+  submitted: string;
+  /** Why it is refused. */
+  error: 'duplicate-member';
+  /** FHIRPath-like location of the offending member, as the platform's OperationOutcome names it. */
+  expression: string;
+}
+
 export interface VectorFile {
   description: string;
   contract: string;
   chainAnchorExtension: string;
   vectors: Vector[];
+  refused: RefusedVector[];
 }
 
 // --- the Bundles (as text: numbers like 5.60 and escapes only exist in text) -------------------------
@@ -201,6 +214,23 @@ export const SOURCES: Array<{ name: string; description: string; submitted: () =
   },
 ];
 
+/** The lab report with its DiagnosticReport's status given twice: JSON.parse keeps "preliminary", others "final". */
+function duplicateStatus(): string {
+  const text = LAB_REPORT.replace('"status": "final",', '"status": "final",\n        "status": "preliminary",');
+  if (text === LAB_REPORT) throw new Error('the lab report has no status to duplicate');
+  return text;
+}
+
+export const REFUSED: Array<Omit<RefusedVector, 'expression' | 'submitted'> & { submitted: () => string }> = [
+  {
+    name: 'duplicate-member-name',
+    description:
+      'The lab report with its DiagnosticReport.status given twice ("final", then "preliminary"). JSON parsers disagree about which one wins (JavaScript and most others keep the last, some the first, some refuse), so the Bundle has no single fingerprint: RFC 8785 requires I-JSON, whose member names are unique. The platform refuses it with 400 before anything is stored, naming the second occurrence; so does huren-submit. Names are compared after unescaping: "st\\u0061tus" is "status".',
+    submitted: duplicateStatus,
+    error: 'duplicate-member',
+  },
+];
+
 export function buildVectors(): VectorFile {
   return {
     description:
@@ -222,6 +252,12 @@ export function buildVectors(): VectorFile {
         sha256: fingerprint(bundle, 'sha256'),
       };
     }),
+    refused: REFUSED.map((r) => {
+      const submitted = r.submitted();
+      const dup = findDuplicateMember(submitted, 'Bundle');
+      if (!dup) throw new Error(`${r.name} is not refused`);
+      return { name: r.name, description: r.description, submitted, error: r.error, expression: dup.expression };
+    }),
   };
 }
 
@@ -232,6 +268,10 @@ export function renderVectorsMarkdown(file: VectorFile): string {
     out.push(`Canonical form (RFC 8785; these ${v.canonicalBytes} bytes of UTF-8 are what is hashed):`, '', '```json', v.canonical, '```', '');
     if (v.canonicalHex) out.push('The same bytes in hex:', '', '```', v.canonicalHex.replace(/(.{64})/g, '$1\n').trim(), '```', '');
     out.push('| Algorithm | Fingerprint |', '|---|---|', `| SM3 | \`${v.sm3}\` |`, `| SHA-256 | \`${v.sha256}\` |`, '');
+  });
+  file.refused.forEach((v, i) => {
+    out.push(`### Refused ${i + 1}: \`${v.name}\``, '', v.description, '', 'Submitted Bundle:', '', '```json', v.submitted.replace(/\n$/, ''), '```', '');
+    out.push(`No fingerprint: refused with \`400\`, OperationOutcome \`issue[0].expression\` = \`${v.expression}\`.`, '');
   });
   out.push(END);
   return out.join('\n');

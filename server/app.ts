@@ -137,6 +137,7 @@ export async function start(config: Config, options: StartOptions = {}): Promise
 export function createApp(config: Config, db: Database, logger: Logger, bootstrapToken: string, modules: readonly HurenModule[], jobs?: AsyncJobs): Koa {
   const app = new Koa({ proxy: !!config.publicUrl });
   const metrics = createMetrics();
+  ProvenanceService.of(db)?.registerMetrics(metrics.registry);
   const repo = new Repository(db);
 
   app.use(observe(logger, metrics));

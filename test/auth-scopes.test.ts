@@ -42,6 +42,7 @@ test('needed: each REST interaction and operation maps to one letter', (t) => {
     ['DELETE', 'Patient/1', { type: 'Patient', action: 'd' }],
     ['GET', 'Patient/1/_history/2', { type: 'Patient', action: 'r' }],
     ['GET', 'Patient/1/$recognition-check', { type: 'Patient', action: 'r' }],
+    ['GET', 'DiagnosticReport/1/$original', { type: 'DiagnosticReport', action: 'r' }],
     ['POST', 'ServiceRequest/$duplicate-check', { type: 'ServiceRequest', action: 'r' }],
     ['POST', 'DetectedIssue/1/$decide', { type: 'DetectedIssue', action: 'u' }],
     ['POST', 'CodeSystem/$catalogue-import', { type: 'CodeSystem', action: 'u' }],

@@ -8,7 +8,9 @@
  * Serial: the tests share one chain and one server.
  */
 import test from 'ava';
+import { createHash } from 'node:crypto';
 import { Writable } from 'node:stream';
+import { canonicalize as otherJcs } from 'json-canonicalize';
 import { getAddress } from 'ethers';
 import { ANCHOR_ARTIFACT, anchorInterface, HttpRpcNode, type EvmLedger } from '../server/ledger/index.ts';
 import { CHAIN_ANCHOR_URL } from '../server/fingerprint/index.ts';
@@ -301,6 +303,111 @@ test.serial('platform anchoring: reports without an anchor and recognition recor
   t.true(held.found);
 });
 
+/** The fingerprint by independent code: the rule of docs/fingerprint.md, json-canonicalize, node:crypto SM3. */
+function independentFingerprint(text: string): string {
+  const b = JSON.parse(text.replace(/^\uFEFF/, ''));
+  delete b.id;
+  delete b.meta;
+  delete b.signature;
+  b.entry = b.entry.filter((e: any) => !(e?.resource?.resourceType === 'Provenance' && (e.resource.extension ?? []).some((x: any) => x?.url === CHAIN_ANCHOR_URL)));
+  return 'sm3:' + createHash('sm3').update(Buffer.from(otherJcs(b), 'utf8')).digest('hex');
+}
+
+/** RFC 9162 §2.1.3.2 inclusion proof check, written again here (SM3). */
+function independentRoot(fp: string, leaf: number, size: number, path: string[]): string {
+  const h = (...parts: Buffer[]) => createHash('sm3').update(Buffer.concat(parts)).digest();
+  let fn = leaf;
+  let sn = size - 1;
+  let r = h(Buffer.from([0]), Buffer.from(fp.split(':')[1]!, 'hex'));
+  for (const p of path.map((x) => Buffer.from(x, 'hex'))) {
+    if (sn === 0) throw new Error('proof too long');
+    if ((fn & 1) === 1 || fn === sn) {
+      r = h(Buffer.from([1]), p, r);
+      while ((fn & 1) === 0 && fn !== 0) {
+        fn >>= 1;
+        sn >>= 1;
+      }
+    } else r = h(Buffer.from([1]), r, p);
+    fn >>= 1;
+    sn >>= 1;
+  }
+  return 'sm3:' + r.toString('hex');
+}
+
+const header = (h: string | null, name: string) => new RegExp(`(?:^|; )${name}=([^;]+)`).exec(h ?? '')?.[1];
+
+test.serial('$original returns the submitted Bundle byte for byte; independent code recomputes the anchored fingerprint and root', async (t) => {
+  // an institution's anchor: the body is the request text, exactly (whitespace, escapes, member order and all)
+  const r = reportBundle('original-1');
+  const fp = fingerprint(r.bundle, 'sm3');
+  const receipt = await hospital.anchor({ records: [fp] });
+  const text = '\uFEFF' + JSON.stringify(withProvenance(r, anchorOf(receipt, 0, fp)), null, 3).replace('"电解质"', '"\\u7535\\u89e3\\u8d28"');
+  const res = await submit(null, text);
+  t.is(res.status, 200);
+  const id = reportIdOf(res.body);
+  await s.huren.provenance.verifyNow();
+  t.is(value(param(await verify(id), 'status')), 'consistent', 'a byte-order mark does not make the original look changed');
+  const o = await s.fhir(`DiagnosticReport/${id}/$original`);
+  t.is(o.status, 200);
+  t.regex(o.headers.get('content-type')!, /^application\/fhir\+json/);
+  const bytes = Buffer.from(await o.arrayBuffer());
+  t.true(bytes.equals(Buffer.from(text, 'utf8')), 'byte for byte, the byte-order mark too');
+  t.is(o.headers.get('repr-digest'), `sha-256=:${createHash('sha256').update(bytes).digest('base64')}:`);
+  t.is(independentFingerprint(bytes.toString('utf8')), fp, 'independent JCS + SM3 give the anchored fingerprint');
+  t.is(o.headers.get('huren-fingerprint'), fp);
+  t.is(o.headers.get('content-location'), `${s.base}/DiagnosticReport/${id}/_history/1`);
+  const anchor = o.headers.get('huren-anchor');
+  t.is(header(anchor, 'by'), 'institution');
+  t.is(header(anchor, 'tx'), receipt.txId);
+  t.is(header(anchor, 'height'), String(receipt.height));
+  t.is(header(anchor, 'root'), fp);
+  t.is(header(anchor, 'status'), 'consistent');
+  t.is(o.headers.get('huren-original-exact'), 'true');
+
+  // a platform-anchored batch: the proof in the headers leads to the root the chain holds
+  const ids: string[] = [];
+  const texts: string[] = [];
+  for (const k of ['original-p1', 'original-p2', 'original-p3']) {
+    const b = reportBundle(k).bundle;
+    texts.push(JSON.stringify(b));
+    ids.push(reportIdOf((await submit(b, texts[texts.length - 1]!)).body));
+  }
+  await s.huren.provenance.anchorNow();
+  for (const [i, rid] of ids.entries()) {
+    const p = await s.fhir(`DiagnosticReport/${rid}/$original?version=1`);
+    t.is(p.status, 200);
+    const body = await p.text();
+    t.is(body, texts[i]!);
+    const pfp = independentFingerprint(body);
+    t.is(p.headers.get('huren-fingerprint'), pfp);
+    const a = p.headers.get('huren-anchor');
+    t.is(header(a, 'by'), 'platform');
+    const proof = p.headers.get('huren-merkle-proof');
+    t.truthy(proof, 'a batch of several records: an inclusion proof');
+    const root = independentRoot(pfp, Number(header(proof, 'leaf')), Number(header(proof, 'size')), header(proof, 'path')!.split(','));
+    t.is(header(a, 'root'), root);
+    const held = await hospital.lookup(root);
+    t.true(held.found, 'the chain holds the root recomputed by independent code');
+    t.is(held.nodes[0]!.txId, header(a, 'tx'));
+  }
+
+  // unhappy paths: not a Bundle submission, unknown report or version, unknown parameter, _pretty
+  const alone = await s.fhir('DiagnosticReport', { method: 'POST', json: { resourceType: 'DiagnosticReport', status: 'final', code: { text: '单独' } } });
+  const aloneId = ((await alone.json()) as any).id;
+  const none = await s.fhir(`DiagnosticReport/${aloneId}/$original`);
+  t.is(none.status, 404);
+  t.regex(((await none.json()) as any).issue[0].details.text, /was not submitted in a transaction Bundle/);
+  t.is((await s.fhir('DiagnosticReport/nope/$original')).status, 404);
+  t.is((await s.fhir(`DiagnosticReport/${id}/$original?version=9`)).status, 404);
+  const unknown = await s.fhir(`DiagnosticReport/${id}/$original?colour=blue`);
+  t.is(unknown.status, 400);
+  t.is(((await unknown.json()) as any).issue[0].expression[0], 'colour');
+  t.is((await s.fhir(`DiagnosticReport/${id}/$original?_pretty=true`)).status, 400);
+  t.is((await s.fhir(`DiagnosticReport/${id}/$original`, { method: 'POST', json: { resourceType: 'Parameters' } })).status, 405);
+  const deny = await fetch(`${s.base}/DiagnosticReport/${id}/$original`, { headers: { accept: 'application/fhir+json' } });
+  t.is(deny.status, 401, 'no token, no original');
+});
+
 test.serial('$verify and $trace honour Prefer: respond-async', async (t) => {
   for (const op of ['$verify', '$trace']) {
     const res = await s.fhir(`DiagnosticReport/${consistentReport}/${op}`, { headers: { prefer: 'respond-async' } });
@@ -318,6 +425,29 @@ test.serial('$verify and $trace honour Prefer: respond-async', async (t) => {
     t.is(inner.resource.resourceType, 'Parameters');
     t.truthy(param(inner.resource, op === '$verify' ? 'status' : 'ledger'));
   }
+});
+
+test.serial('a Bundle whose report has "status":"final","status":"preliminary" is refused with 400 naming the member; nothing is stored', async (t) => {
+  const r = reportBundle('duplicate-status');
+  const text = JSON.stringify(r.bundle).replace('"status":"final",', '"status":"final","status":"preliminary",');
+  t.is(JSON.parse(text).entry[2].resource.status, 'preliminary', 'JSON.parse would keep the last one');
+  const res = await submit(r.bundle, text);
+  t.is(res.status, 400);
+  t.is(res.body.resourceType, 'OperationOutcome');
+  t.is(res.body.issue[0].expression[0], 'Bundle.entry[2].resource.status');
+  t.regex(res.body.issue[0].details.text, /Duplicate member name 'status'/);
+  const [n] = await s.huren.db.query<{ n: number }>("SELECT count(*)::int AS n FROM resource WHERE type = 'DiagnosticReport' AND content->'identifier'->0->>'value' = 'LAB-duplicate-status'");
+  t.is(Number(n!.n), 0, 'no report stored');
+  const [o] = await s.huren.db.query<{ n: number }>("SELECT count(*)::int AS n FROM report_original WHERE raw LIKE '%LAB-duplicate-status%'");
+  t.is(Number(o!.n), 0, 'no original stored');
+  // the same name escaped differently is the same name; a PUT of a single resource is refused too
+  const escaped = JSON.stringify(r.bundle).replace('"status":"final",', '"status":"final","st\\u0061tus":"preliminary",');
+  const res2 = await submit(r.bundle, escaped);
+  t.is(res2.status, 400);
+  t.is(res2.body.issue[0].expression[0], 'Bundle.entry[2].resource.status');
+  const put = await s.fhir('Patient/dup-1', { method: 'PUT', body: '{"resourceType":"Patient","id":"dup-1","gender":"male","gender":"female"}', headers: { 'content-type': 'application/fhir+json' } });
+  t.is(put.status, 400);
+  t.is(((await put.json()) as any).issue[0].expression[0], 'Patient.gender');
 });
 
 test.serial('bad input is a 4xx OperationOutcome naming the element, never a 5xx', async (t) => {

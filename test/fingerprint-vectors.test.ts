@@ -13,7 +13,7 @@ import {
   renderVectorsMarkdown,
   type VectorFile,
 } from '../scripts/fingerprint-vectors.ts';
-import { canonicalBytes, fingerprint, isChainEntry } from '../server/fingerprint/index.ts';
+import { canonicalBytes, DuplicateMemberError, findDuplicateMember, fingerprint, isChainEntry, parseUniqueJson } from '../server/fingerprint/index.ts';
 
 const stored: VectorFile = JSON.parse(readFileSync(VECTORS_JSON, 'utf8'));
 
@@ -66,4 +66,16 @@ test('the envelope and chain Provenance do not change the fingerprint; the non-c
   const exam = byName.get('exam-report-unicode-numbers')!;
   t.true(exam.canonical.includes('"resourceType":"Provenance"'));
   t.true(exam.canonical.includes('"value":1e-7') && exam.canonical.includes('"value":1e+21') && exam.canonical.includes('"value":0.3}'));
+});
+
+test('the refused vectors: JSON.parse accepts them silently, the platform\'s scanner refuses them where the vector says', (t) => {
+  t.true(stored.refused.length >= 1);
+  for (const v of stored.refused) {
+    t.notThrows(() => JSON.parse(v.submitted), 'valid JSON text');
+    t.throws(() => parseUniqueJson(v.submitted), { instanceOf: DuplicateMemberError }, v.name);
+    t.is(findDuplicateMember(v.submitted, 'Bundle')?.expression, v.expression, v.name);
+  }
+  const dup = stored.refused.find((v) => v.name === 'duplicate-member-name')!;
+  t.is(dup.expression, 'Bundle.entry[0].resource.status');
+  t.is(JSON.parse(dup.submitted).entry[0].resource.status, 'preliminary', 'JSON.parse keeps the last');
 });

@@ -9,7 +9,9 @@
  * - `anchor` + `upload --provenance`, `upload` + `provenance` (late) and `status` work one by one.
  */
 import test from 'ava';
-import { execFile } from 'node:child_process';
+import { execFile, spawn } from 'node:child_process';
+import { createServer } from 'node:net';
+import { generateSm2KeyPair } from '../server/fingerprint/signature.ts';
 import { mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -21,12 +23,15 @@ const node = new Node('node-1', {});
 let contract = '';
 let s: TestServer;
 let dir = '';
+/** The institution's SM2 signing key, registered with the platform for urn:huren:org|kit-test. */
+const signKey = generateSm2KeyPair();
 
 test.before(async () => {
   dir = mkdtempSync(join(tmpdir(), 'huren-kit-'));
   await node.start();
   contract = await deployContract(node);
-  s = await startTestServer({ ledger: ledgerConfig([node], contract), provenance: testProvenanceConfig() });
+  const institutionKeys = JSON.stringify([{ organization: 'urn:huren:org|kit-test', kid: 'kit-test-1', publicKey: signKey.publicKey }]);
+  s = await startTestServer({ ledger: ledgerConfig([node], contract), provenance: testProvenanceConfig({ institutionKeys }) });
 });
 
 test.after.always(async () => {
@@ -56,8 +61,8 @@ function kit(args: string[], env: Record<string, string> = {}): Promise<Run> {
 const chainArgs = () => ['--rpc', node.url, '--contract', contract, '--key', 'env:HUREN_KIT_KEY', '--ledger', LEDGER_NAME];
 const platformArgs = (token = s.token) => ['--base', s.base, '--token', token];
 
-test.serial('conformance: every step passes against a real platform and chain, exit code 0', async (t) => {
-  const r = await kit(['conformance', ...platformArgs(), ...chainArgs(), '--wait', '20']);
+test.serial('conformance: every step passes against a real platform and chain, exit code 0; signed, the platform says the performer signed', async (t) => {
+  const r = await kit(['conformance', ...platformArgs(), ...chainArgs(), '--wait', '20', '--sign-key', 'env:SIGN'], { SIGN: signKey.privateKey });
   t.log(r.stdout);
   t.is(r.code, 0, r.stdout + r.stderr);
   const lines = r.stdout.split('\n').filter((l) => /^\[(PASS|FAIL|SKIP)\]/.test(l));
@@ -67,6 +72,7 @@ test.serial('conformance: every step passes against a real platform and chain, e
   );
   t.regex(r.stdout, /result 结果: 6\/6 PASS/);
   t.regex(lines[4]!, /inconsistent .*is not the anchored fingerprint/);
+  t.regex(lines[1]!, /signed 已签名 by urn:huren:org\|kit-test/);
   t.is(r.stderr, '');
 });
 
@@ -110,14 +116,24 @@ test.serial('a malformed Bundle file, a missing file or a wrong option: a clear 
   writeFileSync(bad, '{"resourceType": "Bundle", "type": "transaction", "entry": [');
   const notReport = join(dir, 'no-report.json');
   writeFileSync(notReport, JSON.stringify({ resourceType: 'Bundle', type: 'transaction', entry: [] }));
-  const [fp, up, noReport, missing, badAlg, help] = await Promise.all([
+  const dup = join(dir, 'duplicate.json');
+  const refused = JSON.parse(readFileSync(new URL('../docs/fingerprint-vectors.json', import.meta.url), 'utf8')).refused[0];
+  writeFileSync(dup, refused.submitted);
+  const [fp, up, noReport, missing, badAlg, help, dupFp, dupUp] = await Promise.all([
     kit(['fingerprint', bad]),
     kit(['upload', bad, ...platformArgs()]),
     kit(['conformance', '--bundle', notReport, ...platformArgs(), ...chainArgs()]),
     kit(['fingerprint', join(dir, 'nope.json'), '--alg', 'sha256']),
     kit(['fingerprint', notReport, '--alg', 'md5']),
     kit(['--help']),
+    kit(['fingerprint', dup]),
+    kit(['upload', dup, ...platformArgs()]),
   ]);
+  for (const r of [dupFp, dupUp]) {
+    t.is(r.code, 2, 'a Bundle with a duplicate member name has no fingerprint: refused, nothing sent');
+    t.regex(r.stderr, /duplicate\.json: Duplicate member name 'status' at Bundle\.entry\[0\]\.resource\.status/);
+    t.is(r.stdout, '');
+  }
   for (const r of [fp, up]) {
     t.is(r.code, 2);
     t.regex(r.stderr, /malformed\.json is not valid JSON \(文件不是合法的 JSON\)/);
@@ -167,4 +183,75 @@ test.serial('one step at a time: sample, anchor two reports in one transaction, 
   const sent = await kit(['provenance', lateProv, '--report', id2, ...platformArgs()]);
   t.is(sent.code, 0, sent.stdout + sent.stderr);
   t.regex(sent.stdout, /hash status 哈希一致性: consistent 一致/);
+});
+
+async function freePort(): Promise<number> {
+  return new Promise((resolve) => {
+    const srv = createServer();
+    srv.listen(0, '127.0.0.1', () => {
+      const port = (srv.address() as { port: number }).port;
+      srv.close(() => resolve(port));
+    });
+  });
+}
+
+test.serial('conformance with signing against the platform as `npm start` gives it (embedded chain, read-only JSON-RPC on loopback)', async (t) => {
+  const data = mkdtempSync(join(tmpdir(), 'huren-npm-start-'));
+  const [port, rpcPort] = [await freePort(), await freePort()];
+  const token = 'npm-start-token-0123456789abcdef';
+  const key = generateSm2KeyPair();
+  // npm start is `tsx server/main.ts`: the same entry point, the default configuration (PGlite in the data
+  // directory, the embedded chain), with the platform's anchoring period shortened so the run takes seconds
+  const server = spawn(process.execPath, ['--import', 'tsx', 'server/main.ts'], {
+    cwd: new URL('..', import.meta.url).pathname,
+    env: {
+      PATH: process.env.PATH,
+      HOME: process.env.HOME,
+      HUREN_DATA_DIR: data,
+      PORT: String(port),
+      HOST: '127.0.0.1',
+      HUREN_BOOTSTRAP_TOKEN: token,
+      HUREN_EMBEDDED_RPC: `127.0.0.1:${rpcPort}`,
+      HUREN_INSTITUTION_KEYS: JSON.stringify([{ organization: 'urn:huren:org|kit-npm', kid: 'kit-npm-1', publicKey: key.publicKey }]),
+      HUREN_PLATFORM_ANCHOR_DELAY_SECONDS: '0',
+      HUREN_ANCHOR_CRON: '*/2 * * * * *',
+    },
+    stdio: ['ignore', 'pipe', 'pipe'],
+  });
+  let out = '';
+  server.stdout.on('data', (c) => (out += c));
+  server.stderr.on('data', (c) => (out += c));
+  try {
+    const t0 = Date.now();
+    while (!out.includes('Huren FHIR server listening')) {
+      if (Date.now() - t0 > 120_000 || server.exitCode !== null) throw new Error(`the server did not start: ${out.slice(-2000)}`);
+      await new Promise((r) => setTimeout(r, 200));
+    }
+    const rpc = `http://127.0.0.1:${rpcPort}`;
+    const call = async (method: string, params: unknown[] = []) =>
+      (await (await fetch(rpc, { method: 'POST', headers: { 'content-type': 'application/json' }, body: JSON.stringify({ jsonrpc: '2.0', id: 1, method, params }) })).json()) as any;
+    const info = await call('huren_ledger');
+    t.is(info.result.name, 'huren-embedded');
+    t.regex(info.result.contract, /^0x[0-9a-fA-F]{40}$/);
+    t.is(info.result.readOnly, true);
+    for (const m of ['eth_sendRawTransaction', 'eth_sendTransaction', 'evm_mine', 'personal_unlockAccount']) {
+      const refused = await call(m, []);
+      t.is(refused.error?.code, -32601, `${m} is refused`);
+    }
+    t.regex((await call('eth_blockNumber')).result, /^0x[0-9a-f]+$/);
+
+    const r = await kit(
+      ['conformance', '--base', `http://127.0.0.1:${port}/fhir`, '--token', 'env:TOKEN', '--rpc', rpc, '--sign-key', 'env:HUREN_KIT_SIGN_KEY', '--org', 'kit-npm', '--wait', '60'],
+      { HUREN_KIT_KEY: '', TOKEN: token, HUREN_KIT_SIGN_KEY: key.privateKey }
+    );
+    t.log(r.stdout);
+    t.is(r.code, 0, r.stdout + r.stderr);
+    t.regex(r.stdout, /result 结果: 6\/6 PASS/);
+    t.regex(r.stdout, /\[PASS\] 1 signed upload, platform anchoring .*root sm3:[0-9a-f]{64} found on the chain in 0x[0-9a-f]{64}.*signed 已签名 by urn:huren:org\|kit-npm/);
+    t.regex(r.stdout, /\[PASS\] 5 signature check 签名核验: .*another key → invalid/);
+  } finally {
+    server.kill('SIGTERM');
+    await new Promise((r) => server.once('exit', r));
+    rmSync(data, { recursive: true, force: true });
+  }
 });

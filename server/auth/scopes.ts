@@ -45,6 +45,7 @@ const READING_OPERATIONS = new Set([
   'view',
   'everything',
   'verify',
+  'original',
   'trace',
   'expand',
   'lookup',

@@ -17,6 +17,7 @@ import { canonicalize } from './jcs.ts';
 export * from './hash.ts';
 export * from './chain-provenance.ts';
 export { canonicalize, JcsError } from './jcs.ts';
+export { DuplicateMemberError, findDuplicateMember, parseUniqueJson, type DuplicateMember } from './ijson.ts';
 
 /** Bundle members that never enter the fingerprint. */
 export const EXCLUDED_BUNDLE_MEMBERS: readonly string[] = ['id', 'meta', 'signature'];

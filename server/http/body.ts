@@ -1,9 +1,10 @@
 /**
- * Request bodies, read defensively: size limit (413), content type (415), JSON syntax (400) and nesting
- * depth (400), before anything else looks at them.
+ * Request bodies, read defensively: size limit (413), content type (415), JSON syntax (400), nesting
+ * depth (400) and duplicate member names (400, server/fingerprint/ijson.ts), before anything else looks at them.
  */
 import type Koa from 'koa';
 import { badRequest, fail } from '../fhir/errors.ts';
+import { describeDuplicate, findDuplicateMember, rootName } from '../fingerprint/ijson.ts';
 
 export interface BodyLimits {
   maxBytes: number;
@@ -33,6 +34,9 @@ export async function readBody(ctx: Koa.Context, limits: BodyLimits): Promise<un
     throw badRequest(`Malformed JSON: ${(err as Error).message.slice(0, 160)}`);
   }
   checkJson(value, limits.maxDepth);
+  // JSON.parse keeps the last of two same-named members silently: ambiguous, so refused (I-JSON, RFC 8785)
+  const dup = findDuplicateMember(text, rootName(value));
+  if (dup) throw badRequest(describeDuplicate(dup), dup.expression);
   return value;
 }
 

@@ -5,6 +5,8 @@
  *   HUREN_LEDGER_NAME            the ledger's name in receipts and chain Provenance
  *                                (default huren-embedded / evm-<chain id or first host> / gz-gov-gateway)
  *   HUREN_DATA_DIR               embedded: the chain lives in $HUREN_DATA_DIR/chain (default ./data)
+ *   HUREN_EMBEDDED_RPC           embedded: read-only JSON-RPC on loopback, <port> or <host>:<port> (default
+ *                                127.0.0.1:8546) or off (read-rpc.ts)
  *   HUREN_EVM_URLS               evm: comma-separated node URLs, each `url` or `name=url`; transactions go to
  *                                the first node that answers, lookups and comparisons ask all of them
  *   HUREN_EVM_CONTRACT           evm: the HurenAnchor contract address
@@ -18,6 +20,7 @@
 import { readFileSync } from 'node:fs';
 import { resolve } from 'node:path';
 import type { LedgerKind } from './port.ts';
+import { parseReadRpcAddress } from './read-rpc.ts';
 
 export interface EvmNodeConfig {
   name: string;
@@ -37,6 +40,8 @@ export interface LedgerConfig {
     receiptTimeoutMs: number;
   };
   govGateway?: { url?: string };
+  /** embedded: the read-only JSON-RPC on loopback (HUREN_EMBEDDED_RPC, default 127.0.0.1:8546; off). read-rpc.ts */
+  embeddedRpc?: { host: string; port: number };
 }
 
 export class LedgerConfigError extends Error {
@@ -52,7 +57,7 @@ export function loadLedgerConfig(env: NodeJS.ProcessEnv = process.env, overrides
   const name = env.HUREN_LEDGER_NAME?.trim() || undefined;
   switch (kind) {
     case 'embedded':
-      return { kind, name: name ?? 'huren-embedded', dataDir };
+      return { kind, name: name ?? 'huren-embedded', dataDir, embeddedRpc: parseReadRpcAddress(env.HUREN_EMBEDDED_RPC) };
     case 'gov-gateway':
       return { kind, name: name ?? 'gz-gov-gateway', dataDir, govGateway: { url: env.HUREN_GOV_GATEWAY_URL || undefined } };
     case 'evm': {

@@ -12,6 +12,7 @@ import {
   type LedgerHealth,
   type LedgerPort,
   type LookupResult,
+  type TxLookupResult,
 } from './port.ts';
 
 export const GOV_GATEWAY_NOT_CONFIGURED = 'not configured: spec not public';
@@ -42,6 +43,10 @@ export class GovGatewayLedger implements LedgerPort {
 
   async lookup(_keyOrRoot: string): Promise<LookupResult> {
     this.refuse('lookup');
+  }
+
+  async transaction(_txId: string): Promise<TxLookupResult> {
+    this.refuse('transaction');
   }
 
   async compare(_nodes?: string[]): Promise<CompareResult> {

@@ -71,6 +71,27 @@ export interface LookupResult {
   nodes: NodeHolding[];
 }
 
+/** What one node holds for a transaction id: the anchor it made (from its Anchored event), if any. */
+export interface TxHolding {
+  node: string;
+  /** found: the node has the transaction and it anchored `root`; absent: no such transaction, or one that anchored nothing. */
+  status: 'found' | 'absent' | 'down' | 'error';
+  error?: string;
+  /** `<alg>:<hex>` is not known to the chain: the anchored bytes32, 0x + 64 hex. */
+  root?: string;
+  height?: number;
+  blockHash?: string;
+  count?: number;
+  batchId?: string;
+  submitter?: string;
+}
+
+export interface TxLookupResult {
+  ledger: string;
+  txId: string;
+  nodes: TxHolding[];
+}
+
 export interface NodeComparison {
   node: string;
   /**
@@ -126,6 +147,8 @@ export interface LedgerPort {
   anchor(batch: AnchorBatch): Promise<AnchorReceipt>;
   /** What every configured node holds for a root (or a record anchored by itself): `<alg>:<hex>` or 0x + 64 hex. */
   lookup(keyOrRoot: string): Promise<LookupResult>;
+  /** What every configured node holds for an anchor transaction: the root it anchored, its block. */
+  transaction(txId: string): Promise<TxLookupResult>;
   /** Compares the given nodes' chains (default: all configured nodes) block by block: the first divergence. */
   compare(nodes?: string[]): Promise<CompareResult>;
   health(): Promise<LedgerHealth>;

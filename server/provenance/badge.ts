@@ -101,7 +101,8 @@ interface Found {
 
 /** Adds the badge to an answer (the router's response decorator). */
 export async function decorateWithBadges(ctx: FhirContext, req: FhirRequest, res: FhirResponse): Promise<FhirResponse> {
-  if (!res.body || res.status >= 300) return res;
+  // an answer sent as it was serialised (`bytes`: $original's exact Bundle, large cached answers) is not changed
+  if (!res.body || res.bytes || res.status >= 300) return res;
   const method = req.method.toUpperCase();
   const operation = /(?:^|\/)\$([a-z-]+)$/.exec(req.path)?.[1];
   if (method !== 'GET' && !operation && !req.path.endsWith('_search')) return res; // answers to writes

@@ -34,6 +34,13 @@ export interface ProvenanceConfig {
   chainRecheckPerSweep: number;
   statisticsCron?: string;
   verifyCron?: string;
+  /** The record seals' key file (HUREN_RECORD_KEY_FILE; default `<data dir>/record-keys.json`), outside the database. */
+  recordKeyFile?: string;
+  /**
+   * The institutions' SM2 public keys (HUREN_INSTITUTION_KEYS: a JSON array, or a file holding one, of
+   * `{ organization: "<system>|<value>", kid, publicKey }`; institution-keys.ts). Kept outside the database.
+   */
+  institutionKeys?: string;
 }
 
 export class ProvenanceConfigError extends Error {
@@ -57,6 +64,8 @@ export function loadProvenanceConfig(env: NodeJS.ProcessEnv = process.env): Prov
     chainRecheckPerSweep: int(env.HUREN_CHAIN_RECHECK_PER_SWEEP, 200, 'HUREN_CHAIN_RECHECK_PER_SWEEP'),
     statisticsCron: cron(env.HUREN_STATISTICS_CRON, '45 * * * *'),
     verifyCron: cron(env.HUREN_VERIFY_CRON, '*/5 * * * * *'),
+    recordKeyFile: env.HUREN_RECORD_KEY_FILE || undefined,
+    institutionKeys: env.HUREN_INSTITUTION_KEYS || undefined,
   };
 }
 

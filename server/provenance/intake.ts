@@ -36,6 +36,9 @@ import {
 } from '../fingerprint/index.ts';
 import { verifyAnchorProof } from '../merkle/index.ts';
 import { enqueue } from './outbox.ts';
+import type { RecordKeys } from './record-keys.ts';
+import { sealVersion } from './seals.ts';
+import { checkSignatureForm } from './signatures.ts';
 import { refusePlatformProvenanceWrite } from './platform-provenance.ts';
 import { insertAnchor, NO_BUNDLE, NO_PROVENANCE, refreshChainStatus, reportKey, reportVersion, WAITING_FOR_PLATFORM, type AnchorStatus, type ReportVersionRow } from './records.ts';
 
@@ -47,6 +50,8 @@ export interface IntakeOptions {
   platformAnchorDelaySeconds: number;
   /** Called after a commit that left anchors waiting for the chain. */
   onPending?: () => void;
+  /** The record seals' keys (outside the database). */
+  keys: RecordKeys;
 }
 
 const ANCHOR_EXPR = `extension.where(url='${CHAIN_ANCHOR_URL}')`;
@@ -107,6 +112,7 @@ export class Intake implements WriteObserver {
     let original: { id: string; xmin: string; alg: HashAlg; fingerprint: string } | undefined;
     if (submission) {
       const raw = submission.raw ?? JSON.stringify(submission.bundle);
+      checkSignatureForm((submission.bundle as { signature?: unknown }).signature, 'Bundle.signature');
       const alg = readBundleAnchors(submission.bundle)[0]?.anchor.alg ?? DEFAULT_ALG;
       let fp: string;
       try {
@@ -135,6 +141,7 @@ export class Intake implements WriteObserver {
         [report.id, version, original?.id ?? null, original?.xmin ?? null, original?.alg ?? null, original?.fingerprint ?? null, performerOf(report), status, JSON.stringify([reason])]
       );
       await recordMembers(sql, report);
+      await sealVersion(sql, this.options.keys, report.id as string, version);
       if (platform) {
         await enqueue(sql, REPORT_KIND, reportKey(report.id as string, version), formatFp(original!.fingerprint), {
           delaySeconds: this.options.platformAnchorDelaySeconds,
@@ -155,6 +162,7 @@ export class Intake implements WriteObserver {
       if (e instanceof ChainAnchorError) throw badRequest(`Invalid chain anchor: ${e.message}`, `Provenance.${ANCHOR_EXPR}`);
       throw e;
     }
+    checkSignatureForm(prov.signature, 'Provenance.signature');
     anchor = { ...anchor, fingerprint: formatFp(anchor.fingerprint), ...(anchor.proof ? { proof: { ...anchor.proof, root: formatFp(anchor.proof.root) } } : {}) };
     const targets = (prov.target ?? []).map((t, i) => ({ i, ref: parseReportRef(t.reference) })).filter((t) => t.ref);
     if (targets.length === 0) {
@@ -170,7 +178,7 @@ export class Intake implements WriteObserver {
         const hist = await sql.query("SELECT 1 FROM resource_history WHERE type = 'DiagnosticReport' AND id = $1 AND version = $2 AND NOT deleted", [id, asked]);
         if (hist.length === 0) throw badRequest(`Provenance.target[${i}]: DiagnosticReport/${id.slice(0, 64)} has no version ${asked}`, `Provenance.target[${i}]`);
       }
-      const rv = await ensureReportVersion(sql, id, version);
+      const rv = await ensureReportVersion(sql, id, version, this.options.keys);
       const local = await localCheck(sql, rv, anchor);
       await insertAnchor(sql, {
         reportId: id,
@@ -181,7 +189,8 @@ export class Intake implements WriteObserver {
         root: local.root,
         status: local.status,
         reasons: local.reasons,
-      });
+        ...(prov.signature?.length ? { signature: prov.signature } : {}),
+      }, this.options.keys);
       // the institution anchors this version itself: the platform need not
       await sql.query(`UPDATE anchor_outbox SET state = 'superseded' WHERE kind = $1 AND key = $2 AND state = 'queued'`, [REPORT_KIND, reportKey(id, version)]);
       await refreshChainStatus(sql, id, version);
@@ -257,13 +266,20 @@ export function parseOriginal(raw: string): unknown {
   return JSON.parse(raw.replace(/^\uFEFF/, ''));
 }
 
+/**
+ * The SQL that selects an original's text as `dotted`: '.' ‖ raw. PGlite decodes text columns with a
+ * TextDecoder, which drops a leading byte-order mark; the dot keeps the text exact. Use `undot(row.dotted)`.
+ */
+export const DOTTED_RAW = "'.' || raw AS dotted";
+export const undot = (dotted: string): string => dotted.slice(1);
+
 /** SHA-256 of the original's UTF-8 bytes, hex: its integrity digest. */
 export function rawDigest(raw: string): string {
   return createHash('sha256').update(raw, 'utf8').digest('hex');
 }
 
 /** A report version row for a version that has none (written before chain provenance, or unknown). */
-export async function ensureReportVersion(sql: Sql, id: string, version: number): Promise<ReportVersionRow> {
+export async function ensureReportVersion(sql: Sql, id: string, version: number, keys: RecordKeys): Promise<ReportVersionRow> {
   const existing = await reportVersion(sql, id, version);
   if (existing) return existing;
   const cur = await sql.query<{ version: number; content: DiagnosticReport }>("SELECT version, content FROM resource WHERE type = 'DiagnosticReport' AND id = $1", [id]);
@@ -275,6 +291,7 @@ export async function ensureReportVersion(sql: Sql, id: string, version: number)
     [id, version, isCurrent, isCurrent ? performerOf(cur[0]!.content) : null, JSON.stringify(['no intake record: stored before chain provenance was enabled'])]
   );
   if (isCurrent) await recordMembers(sql, cur[0]!.content);
+  await sealVersion(sql, keys, id, version);
   return (await reportVersion(sql, id, version))!;
 }
 

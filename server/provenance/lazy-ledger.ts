@@ -4,7 +4,7 @@
  * A failed opening is a retryable LedgerError and is tried again on the next call.
  */
 import { createLedger, LedgerError, type LedgerConfig, type LedgerKind, type LedgerPort } from '../ledger/index.ts';
-import type { AnchorBatch, AnchorReceipt, CompareResult, LedgerHealth, LookupResult } from '../ledger/port.ts';
+import type { AnchorBatch, AnchorReceipt, CompareResult, LedgerHealth, LookupResult, TxLookupResult } from '../ledger/port.ts';
 
 export class LazyLedger implements LedgerPort {
   readonly name: string;
@@ -25,6 +25,11 @@ export class LazyLedger implements LedgerPort {
     return this.opening !== undefined;
   }
 
+  /** The opened ledger (opening it now if need be). */
+  resolve(): Promise<LedgerPort> {
+    return this.port();
+  }
+
   private port(): Promise<LedgerPort> {
     if (this.closed) return Promise.reject(new LedgerError('unavailable', `ledger ${this.name} is closed`));
     this.opening ??= this.open(this.config).catch((e: unknown) => {
@@ -41,6 +46,10 @@ export class LazyLedger implements LedgerPort {
 
   async lookup(keyOrRoot: string): Promise<LookupResult> {
     return (await this.port()).lookup(keyOrRoot);
+  }
+
+  async transaction(txId: string): Promise<TxLookupResult> {
+    return (await this.port()).transaction(txId);
   }
 
   async compare(nodes?: string[]): Promise<CompareResult> {

@@ -7,6 +7,7 @@ import type { ModuleFactory } from '../module.ts';
 import { provenanceApi } from './api.ts';
 import { badgeSettingsOperation } from './operations/badge-settings.ts';
 import { chainStatisticsOperation } from './operations/chain-statistics.ts';
+import { originalOperation } from './operations/original.ts';
 import { traceOperation } from './operations/trace.ts';
 import { verifyOperation } from './operations/verify.ts';
 import { ProvenanceService } from './service.ts';
@@ -17,7 +18,7 @@ export const provenanceModule: ModuleFactory = ({ db, config, logger, limits }) 
   const api = provenanceApi(db, limits);
   return {
     name: 'provenance',
-    operations: [verifyOperation, traceOperation, chainStatisticsOperation, badgeSettingsOperation],
+    operations: [verifyOperation, traceOperation, originalOperation, chainStatisticsOperation, badgeSettingsOperation],
     ...service.engineParts(),
     routes: [api.routes(), api.allowedMethods()],
     jobs: service.jobs(),

@@ -24,6 +24,7 @@ import type { Logger } from '../http/observability.ts';
 import type { ProvenanceConfig } from './config.ts';
 import { insertAnchor, parseReportKey, refreshChainStatus } from './records.ts';
 import type { PlatformSecret } from './secret.ts';
+import type { RecordKeys } from './record-keys.ts';
 import { PLATFORM_PROVENANCE_PREFIX, writePlatformProvenances } from './platform-provenance.ts';
 
 const KIND = /^[a-z][a-z0-9-]{0,39}$/;
@@ -100,6 +101,7 @@ export class Anchorer {
     private readonly db: Database,
     private readonly ledger: LedgerPort,
     private readonly secret: PlatformSecret,
+    private readonly keys: RecordKeys,
     private readonly config: ProvenanceConfig,
     private readonly logger: Logger,
     /** Runs a retry (the owner serialises runs). */
@@ -227,7 +229,7 @@ export class Anchorer {
           reasons: [],
           chain: { txId: receipt.txId, height: receipt.height, blockHash: receipt.blockHash },
           checked: true,
-        });
+        }, this.keys);
         await refreshChainStatus(sql, key.id, key.version);
       }
       // and every record's anchor readable through FHIR, as a Provenance (platform-provenance.ts)

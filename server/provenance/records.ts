@@ -14,6 +14,8 @@ import { randomUUID } from 'node:crypto';
 import { prepared, type Sql } from '../db/database.ts';
 import type { ChainAnchor } from '../fingerprint/index.ts';
 import type { NodeHolding } from '../ledger/port.ts';
+import type { RecordKeys } from './record-keys.ts';
+import { anchorSeal, foundSeal } from './seals.ts';
 
 export type HashStatus = 'consistent' | 'inconsistent' | 'pending' | 'unanchored';
 /** An anchor that cannot be checked at all (no original) is `unverifiable`. */
@@ -43,6 +45,7 @@ export interface ReportVersionRow {
   checked_at: string | Date | null;
   swept_at: string | Date | null;
   status: HashStatus;
+  seal: string | null;
 }
 
 export interface AnchorRow {
@@ -68,6 +71,11 @@ export interface AnchorRow {
   checked_at: string | Date | null;
   next_check_at: string | Date | null;
   attempts: number;
+  /** Record seals (seals.ts). */
+  seal: string | null;
+  found_seal: string | null;
+  /** The institution's signature carried by the chain Provenance (signatures.ts), as received. */
+  signature: unknown | null;
 }
 
 /** Why a version without an anchor has the status it has. */
@@ -113,15 +121,21 @@ export interface NewAnchor {
   reasons: string[];
   chain?: { txId?: string; height?: number; blockHash?: string; nodes?: NodeHolding[] };
   checked?: boolean;
+  /** The signature element of the chain Provenance, if it had one. */
+  signature?: unknown;
 }
 
-export async function insertAnchor(sql: Sql, a: NewAnchor): Promise<string> {
+export async function insertAnchor(sql: Sql, a: NewAnchor, keys: RecordKeys): Promise<string> {
   const id = randomUUID();
+  const seal = anchorSeal(keys, { id, report_id: a.reportId, version: a.version, source: a.source, root: a.root, anchor: a.anchor });
+  const txId = a.chain?.txId ?? a.anchor.transaction;
+  const height = a.chain?.height ?? a.anchor.height;
+  const found = a.status === 'consistent' && a.chain?.txId ? foundSeal(keys, id, a.root, txId, height, a.chain.blockHash) : null;
   await sql.query(
     `INSERT INTO report_anchor (id, report_id, version, source, provenance_id, provenance_version, alg, fingerprint, anchor, root, status, reasons,
-       ledger, tx_id, height, block_hash, nodes, checked_at, next_check_at)
+       ledger, tx_id, height, block_hash, nodes, checked_at, next_check_at, seal, found_seal, signature)
      VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16, $17,
-       CASE WHEN $18::boolean THEN now() END, CASE WHEN $11 = 'pending' THEN now() END)`,
+       CASE WHEN $18::boolean THEN now() END, CASE WHEN $11 = 'pending' THEN now() END, $19, $20, $21)`,
     [
       id,
       a.reportId,
@@ -136,11 +150,14 @@ export async function insertAnchor(sql: Sql, a: NewAnchor): Promise<string> {
       a.status,
       JSON.stringify(a.reasons),
       a.anchor.ledger,
-      a.chain?.txId ?? a.anchor.transaction,
-      a.chain?.height ?? a.anchor.height,
+      txId,
+      height,
       a.chain?.blockHash ?? null,
       a.chain?.nodes ? JSON.stringify(a.chain.nodes) : null,
       a.checked === true,
+      seal,
+      found,
+      a.signature === undefined ? null : JSON.stringify(a.signature),
     ]
   );
   return id;
@@ -157,15 +174,29 @@ export interface ChainVerdict {
   retryInSeconds?: number;
 }
 
-/** Stores what a check of an anchor found. */
-export async function updateAnchor(sql: Sql, id: string, v: ChainVerdict): Promise<void> {
+/**
+ * Stores what a check of an anchor found. The first time the chain is seen to hold it (consistent), the
+ * coordinates are sealed (found_seal): from then on its absence is inconsistent at once.
+ */
+export async function updateAnchor(sql: Sql, a: Pick<AnchorRow, 'id' | 'root'>, v: ChainVerdict, keys: RecordKeys): Promise<void> {
+  const found = v.status === 'consistent' && v.txId && v.height !== undefined ? foundSeal(keys, a.id, a.root, v.txId, v.height, v.blockHash) : null;
   await sql.query(
     `UPDATE report_anchor SET status = $2, reasons = $3, tx_id = coalesce($4, tx_id), height = coalesce($5, height),
        block_hash = coalesce($6, block_hash), nodes = coalesce($7, nodes), checked_at = now(), lease_until = NULL,
-       next_check_at = CASE WHEN $2 = 'pending' THEN now() + make_interval(secs => $8) END
+       next_check_at = CASE WHEN $2 = 'pending' THEN now() + make_interval(secs => $8) END,
+       found_seal = coalesce(found_seal, $9)
      WHERE id = $1`,
-    [id, v.status, JSON.stringify(v.reasons), v.txId ?? null, v.height ?? null, v.blockHash ?? null, v.nodes ? JSON.stringify(v.nodes) : null, v.retryInSeconds ?? 0]
+    [a.id, v.status, JSON.stringify(v.reasons), v.txId ?? null, v.height ?? null, v.blockHash ?? null, v.nodes ? JSON.stringify(v.nodes) : null, v.retryInSeconds ?? 0, found]
   );
+}
+
+/** A report version that was consistent and is now pending: never silent (service.ts logs it, counts it, alerts). */
+export type StatusRegressionListener = (event: { reportId: string; version: number; from: HashStatus; to: HashStatus; reasons: string[] }) => void;
+const regressionListeners = new Set<StatusRegressionListener>();
+
+export function onStatusRegression(listener: StatusRegressionListener): () => void {
+  regressionListeners.add(listener);
+  return () => regressionListeners.delete(listener);
 }
 
 /** Recomputes a report version's chain status from its anchors (and the outbox) and stores it. */
@@ -192,6 +223,9 @@ export async function refreshChainStatus(sql: Sql, reportId: string, version: nu
       status = 'unanchored';
       reasons = rv.original_id ? [NO_PROVENANCE] : [NO_BUNDLE];
     }
+  }
+  if (rv.chain_status === 'consistent' && status === 'pending') {
+    for (const l of regressionListeners) l({ reportId, version, from: rv.chain_status, to: status, reasons });
   }
   await sql.query(
     `UPDATE report_version SET chain_status = $3, chain_reasons = $4, anchor_source = $5, ledger = $6, tx_id = $7, height = $8,

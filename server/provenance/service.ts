@@ -12,6 +12,9 @@
  * Nothing here runs on the request path of an upload: intake writes rows in the upload's own transaction;
  * everything that talks to the chain runs from the schedules, a timer, or an explicit operation.
  */
+import { existsSync } from 'node:fs';
+import { join } from 'node:path';
+import client from 'prom-client';
 import type { DiagnosticReport } from '@medplum/fhirtypes';
 import type { Config } from '../config.ts';
 import type { Database, Sql } from '../db/database.ts';
@@ -26,18 +29,49 @@ import type { LedgerPort } from '../ledger/port.ts';
 import { describeLedgerConfig, type LedgerConfig } from '../ledger/config.ts';
 import { setHashStatusProvider } from '../recognition/service.ts';
 import type { ProvenanceConfig } from './config.ts';
-import { ensureReportVersion, Intake } from './intake.ts';
+import { DOTTED_RAW, ensureReportVersion, Intake, parseOriginal, undot } from './intake.ts';
+import { sm2Signatures } from './signatures.ts';
+import type { FhirSignature } from '../fingerprint/signature.ts';
 import { LazyLedger } from './lazy-ledger.ts';
+import { EvmLedger } from '../ledger/evm/adapter.ts';
+import { startReadRpc, type ReadRpcServer } from '../ledger/read-rpc.ts';
 import { Anchorer, enqueue, outboxCounts, type AnchorRunResult, type OutboxCounts } from './outbox.ts';
-import { refreshChainStatus, reportVersion, statusesOf, updateAnchor, type AnchorRow } from './records.ts';
+import { anchorsOf, onStatusRegression, refreshChainStatus, reportVersion, statusesOf, updateAnchor, type AnchorRow, type HashStatus, type ReportVersionRow } from './records.ts';
+import { RecordKeys } from './record-keys.ts';
+import { InstitutionKeys } from './institution-keys.ts';
+import { anchorSeal, anchorSealState, sealVersion } from './seals.ts';
 import { PlatformSecret } from './secret.ts';
 import { decorateWithBadges } from './badge.ts';
 import { addDays, generateChainStatistics, today, type GenerateResult, type StatisticsRange } from './statistics.ts';
 import { sweep, type SweepResult } from './sweep.ts';
 import { traceReport, type TraceResult } from './trace.ts';
-import { checkOnChain, Verifier, verifyReport, type VerifyResult } from './verify.ts';
+import { checkOnChain, Verifier, verifyReport, withSeal, type VerifyResult } from './verify.ts';
 
 const services = new WeakMap<Database, ProvenanceService>();
+
+/** A report version whose hash status regressed (consistent → pending). */
+export interface StatusAlert {
+  reportId: string;
+  version: number;
+  from: HashStatus;
+  to: HashStatus;
+  reasons: string[];
+}
+
+export interface OriginalResult {
+  reportId: string;
+  version: number;
+  row: ReportVersionRow;
+  /** The submitted text, exactly. */
+  raw: string;
+  /** False when the server kept a serialisation of the parsed Bundle (no request text was available). */
+  exact: boolean;
+  received: string | Date;
+  /** The anchor that decides the status (the latest institution anchor, else the platform's). */
+  anchor?: AnchorRow;
+  /** The institution's signature over the fingerprint, when it signed (docs/chain-provenance.md). */
+  signature?: FhirSignature;
+}
 
 export interface ProvenanceOptions {
   /** A ledger to use instead of the configured one (tests). */
@@ -49,6 +83,11 @@ export class ProvenanceService {
   readonly config: ProvenanceConfig;
   private readonly ledgerConfig: LedgerConfig;
   private readonly secret: PlatformSecret;
+  private readonly keys: RecordKeys;
+  private readonly institutions: InstitutionKeys;
+  private stopRegressions?: () => void;
+  /** No key file at start: records written before seals existed are sealed once (trust on first use). */
+  private readonly freshKeys: boolean;
   private readonly intake: Intake;
   private readonly anchorer: Anchorer;
   private readonly verifier: Verifier;
@@ -57,6 +96,7 @@ export class ProvenanceService {
   private anchorRun: Promise<unknown> = Promise.resolve();
   private verifyRun: Promise<unknown> = Promise.resolve();
   private sweepRun: Promise<unknown> = Promise.resolve();
+  private sealRun: Promise<unknown> = Promise.resolve();
 
   /** The service installed on a database (for the operations). */
   static of(db: Database): ProvenanceService | undefined {
@@ -73,13 +113,57 @@ export class ProvenanceService {
     this.ledgerConfig = config.ledger;
     this.ledger = options.ledger ?? new LazyLedger(config.ledger);
     this.secret = new PlatformSecret(config.dataDir);
+    const keyFile = this.config.recordKeyFile ?? join(config.dataDir, 'record-keys.json');
+    this.freshKeys = !existsSync(keyFile);
+    this.keys = new RecordKeys(keyFile);
+    this.institutions = InstitutionKeys.load(this.config.institutionKeys, config.dataDir);
     this.intake = new Intake({
       platformAnchoring: this.config.platformAnchoring,
       platformAnchorDelaySeconds: this.config.platformAnchorDelaySeconds,
       onPending: () => this.kickVerifier(),
+      keys: this.keys,
     });
-    this.anchorer = new Anchorer(db, this.ledger, this.secret, this.config, logger, () => void this.anchorNow({ force: false }).catch(() => undefined));
-    this.verifier = new Verifier(db, this.ledger, this.config, logger);
+    this.anchorer = new Anchorer(db, this.ledger, this.secret, this.keys, this.config, logger, () => void this.anchorNow({ force: false }).catch(() => undefined));
+    this.verifier = new Verifier(db, this.ledger, this.config, logger, this.keys);
+  }
+
+  /** The record seals' keys (record-keys.ts): `keys.rotate()` makes a new current key. */
+  get recordKeys(): RecordKeys {
+    return this.keys;
+  }
+
+  /** Report versions that went from consistent to pending (logged, counted, and given to the alert hooks). */
+  regressions = 0;
+  private regressionCounter?: client.Counter;
+  private readonly alertHooks = new Set<(event: StatusAlert) => void>();
+
+  /** Registers an alert hook (the data-quality monitor's Flag, when it exists): called for every regression. */
+  onAlert(hook: (event: StatusAlert) => void): () => void {
+    this.alertHooks.add(hook);
+    return () => this.alertHooks.delete(hook);
+  }
+
+  /** Publishes the provenance counters on the server's metrics registry. */
+  registerMetrics(registry: client.Registry): void {
+    this.regressionCounter ??= new client.Counter({
+      name: 'huren_hash_status_regressions_total',
+      help: 'Report versions whose hash status went from consistent to pending (an anchor the chain no longer confirms)',
+      registers: [registry],
+    });
+  }
+
+  private regressed(event: StatusAlert): void {
+    this.regressions++;
+    this.regressionCounter?.inc();
+    // ids and statuses only: nothing personal
+    this.logger.warn({ report: event.reportId, version: event.version, from: event.from, to: event.to, reasons: event.reasons.slice(0, 3) }, 'hash status regressed: consistent → pending');
+    for (const hook of this.alertHooks) {
+      try {
+        hook(event);
+      } catch (e) {
+        this.logger.error({ error: (e as Error).name }, 'hash status alert hook failed');
+      }
+    }
   }
 
   /**
@@ -88,6 +172,7 @@ export class ProvenanceService {
    */
   install(): void {
     services.set(this.db, this);
+    this.stopRegressions ??= onStatusRegression((e) => this.regressed(e));
     // stateless: reads the statuses through the caller's own connection, whichever server it belongs to
     setHashStatusProvider(async (reports: DiagnosticReport[], repo: Repository) =>
       statusesOf(repo.connection, reports.map((r) => ({ id: r.id as string, version: Number(r.meta?.versionId ?? 0) })))
@@ -126,13 +211,43 @@ export class ProvenanceService {
       { ledger: describeLedgerConfig(this.ledgerConfig), anchor: this.config.anchorCron ?? 'off', sweep: this.config.sweepCron ?? 'off', platformAnchoring: this.config.platformAnchoring },
       'chain provenance started'
     );
+    if (this.freshKeys) {
+      this.sealRun = this.sealUnsealed().catch((e: unknown) => this.logger.error({ error: (e as Error).name, message: (e as Error).message?.slice(0, 200) }, 'sealing earlier records failed'));
+    }
+    this.startReadRpc();
+  }
+
+  /** The embedded chain's read-only JSON-RPC on loopback (server/ledger/read-rpc.ts), when configured. */
+  readRpc?: Promise<ReadRpcServer | undefined>;
+
+  private startReadRpc(): void {
+    const address = this.ledgerConfig.embeddedRpc;
+    if (this.ledgerConfig.kind !== 'embedded' || !address || !(this.ledger instanceof LazyLedger)) return;
+    const lazy = this.ledger;
+    this.readRpc = startReadRpc(address, async () => {
+      const port = await lazy.resolve();
+      if (!(port instanceof EvmLedger)) throw new Error('the embedded ledger is not an EVM chain');
+      const chainId = Number(await port.nodes[0]!.request<string>('eth_chainId'));
+      return { node: port.nodes[0]!, name: port.name, contract: port.contract, chainId };
+    }).then(
+      (rpc) => {
+        this.logger.info({ url: rpc.url }, 'embedded chain: read-only JSON-RPC listening');
+        return rpc;
+      },
+      (e: unknown) => {
+        this.logger.warn({ error: (e as Error).message?.slice(0, 200) }, 'embedded chain: the read-only JSON-RPC could not start');
+        return undefined;
+      }
+    );
   }
 
   async stop(): Promise<void> {
     this.stopped = true;
+    await (await this.readRpc)?.close();
     this.anchorer.stop();
     this.verifier.stop();
-    await Promise.allSettled([this.anchorRun, this.verifyRun, this.sweepRun]);
+    await Promise.allSettled([this.anchorRun, this.verifyRun, this.sweepRun, this.sealRun]);
+    this.stopRegressions?.();
     if (services.get(this.db) === this) services.delete(this.db);
     await this.ledger.close();
   }
@@ -159,7 +274,7 @@ export class ProvenanceService {
   /** The hash-consistency sweep; with `chain`, then also the pending anchors and a rolling recheck of anchored roots. */
   sweep(options: { deep?: boolean; chain?: boolean } = {}): Promise<SweepResult> {
     const run = this.sweepRun.then(async () => {
-      const result = await sweep(this.db, { deep: options.deep });
+      const result = await sweep(this.db, { deep: options.deep, keys: this.keys });
       this.logger.info({ ...result }, 'hash-consistency sweep');
       if (options.chain && !this.stopped) {
         await this.verifyNow({ force: false });
@@ -183,6 +298,34 @@ export class ProvenanceService {
     return outboxCounts(this.db);
   }
 
+  /**
+   * Seals the records that have no seal, once, when this server made its key file (an upgrade from a version
+   * without seals): from then on a record without a seal is one written behind the server's back.
+   */
+  private async sealUnsealed(): Promise<void> {
+    let versions = 0;
+    let anchors = 0;
+    for (;;) {
+      if (this.stopped) return;
+      const rows = await this.db.query<{ report_id: string; version: number }>('SELECT report_id, version FROM report_version WHERE seal IS NULL LIMIT 500');
+      if (rows.length === 0) break;
+      await this.db.transaction(async (sql) => {
+        for (const r of rows) await sealVersion(sql, this.keys, r.report_id, Number(r.version));
+      });
+      versions += rows.length;
+    }
+    for (;;) {
+      if (this.stopped) return;
+      const rows = await this.db.query<AnchorRow>('SELECT * FROM report_anchor WHERE seal IS NULL LIMIT 500');
+      if (rows.length === 0) break;
+      await this.db.transaction(async (sql) => {
+        for (const a of rows) await sql.query('UPDATE report_anchor SET seal = $2 WHERE id = $1', [a.id, anchorSeal(this.keys, a)]);
+      });
+      anchors += rows.length;
+    }
+    if (versions + anchors > 0) this.logger.warn({ versions, anchors }, 'new record key file: records written before record seals were sealed as they are now');
+  }
+
   /** $verify: the full check of a report version now (default: the current one). */
   async verify(reportId: string, version?: number, versionExpr = 'version'): Promise<VerifyResult> {
     const v = version ?? (await this.currentVersion(reportId));
@@ -192,8 +335,31 @@ export class ProvenanceService {
       if ((hist[0] as { deleted: boolean }).deleted) throw badRequest(`Version ${version} of DiagnosticReport/${reportId.slice(0, 64)} is a deletion`, versionExpr);
     }
     let rv = await reportVersion(this.db, reportId, v);
-    if (!rv) rv = await this.db.transaction((sql) => ensureReportVersion(sql, reportId, v));
-    return verifyReport(this.db, this.ledger, this.config, rv);
+    if (!rv) rv = await this.db.transaction((sql) => ensureReportVersion(sql, reportId, v, this.keys));
+    return verifyReport(this.db, this.ledger, this.config, this.keys, this.institutions, rv);
+  }
+
+  /**
+   * $original: the Bundle of a report version exactly as it was submitted, with what anchors it (the
+   * recorded fingerprint and the decisive anchor: ledger, transaction, height, root, Merkle proof).
+   */
+  async original(reportId: string, version?: number): Promise<OriginalResult> {
+    const v = version ?? (await this.currentVersion(reportId));
+    const rv = await reportVersion(this.db, reportId, v);
+    if (!rv?.original_id) {
+      throw notFound(`DiagnosticReport/${reportId.slice(0, 64)} version ${v} was not submitted in a transaction Bundle: there is no original`);
+    }
+    const rows = await this.db.query<{ dotted: string; raw_exact: boolean; alg: string; fingerprint: string; received: string | Date }>(
+      `SELECT ${DOTTED_RAW}, raw_exact, alg, fingerprint, received_at AS received FROM report_original WHERE id = $1`,
+      [rv.original_id]
+    );
+    if (rows.length === 0) throw notFound(`The original Bundle of DiagnosticReport/${reportId.slice(0, 64)} version ${v} is missing`);
+    const anchors = (await anchorsOf(this.db, reportId, v)).filter((a) => !a.withdrawn);
+    const latest = (source: string) => anchors.filter((a) => a.source === source).at(-1);
+    const decisive = latest('institution') ?? latest('platform');
+    const raw = undot(rows[0]!.dotted);
+    const sig = sm2Signatures(decisive?.signature)[0] ?? sm2Signatures((parseOriginal(raw) as { signature?: unknown })?.signature)[0];
+    return { reportId, version: v, row: rv, raw, exact: rows[0]!.raw_exact, received: rows[0]!.received, anchor: decisive, ...(sig ? { signature: sig } : {}) };
   }
 
   /** $trace. */
@@ -231,15 +397,17 @@ export class ProvenanceService {
     const anchors = await this.db.query<AnchorRow>('SELECT * FROM report_anchor WHERE id = ANY($1::text[]) ORDER BY checked_at NULLS FIRST', [rows.map((r) => r.id)]);
     for (const a of anchors) {
       if (this.stopped) return;
-      // looked up once more: absent on every node that answers is inconsistent at once
-      const verdict = await checkOnChain(this.ledger, { ...a, attempts: 1 }, { ...this.config, verifyGiveUpHours: 0 });
+      // looked up once more: absent on every node that answers is inconsistent at once, and so is a
+      // transaction that anchored another root, or an anchor row whose seal no longer holds
+      const sealed = anchorSealState(this.keys, a);
+      const verdict = withSeal(sealed, await checkOnChain(this.ledger, { ...a, attempts: 1 }, { ...this.config, verifyGiveUpHours: 0 }, { wasFound: sealed.wasFound }));
       if (verdict.status === 'pending') {
         // not reachable (or another ledger): a consistent anchor does not get worse during an outage
         if (!verdict.nodes || verdict.nodes.every((n) => n.status === 'down' || n.status === 'error')) return;
         continue;
       }
       await this.db.transaction(async (sql) => {
-        await updateAnchor(sql, a.id, verdict);
+        await updateAnchor(sql, a, verdict, this.keys);
         await refreshChainStatus(sql, a.report_id, a.version);
       });
     }

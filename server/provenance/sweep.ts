@@ -19,6 +19,8 @@
 import type { Database } from '../db/database.ts';
 import { fingerprint, type HashAlg } from '../fingerprint/index.ts';
 import { ensureReportVersion, parseOriginal } from './intake.ts';
+import type { RecordKeys } from './record-keys.ts';
+import { checkVersion, MEMBERS_SQL, versionProblem } from './seals.ts';
 
 export interface SweepOptions {
   deep?: boolean;
@@ -26,6 +28,8 @@ export interface SweepOptions {
   chunk?: number;
   /** Partitions swept at once (connections; PostgreSQL runs them on separate cores). Default 2. */
   workers?: number;
+  /** The record seals' keys: each version's seal is checked (seals.ts). The server always passes them. */
+  keys?: RecordKeys;
 }
 
 export interface SweepResult {
@@ -59,13 +63,17 @@ interface Row {
   fingerprint: string | null;
   alg: string | null;
   raw: string | null;
+  raw_digest?: string | null;
+  seal?: string | null;
+  members?: unknown[];
   odd: Array<[string, string, number, number | null, boolean | null, string | null, boolean | null, string]> | null;
 }
 
-function sweepSql(deep: boolean): string {
+function sweepSql(deep: boolean, sealed: boolean): string {
   const xminSame = (col: string, stored: string) => (deep ? 'false' : `${col}::text = ${stored}`);
   return `
   SELECT rv.report_id, rv.version, rv.integrity_ok, rv.integrity_reasons, rv.fingerprint, rv.alg, rv.original_id, rv.original_xmin,
+         ${sealed ? `o.raw_digest, rv.seal, ${MEMBERS_SQL('rv')} AS members,` : ''}
          d.version AS dr_version, d.deleted AS dr_deleted,
          (rv.original_id IS NOT NULL AND o.id IS NULL) AS original_missing,
          CASE WHEN o.id IS NULL THEN NULL
@@ -93,8 +101,8 @@ export async function sweep(db: Database, options: SweepOptions = {}): Promise<S
   const chunk = options.chunk ?? 4000;
   const workers = db.engine === 'postgres' ? Math.max(1, options.workers ?? 2) : 1;
   const result: SweepResult = { deep, checked: 0, flagged: 0, cleared: 0, healed: 0, unrecorded: 0, ms: 0 };
-  result.unrecorded = await recordUnknownVersions(db);
-  const text = sweepSql(deep);
+  result.unrecorded = await recordUnknownVersions(db, options.keys);
+  const text = sweepSql(deep, options.keys !== undefined);
   // PostgreSQL would JIT-compile each chunk's query (tens of ms for a query that runs a few hundred)
   const read = (cursor: string, k: number) =>
     db.engine === 'postgres'
@@ -103,7 +111,7 @@ export async function sweep(db: Database, options: SweepOptions = {}): Promise<S
           return sql.query<Row>(text, [cursor, chunk, workers, k]);
         })
       : db.query<Row>(text, [cursor, chunk, workers, k]);
-  await Promise.all(Array.from({ length: workers }, (_, k) => sweepPartition(db, read, k, chunk, deep, result)));
+  await Promise.all(Array.from({ length: workers }, (_, k) => sweepPartition(db, read, k, chunk, deep, result, options.keys)));
   result.ms = Math.round(performance.now() - t0);
   return result;
 }
@@ -114,7 +122,8 @@ async function sweepPartition(
   k: number,
   chunk: number,
   deep: boolean,
-  result: SweepResult
+  result: SweepResult,
+  keys?: RecordKeys
 ): Promise<void> {
   let cursor = '';
   for (;;) {
@@ -147,6 +156,10 @@ async function sweepPartition(
         } catch (e) {
           reasons.push(`the original Bundle can no longer be read: ${(e as Error).message.slice(0, 120)}`);
         }
+      }
+      if (keys) {
+        const problem = versionProblem(checkVersion(keys, { ...r, raw_digest: r.raw_digest ?? null, seal: r.seal ?? null, members: r.members ?? [] }));
+        if (problem) reasons.push(problem);
       }
       for (const [type, id, resVersion, version, deleted, xmin, digestOk, storedXmin] of r.odd ?? []) {
         const name = `${type}/${id}`;
@@ -192,7 +205,7 @@ async function sweepPartition(
 }
 
 /** Current DiagnosticReport versions without a report_version row: recorded now (at most `limit` per sweep). */
-async function recordUnknownVersions(db: Database, limit = 10_000): Promise<number> {
+async function recordUnknownVersions(db: Database, keys: RecordKeys | undefined, limit = 10_000): Promise<number> {
   const rows = await db.query<{ id: string; version: number; known: boolean }>(
     `SELECT r.id, r.version, EXISTS (SELECT 1 FROM report_version k WHERE k.report_id = r.id) AS known
        FROM resource r
@@ -203,8 +216,8 @@ async function recordUnknownVersions(db: Database, limit = 10_000): Promise<numb
   );
   for (const r of rows) {
     // a new version of a known report that the server never wrote: the current row is flagged by the sweep
-    if (r.known) continue;
-    await db.transaction((sql) => ensureReportVersion(sql, r.id, Number(r.version)));
+    if (r.known || !keys) continue;
+    await db.transaction((sql) => ensureReportVersion(sql, r.id, Number(r.version), keys));
   }
   return rows.filter((r) => !r.known).length;
 }

@@ -8,11 +8,16 @@
  * Also the full check of one report version that `$verify` runs on demand (verifyReport).
  */
 import type { Database, Sql } from '../db/database.ts';
-import { LedgerError, type LedgerPort, type LookupResult } from '../ledger/port.ts';
+import { LedgerError, type LedgerPort, type LookupResult, type TxLookupResult } from '../ledger/port.ts';
 import { fingerprint, type HashAlg } from '../fingerprint/index.ts';
 import type { Logger } from '../http/observability.ts';
 import type { ProvenanceConfig } from './config.ts';
-import { localCheck, parseOriginal, rawDigest } from './intake.ts';
+import type { RecordKeys } from './record-keys.ts';
+import type { InstitutionKeys } from './institution-keys.ts';
+import { checkSignatures, sm2Signatures, type SignatureCheck } from './signatures.ts';
+import type { FhirSignature } from '../fingerprint/signature.ts';
+import { anchorSealState, versionSealProblem, type AnchorSealState } from './seals.ts';
+import { DOTTED_RAW, localCheck, parseOriginal, rawDigest, undot } from './intake.ts';
 import {
   anchorsOf,
   refreshChainStatus,
@@ -27,20 +32,70 @@ import {
 const CLAIM_BATCH = 50;
 const LEASE_SECONDS = 120;
 
-/** Looks an anchor's root up on the chain and says what that means for it. */
+/**
+ * Checks an anchor against the chain: the transaction it names is read and the root that transaction
+ * anchored is compared with `a.root` — the root recomputed from the stored records (the original's
+ * fingerprint and the proof); then the root is looked up on every node. Found at the claimed transaction and
+ * height → consistent; a transaction that anchored another root, or the root held elsewhere → inconsistent;
+ * not found (yet), or no node reachable → pending, unless the chain was seen to hold this anchor before
+ * (`wasFound`, a valid found seal): then it is inconsistent at once.
+ */
 export async function checkOnChain(
+  ledger: LedgerPort,
+  a: Pick<AnchorRow, 'root' | 'anchor' | 'created_at' | 'attempts'>,
+  config: Pick<ProvenanceConfig, 'verifyGiveUpHours' | 'retrySeconds' | 'retryMaxSeconds'>,
+  options: { wasFound?: boolean } = {}
+): Promise<ChainVerdict> {
+  if (a.anchor.ledger !== ledger.name) {
+    return {
+      status: options.wasFound ? 'inconsistent' : 'pending',
+      reasons: [`the anchor is on ledger '${a.anchor.ledger}', which this platform does not read (it reads '${ledger.name}')`],
+      retryInSeconds: config.retryMaxSeconds,
+    };
+  }
+  const txReason = await transactionMismatch(ledger, a);
+  const verdict = await lookUpRoot(ledger, a, config);
+  if (txReason) return { ...verdict, status: 'inconsistent', reasons: [txReason, ...(verdict.status === 'inconsistent' ? verdict.reasons : [])], retryInSeconds: undefined };
+  if (options.wasFound && verdict.status === 'pending' && verdict.nodes?.some((n) => n.status === 'absent')) {
+    return { ...verdict, status: 'inconsistent', reasons: [`the chain held this anchor when it was checked before (its coordinates are sealed) and no longer holds root ${a.root}`], retryInSeconds: undefined };
+  }
+  return verdict;
+}
+
+/** A verdict on an anchor whose row's seal does not hold: inconsistent, whatever else was found (which is kept). */
+export function withSeal(sealed: AnchorSealState, verdict: ChainVerdict): ChainVerdict {
+  if (!sealed.problem) return verdict;
+  return { ...verdict, status: 'inconsistent', reasons: [sealed.problem, ...(verdict.status === 'inconsistent' ? verdict.reasons : [])], retryInSeconds: undefined };
+}
+
+/** The anchor's transaction read from the chain: why it contradicts the anchor, or undefined (also when it cannot be read). */
+async function transactionMismatch(ledger: LedgerPort, a: Pick<AnchorRow, 'root' | 'anchor'>): Promise<string | undefined> {
+  if (!/^0x[0-9a-fA-F]{64}$/.test(a.anchor.transaction ?? '')) return undefined;
+  let t: TxLookupResult;
+  try {
+    t = await ledger.transaction(a.anchor.transaction);
+  } catch (e) {
+    if (e instanceof LedgerError) return undefined;
+    throw e;
+  }
+  const [alg, hex] = a.root.split(':');
+  for (const n of t.nodes) {
+    if (n.status !== 'found') continue;
+    if (n.root !== `0x${hex}`) {
+      return `transaction ${t.txId} on the chain (block ${n.height}, node ${n.node}) anchors root ${alg}:${n.root!.slice(2)}, not the root ${a.root} recomputed from the records the platform stores`;
+    }
+    if (n.height !== a.anchor.height) return `transaction ${t.txId} is in block ${n.height} on the chain (node ${n.node}), not in block ${a.anchor.height} as the anchor says`;
+  }
+  return undefined;
+}
+
+/** Looks the root up on every node and says what that means for the anchor. */
+async function lookUpRoot(
   ledger: LedgerPort,
   a: Pick<AnchorRow, 'root' | 'anchor' | 'created_at' | 'attempts'>,
   config: Pick<ProvenanceConfig, 'verifyGiveUpHours' | 'retrySeconds' | 'retryMaxSeconds'>
 ): Promise<ChainVerdict> {
   const retry = Math.min(config.retrySeconds * 2 ** Math.min(Math.max(a.attempts - 1, 0), 20), config.retryMaxSeconds);
-  if (a.anchor.ledger !== ledger.name) {
-    return {
-      status: 'pending',
-      reasons: [`the anchor is on ledger '${a.anchor.ledger}', which this platform does not read (it reads '${ledger.name}')`],
-      retryInSeconds: config.retryMaxSeconds,
-    };
-  }
   let held: LookupResult;
   try {
     held = await ledger.lookup(a.root);
@@ -83,7 +138,8 @@ export class Verifier {
     private readonly db: Database,
     private readonly ledger: LedgerPort,
     private readonly config: ProvenanceConfig,
-    private readonly logger: Logger
+    private readonly logger: Logger,
+    private readonly keys: RecordKeys
   ) {}
 
   stop(): void {
@@ -117,13 +173,14 @@ export class Verifier {
         seen.add(a.id);
         let verdict: ChainVerdict;
         try {
-          verdict = await checkOnChain(this.ledger, a, this.config);
+          const sealed = anchorSealState(this.keys, a);
+          verdict = withSeal(sealed, await checkOnChain(this.ledger, a, this.config, { wasFound: sealed.wasFound }));
         } catch (e) {
           this.logger.warn({ anchor: a.id, error: (e as Error).name }, 'anchor check failed');
           verdict = { status: 'pending', reasons: ['the check failed; it will be tried again'], retryInSeconds: this.config.retryMaxSeconds };
         }
         await this.db.transaction(async (sql) => {
-          await updateAnchor(sql, a.id, verdict);
+          await updateAnchor(sql, a, verdict, this.keys);
           await refreshChainStatus(sql, a.report_id, a.version);
         });
         out.checked++;
@@ -162,6 +219,8 @@ export interface VerifyResult {
   /** The anchor that decides the status (the latest institution anchor, else the platform's). */
   decisive?: AnchorReport;
   reasons: string[];
+  /** Whether the performing institution signed this version's fingerprint. */
+  signature: SignatureCheck;
 }
 
 /**
@@ -169,23 +228,33 @@ export interface VerifyResult {
  * compared with its stored digest (current row and history), every anchor checked (fingerprint, proof,
  * chain). Stores what it found (integrity and anchors) and returns it.
  */
-export async function verifyReport(db: Database, ledger: LedgerPort, config: ProvenanceConfig, rv: ReportVersionRow): Promise<VerifyResult> {
+export async function verifyReport(
+  db: Database,
+  ledger: LedgerPort,
+  config: ProvenanceConfig,
+  keys: RecordKeys,
+  institutions: InstitutionKeys,
+  rv: ReportVersionRow
+): Promise<VerifyResult> {
   const reasons: string[] = [];
   const integrity: string[] = [];
   let recomputed: string | undefined;
   let exact: boolean | undefined;
+  let bundleSignatures: FhirSignature[] = [];
   if (rv.original_id) {
-    const rows = await db.query<{ raw: string; raw_digest: string; raw_exact: boolean; fingerprint: string; alg: string }>(
-      'SELECT raw, raw_digest, raw_exact, fingerprint, alg FROM report_original WHERE id = $1',
+    const rows = await db.query<{ dotted: string; raw_digest: string; raw_exact: boolean; fingerprint: string; alg: string }>(
+      `SELECT ${DOTTED_RAW}, raw_digest, raw_exact, fingerprint, alg FROM report_original WHERE id = $1`,
       [rv.original_id]
     );
-    const o = rows[0];
+    const o = rows[0] && { ...rows[0], raw: undot(rows[0].dotted) };
     if (!o) integrity.push('the original Bundle of this version is missing from the database');
     else {
       exact = o.raw_exact;
       if (rawDigest(o.raw) !== o.raw_digest) integrity.push('the original Bundle was changed in the database (its digest no longer matches the one taken at intake)');
       try {
-        recomputed = fingerprint(parseOriginal(o.raw), (rv.alg ?? o.alg) as HashAlg);
+        const bundle = parseOriginal(o.raw) as { signature?: unknown };
+        bundleSignatures = sm2Signatures(bundle?.signature);
+        recomputed = fingerprint(bundle, (rv.alg ?? o.alg) as HashAlg);
         if (recomputed !== rv.fingerprint) integrity.push(`the fingerprint recomputed from the original (${recomputed}) is not the one recorded at intake (${rv.fingerprint})`);
       } catch (e) {
         integrity.push(`the original Bundle can no longer be read: ${(e as Error).message.slice(0, 120)}`);
@@ -194,14 +263,16 @@ export async function verifyReport(db: Database, ledger: LedgerPort, config: Pro
   }
   const members = await checkMembers(db, rv);
   for (const m of members) if (!m.ok) integrity.push(m.reason!);
+  const sealProblem = await versionSealProblem(db, keys, rv.report_id, rv.version);
+  if (sealProblem) integrity.push(sealProblem);
 
   const anchors: AnchorReport[] = [];
   for (const a of (await anchorsOf(db, rv.report_id, rv.version)).filter((x) => !x.withdrawn)) {
+    const sealed = anchorSealState(keys, a);
     const local = await localCheck(db, rv, a.anchor);
-    let verdict: ChainVerdict;
-    if (local.status !== 'pending') verdict = { status: local.status, reasons: local.reasons };
-    else verdict = await checkOnChain(ledger, { ...a, root: local.root, attempts: 1 }, config);
-    anchors.push({ anchor: a, verdict });
+    const verdict: ChainVerdict =
+      local.status !== 'pending' ? { status: local.status, reasons: local.reasons } : await checkOnChain(ledger, { ...a, root: local.root, attempts: 1 }, config, { wasFound: sealed.wasFound });
+    anchors.push({ anchor: a, verdict: withSeal(sealed, verdict) });
   }
   await db.transaction(async (sql) => {
     await sql.query('UPDATE report_version SET integrity_ok = $3, integrity_reasons = $4, swept_at = now() WHERE report_id = $1 AND version = $2', [
@@ -210,12 +281,15 @@ export async function verifyReport(db: Database, ledger: LedgerPort, config: Pro
       integrity.length === 0,
       JSON.stringify(integrity),
     ]);
-    for (const { anchor, verdict } of anchors) await updateAnchor(sql, anchor.id, verdict.status === 'pending' ? { ...verdict, retryInSeconds: 0 } : verdict);
+    for (const { anchor, verdict } of anchors) await updateAnchor(sql, anchor, verdict.status === 'pending' ? { ...verdict, retryInSeconds: 0 } : verdict, keys);
     await refreshChainStatus(sql, rv.report_id, rv.version);
   });
   const after = (await reportVersion(db, rv.report_id, rv.version))!;
   const latest = (source: string) => anchors.filter((x) => x.anchor.source === source).at(-1);
   const decisive = latest('institution') ?? latest('platform');
+  // signed by the performing institution? over the fingerprint recomputed from the original
+  const signatures = [...sm2Signatures(decisive?.anchor.signature), ...bundleSignatures];
+  const signature = await checkSignatures(db, institutions, rv.performer, recomputed ?? rv.fingerprint ?? undefined, signatures);
   reasons.push(...integrity, ...(decisive ? decisive.verdict.reasons : after.chain_reasons));
   return {
     reportId: rv.report_id,
@@ -230,6 +304,7 @@ export async function verifyReport(db: Database, ledger: LedgerPort, config: Pro
     anchors,
     decisive,
     reasons,
+    signature,
   };
 }
 

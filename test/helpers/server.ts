@@ -35,6 +35,8 @@ export interface TestStartOptions extends StartOptions {
   store?: Store;
   /** Keep the PGlite store on disk rather than in memory (needed to restart on it). */
   persistent?: boolean;
+  /** HUREN_EMBEDDED_RPC for this server (default off). */
+  embeddedRpc?: string;
 }
 
 export function storeKind(): 'pglite' | 'postgres' {
@@ -53,7 +55,8 @@ export async function startTestServer(overrides: Partial<Config> = {}, options: 
     databaseUrl = url.toString();
   }
   const token = overrides.bootstrapToken ?? randomBytes(16).toString('hex');
-  const config = loadConfig({}, {
+  // the embedded chain's read-only JSON-RPC would want the same port in every test server: off unless asked
+  const config = loadConfig({ HUREN_EMBEDDED_RPC: options.embeddedRpc ?? 'off' }, {
     port: 0,
     host: '127.0.0.1',
     dataDir,

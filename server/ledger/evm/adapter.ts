@@ -18,6 +18,8 @@ import {
   type NodeComparison,
   type NodeHealth,
   type NodeHolding,
+  type TxHolding,
+  type TxLookupResult,
 } from '../port.ts';
 import { ANCHORED_TOPIC, anchorInterface, sendTransaction, toQuantity, type RpcReceipt, type SendOptions } from './contract.ts';
 import { RpcTransportError, type RpcNode } from './rpc.ts';
@@ -216,6 +218,38 @@ export class EvmLedger implements LedgerPort {
         count: Number(count),
         batchId: String(batchId),
         submitter: getAddress(String(submitter)),
+      };
+    } catch (e) {
+      if (e instanceof RpcTransportError) return { node: node.name, status: 'down', error: e.message };
+      return { node: node.name, status: 'error', error: (e as Error).message };
+    }
+  }
+
+  // ------------------------------------------------------------------ transaction
+
+  async transaction(txId: string): Promise<TxLookupResult> {
+    if (typeof txId !== 'string' || !HEX32.test(txId)) throw new LedgerError('invalid-input', `'${String(txId).slice(0, 80)}' is not a transaction id (0x + 64 hex)`);
+    const tx = '0x' + txId.replace(/^0x/, '').toLowerCase();
+    const nodes = await Promise.all(this.nodes.map((n) => this.txHolding(n, tx)));
+    return { ledger: this.name, txId: tx, nodes };
+  }
+
+  private async txHolding(node: RpcNode, tx: string): Promise<TxHolding> {
+    try {
+      const receipt = await node.request<RpcReceipt | null>('eth_getTransactionReceipt', [tx]);
+      if (!receipt) return { node: node.name, status: 'absent' };
+      const log = receipt.logs.find((l) => l.topics[0] === ANCHORED_TOPIC && l.address.toLowerCase() === this.contract.toLowerCase());
+      if (!log || receipt.status !== '0x1') return { node: node.name, status: 'absent', height: Number(receipt.blockNumber), blockHash: receipt.blockHash };
+      const ev = anchorInterface.parseLog(log)!;
+      return {
+        node: node.name,
+        status: 'found',
+        root: String(ev.args.root).toLowerCase(),
+        height: Number(receipt.blockNumber),
+        blockHash: receipt.blockHash,
+        count: Number(ev.args.count),
+        batchId: String(ev.args.batchId),
+        submitter: getAddress(String(ev.args.submitter)),
       };
     } catch (e) {
       if (e instanceof RpcTransportError) return { node: node.name, status: 'down', error: e.message };

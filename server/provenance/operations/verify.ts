@@ -43,6 +43,11 @@ export const verifyOperation: Operation = {
       { name: 'nodesChecked', valueInteger: held.length },
       ...held.map((n) => ({ name: 'node', part: nodeParts(n) })),
       { name: 'membersChecked', valueInteger: r.members.length },
+      { name: 'signature', valueCode: r.signature.status },
+      { name: 'signedByPerformer', valueBoolean: r.signature.status === 'valid' },
+      ...(r.signature.signedBy ? [{ name: 'signedBy', valueString: r.signature.signedBy }] : []),
+      ...(r.signature.kid ? [{ name: 'signatureKey', valueString: r.signature.kid }] : []),
+      ...(r.signature.status === 'invalid' || r.signature.status === 'no-key' ? [{ name: 'signatureReason', valueString: r.signature.reason! }] : []),
       ...r.reasons.map((reason) => ({ name: 'reason', valueString: reason })),
     ];
     return { status: 200, body: { resourceType: 'Parameters', parameter } as Parameters };

@@ -1,0 +1,104 @@
+/**
+ * Record seals (record-keys.ts): what the platform recorded about a report version and its anchors, sealed
+ * with HMAC-SM3 under a key outside the database, so that a forger who rewrites the report, its history row,
+ * the original, its digest, the fingerprint, the member digests and the anchor rows consistently is still
+ * found: the seals no longer hold, and he cannot make new ones.
+ *
+ * - report_version.seal: (report, version, original id, the original's digest, algorithm, fingerprint, and
+ *   every member's type, id, version and digest) — written at intake, checked by $verify and every sweep;
+ * - report_anchor.seal: (anchor id, report, version, source, root, the anchor as claimed — ledger,
+ *   transaction, height, fingerprint, proof) — written when the anchor is recorded;
+ * - report_anchor.found_seal: (anchor id, root, transaction, height, block) — written the first time the
+ *   chain is seen to hold the anchor. With it, an anchor the chain no longer holds (or holds differently) is
+ *   inconsistent at once rather than pending.
+ */
+import type { Sql } from '../db/database.ts';
+import { canonicalize } from '../fingerprint/index.ts';
+import { sealProblem, type RecordKeys, type SealCheck } from './record-keys.ts';
+import type { AnchorRow } from './records.ts';
+
+const VERSION = 'report-version';
+const ANCHOR = 'report-anchor';
+const FOUND = 'anchor-found';
+
+/** The members of a version as one JSON array, in a fixed order (the same SQL for intake and the checks). */
+export const MEMBERS_SQL = (rv: string) =>
+  `coalesce((SELECT jsonb_agg(jsonb_build_array(m.type, m.id, m.res_version, m.digest) ORDER BY m.type, m.id)
+               FROM report_member m WHERE m.report_id = ${rv}.report_id AND m.version = ${rv}.version), '[]'::jsonb)`;
+
+export interface VersionSealInput {
+  report_id: string;
+  version: number;
+  original_id: string | null;
+  raw_digest: string | null;
+  alg: string | null;
+  fingerprint: string | null;
+  members: unknown[];
+  seal: string | null;
+}
+
+const INPUT_SQL = `SELECT rv.report_id, rv.version, rv.original_id, o.raw_digest, rv.alg, rv.fingerprint, rv.seal, ${MEMBERS_SQL('rv')} AS members
+  FROM report_version rv LEFT JOIN report_original o ON o.id = rv.original_id WHERE rv.report_id = $1 AND rv.version = $2`;
+
+function versionFields(r: VersionSealInput): unknown[] {
+  return [r.report_id, Number(r.version), r.original_id, r.raw_digest, r.alg, r.fingerprint, r.members];
+}
+
+/** Seals a report version as it is recorded now (after its members are recorded). */
+export async function sealVersion(sql: Sql, keys: RecordKeys, reportId: string, version: number): Promise<void> {
+  const rows = await sql.query<VersionSealInput>(INPUT_SQL, [reportId, version]);
+  if (rows.length === 0) return;
+  await sql.query('UPDATE report_version SET seal = $3 WHERE report_id = $1 AND version = $2', [reportId, version, keys.seal(VERSION, versionFields(rows[0]!))]);
+}
+
+/** Whether a version's records still hold their seal (a row from INPUT_SQL, or the sweep's equivalent). */
+export function checkVersion(keys: RecordKeys, r: VersionSealInput): SealCheck {
+  return keys.check(r.seal, VERSION, versionFields(r));
+}
+
+/** The reason for a version whose seal does not hold, or undefined. */
+export async function versionSealProblem(sql: Sql, keys: RecordKeys, reportId: string, version: number): Promise<string | undefined> {
+  const rows = await sql.query<VersionSealInput>(INPUT_SQL, [reportId, version]);
+  if (rows.length === 0) return undefined;
+  return versionProblem(checkVersion(keys, rows[0]!));
+}
+
+export function versionProblem(check: SealCheck): string | undefined {
+  return sealProblem(check, 'the provenance record of this version (original digest, fingerprint, member digests)');
+}
+
+type AnchorSealed = Pick<AnchorRow, 'id' | 'report_id' | 'version' | 'source' | 'root' | 'anchor'>;
+
+function anchorFields(a: AnchorSealed): unknown[] {
+  return [a.id, a.report_id, Number(a.version), a.source, a.root, canonicalize(a.anchor)];
+}
+
+export function anchorSeal(keys: RecordKeys, a: AnchorSealed): string {
+  return keys.seal(ANCHOR, anchorFields(a));
+}
+
+export function foundSeal(keys: RecordKeys, id: string, root: string, txId: string, height: number, blockHash: string | undefined): string {
+  return keys.seal(FOUND, [id, root, txId.toLowerCase(), Number(height), blockHash ?? null]);
+}
+
+export interface AnchorSealState {
+  /** Why the anchor row cannot be trusted, if so. */
+  problem?: string;
+  /** The chain was seen to hold this anchor (a valid found seal). */
+  wasFound: boolean;
+}
+
+/** An anchor row's seals: its own, and whether it was found on the chain before. */
+export function anchorSealState(keys: RecordKeys, a: AnchorRow & { seal?: string | null; found_seal?: string | null }): AnchorSealState {
+  const problem = sealProblem(keys.check(a.seal, ANCHOR, anchorFields(a)), `the anchor record ${a.id}`);
+  const found =
+    !!a.found_seal &&
+    !!a.tx_id &&
+    a.height !== null &&
+    keys.check(a.found_seal, FOUND, [a.id, a.root, a.tx_id.toLowerCase(), Number(a.height), a.block_hash ?? null]) === 'ok';
+  const forgedFound = !!a.found_seal && !found;
+  return {
+    problem: problem ?? (forgedFound ? `the anchor record ${a.id} was changed in the database behind the server's back: the chain coordinates it was found at no longer match their keyed digest` : undefined),
+    wasFound: found || forgedFound,
+  };
+}
