@@ -4,6 +4,7 @@ import { loadBackendClients, type BackendClient } from './auth/backend.ts';
 import { loadCdsClients, type CdsClient } from './cds/trust.ts';
 import { loadLedgerConfig, type LedgerConfig } from './ledger/config.ts';
 import { loadProvenanceConfig, type ProvenanceConfig } from './provenance/config.ts';
+import { parseCorsOrigins } from './http/cors.ts';
 
 export interface Config {
   port: number;
@@ -33,6 +34,8 @@ export interface Config {
   cdsClients: CdsClient[];
   /** The hospital systems that get access tokens (SMART Backend Services; HUREN_CLIENTS; server/auth/backend.ts). */
   clients: BackendClient[];
+  /** Browser origins allowed to call the server (CORS; HUREN_CORS_ORIGINS, comma-separated; none by default; server/http/cors.ts). */
+  corsOrigins: string[];
 }
 
 export function loadConfig(env: NodeJS.ProcessEnv = process.env, overrides: Partial<Config> = {}): Config {
@@ -54,6 +57,7 @@ export function loadConfig(env: NodeJS.ProcessEnv = process.env, overrides: Part
     provenance: overrides.provenance ?? loadProvenanceConfig(env),
     cdsClients: overrides.cdsClients ?? loadCdsClients(env.HUREN_CDS_CLIENTS),
     clients: overrides.clients ?? loadBackendClients(env.HUREN_CLIENTS),
+    corsOrigins: overrides.corsOrigins ?? parseCorsOrigins(env.HUREN_CORS_ORIGINS),
     ...overrides,
   };
 }

@@ -10,8 +10,9 @@ import { version } from '../version.ts';
 
 const cache = new Map<string, CapabilityStatement>();
 
-export function capabilityStatement(baseUrl: string): CapabilityStatement {
-  let cs = cache.get(baseUrl);
+export function capabilityStatement(baseUrl: string, options: { cors?: boolean } = {}): CapabilityStatement {
+  const key = `${options.cors ? 'cors' : 'no-cors'} ${baseUrl}`;
+  let cs = cache.get(key);
   if (cs) return cs;
   const profiles = profilesByType();
   const resources: CapabilityStatementRestResource[] = supportedResourceTypes().map((type) => {
@@ -70,7 +71,7 @@ export function capabilityStatement(baseUrl: string): CapabilityStatement {
       {
         mode: 'server',
         security: {
-          cors: true,
+          cors: options.cors === true,
           extension: [
             {
               url: 'http://fhir-registry.smarthealthit.org/StructureDefinition/oauth-uris',
@@ -89,6 +90,6 @@ export function capabilityStatement(baseUrl: string): CapabilityStatement {
       },
     ],
   };
-  cache.set(baseUrl, cs);
+  cache.set(key, cs);
   return cs;
 }

@@ -55,6 +55,8 @@ export interface FhirContext {
   jobs?: AsyncJobs;
   /** Set when the request runs as an asynchronous job: long operations report their progress here. */
   progress?: ProgressReporter;
+  /** Browser origins are allowed (CORS configured): the CapabilityStatement says so. */
+  cors?: boolean;
 }
 
 /** Post-processes every answer (installed by the chain provenance: the hash badge, server/provenance/badge.ts). */
@@ -84,7 +86,7 @@ async function dispatch(ctx: FhirContext, req: FhirRequest): Promise<FhirRespons
     throw fail(405, 'not-supported', `${method} on the FHIR base is not supported`);
   }
   if (type === 'metadata' && segments.length === 1 && method === 'GET') {
-    return { status: 200, body: capabilityStatement(ctx.baseUrl) };
+    return { status: 200, body: capabilityStatement(ctx.baseUrl, { cors: ctx.cors === true }) };
   }
   if (type === '_history' && segments.length === 1 && method === 'GET') return history(ctx, req, undefined, undefined);
   if (type === ASYNC_PATH && segments.length === 2 && ctx.jobs) {
