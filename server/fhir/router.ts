@@ -193,23 +193,28 @@ async function history(ctx: FhirContext, req: FhirRequest, type: string | undefi
   const sinceText = q.get('_since');
   if (sinceText !== undefined && Number.isNaN(Date.parse(sinceText))) throw badRequest(`'${sinceText}' is not a valid instant`, '_since');
   const since = sinceText ? new Date(sinceText).toISOString() : undefined;
-  const rows = await ctx.repo.history(type, id, { count, offset, since });
+  // paging on a snapshot (as search does): versions written after the first page do not shift the later ones
+  const snapshotText = q.get('_snapshot');
+  if (snapshotText !== undefined && Number.isNaN(Date.parse(snapshotText))) throw badRequest(`'${snapshotText}' is not a valid instant`, '_snapshot');
+  const snapshot = snapshotText ? new Date(snapshotText).toISOString() : new Date().toISOString();
+  const rows = await ctx.repo.history(type, id, { count, offset, since, snapshot });
   const hasNext = rows.length > count;
   const base = `${ctx.baseUrl}/${[type, id, '_history'].filter(Boolean).join('/')}`;
-  const link = (off: number) => {
+  const link = (off: number, frozen: string | undefined) => {
     const p = new URLSearchParams();
     if (sinceText) p.set('_since', sinceText);
     p.set('_count', String(count));
     if (off) p.set('_offset', String(off));
+    if (frozen) p.set('_snapshot', frozen);
     return `${base}?${p}`;
   };
   const bundle: Bundle = {
     resourceType: 'Bundle',
     type: 'history',
     link: [
-      { relation: 'self', url: link(offset) },
-      ...(hasNext ? [{ relation: 'next', url: link(offset + count) }] : []),
-      ...(offset > 0 ? [{ relation: 'previous', url: link(Math.max(0, offset - count)) }] : []),
+      { relation: 'self', url: link(offset, snapshotText && snapshot) },
+      ...(hasNext ? [{ relation: 'next', url: link(offset + count, snapshot) }] : []),
+      ...(offset > 0 ? [{ relation: 'previous', url: link(Math.max(0, offset - count), snapshot) }] : []),
     ],
     entry: rows.slice(0, count).map((r) => ({
       fullUrl: `${ctx.baseUrl}/${r.type}/${r.id}`,
