@@ -170,6 +170,11 @@ async function search(ctx: FhirContext, type: string, pairs: [string, string][],
   if (request.unknown.length > 0 && prefer.handling === 'strict') {
     throw badRequest(`Unknown search parameter '${request.unknown[0]}' for ${type}`, request.unknown[0]);
   }
+  if (request.ambiguousChains.length > 0 && prefer.handling === 'strict') {
+    const { key, types } = request.ambiguousChains[0];
+    const [head, ...rest] = key.split('.');
+    throw badRequest(`Ambiguous chain '${key}': '${head}' may refer to ${types.join(', ')}; name the type, e.g. ${head}:${types.includes('Patient') ? 'Patient' : types[0]}.${rest.join('.')}`, key);
+  }
   const bundle = await ctx.repo.search(request, ctx.baseUrl);
   if (request.unknown.length > 0) {
     const warning: OperationOutcome = {
