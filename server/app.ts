@@ -22,6 +22,7 @@ import { authRoutes } from './auth/routes.ts';
 import { CdsTrust } from './cds/trust.ts';
 import { authMiddleware, resolveBootstrapToken, type Principal } from './http/auth.ts';
 import { cors } from './http/cors.ts';
+import { root } from './http/root.ts';
 import { readBody, UNSTORABLE_TEXT } from './http/body.ts';
 import { createLogger, createMetrics, observe, type Logger } from './http/observability.ts';
 import { loadTerminology, watchTerminology } from './terminology/load.ts';
@@ -125,6 +126,7 @@ export function createApp(config: Config, db: Database, logger: Logger, bootstra
   app.use(authRoutes(backend, config.publicUrl));
 
   const router = new Router();
+  router.get('/', root(config.publicUrl));
   router.get('/healthz', (ctx) => {
     ctx.body = { status: 'ok' };
   });

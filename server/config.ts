@@ -8,6 +8,7 @@ import { parseCorsOrigins } from './http/cors.ts';
 
 export interface Config {
   port: number;
+  /** Listen address: 127.0.0.1 by default (this machine only); `HOST=0.0.0.0` accepts connections from the network. */
   host: string;
   /** PGlite files, the bootstrap token and (later) the embedded chain live here. */
   dataDir: string;
@@ -42,7 +43,7 @@ export function loadConfig(env: NodeJS.ProcessEnv = process.env, overrides: Part
   const dataDir = resolve(overrides.dataDir ?? env.HUREN_DATA_DIR ?? './data');
   return {
     port: intEnv(env.PORT, 8080),
-    host: env.HOST ?? '0.0.0.0',
+    host: env.HOST || '127.0.0.1',
     dataDir,
     databaseUrl: env.DATABASE_URL || undefined,
     inMemory: env.HUREN_IN_MEMORY === '1',
