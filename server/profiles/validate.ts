@@ -25,7 +25,7 @@ import { evalFhirPathTyped, getElementDefinitionTypeName, parseFhirPath, type Ty
 import type { Coding, ElementDefinition, OperationOutcomeIssue, Resource, StructureDefinition } from '@medplum/fhirtypes';
 import { CANONICAL_BASE, CATALOGUE_SYSTEM } from '../terminology/canonical.ts';
 import { validateCode, type Resolver } from '../terminology/service.ts';
-import { expansion } from '../fhir/validation/terminology.ts';
+import { expansion, isCoreValueSet } from '../fhir/validation/terminology.ts';
 import { PROFILE } from './canonical.ts';
 import { projectDefinition } from './load.ts';
 
@@ -218,7 +218,9 @@ class Run {
     if (codings.length === 0) return;
     const url = b.valueSet.split('|')[0];
     const resolver = services.terminology?.();
-    const vs = resolver?.valueSet(url);
+    // a FHIR core value set is judged as the core validator judges it (below: only when enumerable here),
+    // not through the registry's fallback to the core terminology, which would refuse what it cannot expand
+    const vs = isCoreValueSet(url) ? undefined : resolver?.valueSet(url);
     if (resolver && vs) {
       const result = validateCode(resolver, vs, codings);
       if (!result.result) this.error('code-invalid', `The code is not in the value set ${url}, which is required here (${result.message ?? 'no valid code'})`, item.path);
