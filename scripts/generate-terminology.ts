@@ -3,7 +3,7 @@
  *  [--scope 广州市] [--hr-label 粤HR]`
  *
  * Writes the platform's terminology (FHIR R4 JSON) into `terminology/` from the recognition catalogue CSV
- * (default `../shared/data/recognition-items.csv`, relative to the repository). The catalogue facts come
+ * (default `terminology/source/recognition-items.csv`). The catalogue facts come
  * only from the CSV; the output is deterministic (same input and options → byte-identical files), and a
  * `manifest.json` records the source hash and every file written, so a stale or hand-edited file is found
  * by the tests. Files listed in the previous manifest that are no longer generated are removed.
@@ -15,7 +15,7 @@ import { buildTerminology, type BuildOptions } from '../server/terminology/build
 import { readCatalogueCsv, sha256Hex } from '../server/terminology/catalogue-source.ts';
 
 const REPO = resolve(dirname(fileURLToPath(import.meta.url)), '..');
-export const DEFAULT_CSV = resolve(REPO, '../shared/data/recognition-items.csv');
+export const DEFAULT_CSV = resolve(REPO, 'terminology/source/recognition-items.csv');
 export const DEFAULT_OUT = resolve(REPO, 'terminology');
 
 /** The catalogue edition the committed files carry. Bump it (and regenerate) when the catalogue changes. */

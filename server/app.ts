@@ -25,6 +25,8 @@ import { scopeAccessPolicy } from './auth/policy.ts';
 import { authRoutes } from './auth/routes.ts';
 import { CdsTrust } from './cds/trust.ts';
 import { authMiddleware, resolveBootstrapToken, type Principal } from './http/auth.ts';
+import { cors } from './http/cors.ts';
+import { root } from './http/root.ts';
 import { readBody, UNSTORABLE_TEXT } from './http/body.ts';
 import { createLogger, createMetrics, observe, type Logger } from './http/observability.ts';
 import { Scheduler } from './scheduler/scheduler.ts';
@@ -147,11 +149,13 @@ export function createApp(config: Config, db: Database, logger: Logger, bootstra
     ctx.set('Cache-Control', 'no-store');
     await next();
   });
+  app.use(cors(config.corsOrigins));
   const backend = new BackendAuth(config.clients, bootstrapToken);
   app.use(authMiddleware(bootstrapToken, { cds: new CdsTrust(config.cdsClients), backend, publicUrl: config.publicUrl }));
   app.use(authRoutes(backend, config.publicUrl));
 
   const router = new Router();
+  router.get('/', root(config.publicUrl));
   router.get('/healthz', (ctx) => {
     ctx.body = { status: 'ok' };
   });
@@ -200,7 +204,7 @@ export function createApp(config: Config, db: Database, logger: Logger, bootstra
       ifNoneMatch: ctx.get('if-none-match') || undefined,
       prefer: parsePrefer(ctx.get('prefer')),
     };
-    const fctx: FhirContext = { repo, baseUrl, principal: ctx.state.principal as Principal, processBundle, jobs };
+    const fctx: FhirContext = { repo, baseUrl, principal: ctx.state.principal as Principal, processBundle, jobs, cors: config.corsOrigins.length > 0 };
     const res = await route(fctx, request);
     ctx.status = res.status;
     if (res.resource?.meta?.versionId) ctx.set('ETag', `W/"${res.resource.meta.versionId}"`);

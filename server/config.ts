@@ -4,9 +4,11 @@ import { loadBackendClients, type BackendClient } from './auth/backend.ts';
 import { loadCdsClients, type CdsClient } from './cds/trust.ts';
 import { loadLedgerConfig, type LedgerConfig } from './ledger/config.ts';
 import { loadProvenanceConfig, type ProvenanceConfig } from './provenance/config.ts';
+import { parseCorsOrigins } from './http/cors.ts';
 
 export interface Config {
   port: number;
+  /** Listen address: 127.0.0.1 by default (this machine only); `HOST=0.0.0.0` accepts connections from the network. */
   host: string;
   /** PGlite files, the bootstrap token and (later) the embedded chain live here. */
   dataDir: string;
@@ -35,13 +37,15 @@ export interface Config {
   cdsClients: CdsClient[];
   /** The hospital systems that get access tokens (SMART Backend Services; HUREN_CLIENTS; server/auth/backend.ts). */
   clients: BackendClient[];
+  /** Browser origins allowed to call the server (CORS; HUREN_CORS_ORIGINS, comma-separated; none by default; server/http/cors.ts). */
+  corsOrigins: string[];
 }
 
 export function loadConfig(env: NodeJS.ProcessEnv = process.env, overrides: Partial<Config> = {}): Config {
   const dataDir = resolve(overrides.dataDir ?? env.HUREN_DATA_DIR ?? './data');
   return {
     port: intEnv(env.PORT, 8080),
-    host: env.HOST ?? '0.0.0.0',
+    host: env.HOST || '127.0.0.1',
     dataDir,
     databaseUrl: env.DATABASE_URL || undefined,
     inMemory: env.HUREN_IN_MEMORY === '1',
@@ -57,6 +61,7 @@ export function loadConfig(env: NodeJS.ProcessEnv = process.env, overrides: Part
     provenance: overrides.provenance ?? loadProvenanceConfig(env),
     cdsClients: overrides.cdsClients ?? loadCdsClients(env.HUREN_CDS_CLIENTS),
     clients: overrides.clients ?? loadBackendClients(env.HUREN_CLIENTS),
+    corsOrigins: overrides.corsOrigins ?? parseCorsOrigins(env.HUREN_CORS_ORIGINS),
     ...overrides,
   };
 }

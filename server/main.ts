@@ -1,17 +1,21 @@
 /** `npm start`: runs the server with the configuration from the environment. */
+import { join } from 'node:path';
 import { loadConfig } from './config.ts';
 import { start } from './app.ts';
+import { startupMessage } from './startup-message.ts';
 
 const config = loadConfig();
 const huren = await start(config);
-const base = `${config.publicUrl ?? huren.url}/fhir`;
-if (huren.generatedToken) {
-  process.stdout.write(
-    `A bootstrap token was generated and saved in ${config.dataDir}/bootstrap-token (shown once):\n  ${huren.bootstrapToken}\n` +
-      `Try: curl -H "Authorization: Bearer ${huren.bootstrapToken}" ${base}/Patient\n`
-  );
-}
-process.stdout.write(`Huren FHIR server listening: ${base} (store: ${huren.db.engine})\n`);
+process.stdout.write(
+  startupMessage({
+    url: huren.url,
+    host: config.host,
+    publicUrl: config.publicUrl,
+    engine: huren.db.engine,
+    tokenFile: config.bootstrapToken ? undefined : join(config.dataDir, 'bootstrap-token'),
+    generatedToken: huren.generatedToken ? huren.bootstrapToken : undefined,
+  })
+);
 let stopping = false;
 for (const signal of ['SIGINT', 'SIGTERM'] as const) {
   process.on(signal, () => {

@@ -150,6 +150,89 @@ test('transaction order: DELETE, POST, PUT, GET; conditional references resolved
   t.deepEqual((await unresolved.json()).issue[0].expression, ['Bundle.entry[0].resource.subject.reference']);
 });
 
+test('a conditional reference resolves to a Patient the same transaction creates (ifNoneExist), also on a retry', async (t) => {
+  const system = `urn:x:${randomUUID()}`;
+  const bundle = () => ({
+    resourceType: 'Bundle',
+    type: 'transaction',
+    entry: [
+      {
+        resource: { resourceType: 'Observation', status: 'final', code: { text: '钾' }, subject: { reference: `Patient?identifier=${system}|1` } },
+        request: { method: 'POST', url: 'Observation' },
+      },
+      {
+        fullUrl: `urn:uuid:${randomUUID()}`,
+        resource: { resourceType: 'Patient', identifier: [{ system, value: '1' }], name: [{ family: '何' }] },
+        request: { method: 'POST', url: 'Patient', ifNoneExist: `identifier=${system}|1` },
+      },
+    ],
+  });
+  const res = await s.fhir('', { method: 'POST', json: bundle() });
+  t.is(res.status, 200, JSON.stringify(await res.clone().json()));
+  const out = await res.json();
+  t.deepEqual(out.entry.map((e: any) => e.response.status), ['201', '201']);
+  const patientId = out.entry[1].resource.id;
+  t.is(out.entry[0].resource.subject.reference, `Patient/${patientId}`);
+  // a retry: the Patient is now stored and the Bundle's entry matches it (one resource, not two)
+  const again = await (await s.fhir('', { method: 'POST', json: bundle() })).json();
+  t.deepEqual(again.entry.map((e: any) => e.response.status), ['201', '200']);
+  t.is(again.entry[1].resource.id, patientId);
+  t.is(again.entry[0].resource.subject.reference, `Patient/${patientId}`);
+  const patients = await (await s.fhir(`Patient?identifier=${encodeURIComponent(`${system}|1`)}`)).json();
+  t.is(patients.total ?? patients.entry.length, 1);
+});
+
+test('a conditional reference matching a stored resource and a different Bundle entry is a 412 naming the reference; nothing is written', async (t) => {
+  const system = `urn:x:${randomUUID()}`;
+  t.is((await s.fhir('Patient', { method: 'POST', json: { resourceType: 'Patient', identifier: [{ system, value: '1' }] } })).status, 201);
+  const conditional = (entries: unknown[]) => ({
+    resourceType: 'Bundle',
+    type: 'transaction',
+    entry: [
+      ...entries,
+      {
+        resource: { resourceType: 'Observation', status: 'final', code: { text: '钠' }, subject: { reference: `Patient?identifier=${system}|1` } },
+        request: { method: 'POST', url: 'Observation' },
+      },
+    ],
+  });
+  const plainPatient = { resource: { resourceType: 'Patient', identifier: [{ system, value: '1' }] }, request: { method: 'POST', url: 'Patient' } };
+  const res = await s.fhir('', { method: 'POST', json: conditional([plainPatient]) });
+  t.is(res.status, 412);
+  const outcome = await res.json();
+  t.regex(outcome.issue[0].diagnostics, /matched 2 resources/);
+  t.deepEqual(outcome.issue[0].expression, ['Bundle.entry[1].resource.subject.reference']);
+  const patients = await (await s.fhir(`Patient?identifier=${encodeURIComponent(`${system}|1`)}`)).json();
+  t.is(patients.entry.length, 1, 'the Bundle\'s Patient was rolled back');
+
+  // two entries of the Bundle that match: 412 as well
+  const other = `urn:x:${randomUUID()}`;
+  const two = conditional([0, 1].map(() => ({ resource: { resourceType: 'Patient', identifier: [{ system: other, value: '1' }] }, request: { method: 'POST', url: 'Patient' } })));
+  (two.entry[2] as any).resource.subject.reference = `Patient?identifier=${other}|1`;
+  t.is((await s.fhir('', { method: 'POST', json: two })).status, 412);
+});
+
+test('the report Bundle of docs/submitting-reports.md works for a patient and an institution not registered yet, with their entries added', async (t) => {
+  const { readFileSync } = await import('node:fs');
+  const doc = readFileSync(new URL('../docs/submitting-reports.md', import.meta.url), 'utf8');
+  // fresh identifiers, so that nothing registered by the other tests matches
+  const fresh = (text: string) => text.replaceAll('440101198001010011', '440101199909090099').replaceAll('|gy1', '|gy1-new').replaceAll('"gy1"', '"gy1-new"').replaceAll('LAB-2024-000123', 'LAB-2024-NEW');
+  const [report, registration] = [...doc.matchAll(/```json\n([\s\S]*?)\n```/g)].map((m) => JSON.parse(fresh(m[1])));
+  t.true(Array.isArray(registration), 'the document shows the Patient and Organization entries');
+  const bundle = { ...report, entry: [...report.entry, ...registration] };
+  const res = await s.fhir('', { method: 'POST', json: bundle });
+  t.is(res.status, 200);
+  const out = await res.json();
+  t.deepEqual(out.entry.map((e: any) => e.response.status), ['201', '201', '201', '201']);
+  const [dr, obs, patient, org] = out.entry.map((e: any) => e.resource);
+  t.is(dr.subject.reference, `Patient/${patient.id}`);
+  t.is(obs.subject.reference, `Patient/${patient.id}`);
+  t.is(dr.performer[0].reference, `Organization/${org.id}`);
+  const retry = await (await s.fhir('', { method: 'POST', json: bundle })).json();
+  t.deepEqual(retry.entry.map((e: any) => e.response.status), ['200', '200', '200', '200']);
+  t.deepEqual(retry.entry.map((e: any) => e.resource.id), out.entry.map((e: any) => e.resource.id));
+});
+
 test('a batch answers each entry on its own', async (t) => {
   const res = await s.fhir('', {
     method: 'POST',

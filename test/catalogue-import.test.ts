@@ -5,12 +5,13 @@
  */
 import test from 'ava';
 import { spawn } from 'node:child_process';
-import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import { mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import ExcelJS from 'exceljs';
 import { platformCode } from '../server/terminology/catalogue-source.ts';
 import { importCatalogue, ImportRefused, ImportRejected } from '../server/terminology/import.ts';
+import { DEFAULT_CSV } from '../scripts/generate-terminology.ts';
 import { errorCatalogue, generateCatalogue, HEADER, shippedRows } from './helpers/catalogue.ts';
 import { startTestServer, type TestServer } from './helpers/server.ts';
 
@@ -91,9 +92,29 @@ test.serial('a file full of errors: every error named with its line, exit code 1
   t.deepEqual(await catalogueVersion(), before);
 });
 
+test.serial('the platform\'s own source file imports as it is: items without a window (ABO, Rh(D)) are valid and never expire', async (t) => {
+  const before = await catalogueVersion();
+  const source = readFileSync(DEFAULT_CSV);
+  t.true(shippedRows().some((r) => r[3] === 'ABO血型鉴定' && r[8] === ''), 'the source leaves the ABO window empty');
+  const dry = await importCatalogue(s.huren.db, source, { fileName: 'recognition-items.csv', dryRun: true });
+  t.true(dry.noChange, 'the shipped source is the current edition');
+  t.is(dry.items, shippedRows().length);
+  // an edition that changes one item's window and keeps ABO/Rh(D) without one
+  const changed = source.toString('utf8').replace(/^(检验,血液学,血常规,血细胞分析,CBC,[^,]*,[^,]*,[^,]*,)7,/m, '$110,');
+  t.not(changed, source.toString('utf8'));
+  const result = await importCatalogue(s.huren.db, Buffer.from(changed), { fileName: 'recognition-items.csv', dryRun: true });
+  t.is(result.changed, 1);
+  t.false(result.noChange);
+  t.deepEqual(await catalogueVersion(), before, 'a dry run writes nothing');
+  const abo = platformCode('检验', 'ABO血型鉴定');
+  const lookup = await get('CodeSystem/$lookup', { system: CATALOGUE, code: abo, property: 'windowDays' });
+  t.is(lookup.status, 200);
+  t.deepEqual(prop(lookup.body, 'windowDays'), [], 'no window: never expires');
+});
+
 test.serial('direct-store mode: the import without a server; refusals are typed; the running server sees the edition', async (t) => {
   const before = await catalogueVersion();
-  const rows = shippedRows().map((r) => (r[8] === '' ? [...r.slice(0, 8), '不限', ...r.slice(9)] : r));
+  const rows = shippedRows();
   const csv = (list: string[][]) => Buffer.from(`${HEADER}\n${list.map((r) => r.join(',')).join('\n')}\n`);
   const notNewer = await importCatalogue(s.huren.db, csv(rows.slice(1)), { version: before.version }).catch((e) => e);
   t.true(notNewer instanceof ImportRefused);

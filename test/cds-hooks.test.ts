@@ -152,7 +152,7 @@ test.serial('patient-view: one info card listing the recognisable results, writt
   assertCard(t, card, 'info');
   t.regex(card.summary, /^患者有 11 项可互认的检查检验结果（8 份报告/);
   t.true(card.detail.includes('- **钾** — 广州市第一人民医院，'));
-  t.true(card.detail.includes('剩余 4 天，异常 1 项'));
+  t.true(card.detail.includes('剩余 5 天，异常 1 项'));
   t.true(card.detail.includes('长期有效'), 'ABO blood group never expires');
   t.true(card.links.some((l: any) => l.url.endsWith(`/app/reports/${d.report.fresh}`)));
   t.is(card.suggestions.length, 1);
@@ -208,7 +208,7 @@ test.serial('round trip: discovery, order-sign card with a delete suggestion, fe
   t.is(body.cards.length, 1, 'only the blood count is covered (total protein expired; the drug order is not the platform’s business)');
   const [card] = body.cards;
   assertCard(t, card, 'warning');
-  t.regex(card.summary, /^重复检查提醒：血细胞分析已有可互认结果（广州市第一人民医院，\d{4}-\d{2}-\d{2}，剩余 5 天），建议撤销本医嘱$/);
+  t.regex(card.summary, /^重复检查提醒：血细胞分析已有可互认结果（广州市第一人民医院，\d{4}-\d{2}-\d{2}，剩余 6 天），建议撤销本医嘱$/);
   t.true(card.detail.includes('医嘱「血常规」'));
   t.deepEqual(card.suggestions.map((x: any) => x.label), ['撤销重复医嘱']);
   const [action] = card.suggestions[0].actions;

@@ -6,11 +6,11 @@
  *   with the HL7 Java reference validator on at least the measured share of cases.
  */
 import test from 'ava';
-import { existsSync, readdirSync, readFileSync } from 'node:fs';
+import { readdirSync, readFileSync } from 'node:fs';
 import { fileURLToPath } from 'node:url';
 import { startTestServer, type TestServer } from './helpers/server.ts';
 
-const DATA = [fileURLToPath(new URL('../../shared/data/', import.meta.url)), '/work/shared/data/'].find((d) => existsSync(d)) as string;
+const DATA = fileURLToPath(new URL('./fixtures/', import.meta.url));
 const EXAMPLES_DIR = `${DATA}fhir-r4-examples/`;
 const CASES_DIR = `${DATA}fhir-validator-cases/`;
 

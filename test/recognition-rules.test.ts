@@ -30,7 +30,7 @@ test('a fresh, final, HR-marked result of a qualified institution is recognisabl
   const v = evaluate(report(), potassium, { id: 'req', city: GZ }, now);
   t.true(v.recognisable);
   t.deepEqual(v.reasons, []);
-  t.is(v.daysRemaining, 4); // issued 06-28 09:00 + 7 d = 07-05 09:00; now 06-30 12:00 → 4 d 21 h
+  t.is(v.daysRemaining, 5); // issued 06-28 09:00 + 7 d = 07-05 09:00; now 06-30 12:00 → 5 calendar days (4 d 21 h)
   t.is(v.expires, '2026-07-05T01:00:00.000Z');
 });
 
@@ -82,6 +82,25 @@ test('the window: last day counts, a day later does not; items without a window 
   t.true(old.recognisable);
   t.is(old.daysRemaining, undefined);
   t.is(old.expires, undefined);
+});
+
+test('daysRemaining counts calendar days as a person reads them, and is given only for recognisable results', (t) => {
+  // issued 24 h ago with a 7-day window: 6 days left (not 5 because a few milliseconds have passed)
+  const at = new Date('2026-06-30T12:00:00.250+08:00');
+  const yesterday = evaluate(report({ issued: '2026-06-29T12:00:00+08:00' }), potassium, { id: 'q', city: GZ }, at);
+  t.is(yesterday.daysRemaining, 6);
+  // issued an hour ago: 7; late in the evening, issued the same morning: still 7
+  t.is(evaluate(report({ issued: '2026-06-30T11:00:00+08:00' }), potassium, { id: 'q', city: GZ }, at).daysRemaining, 7);
+  t.is(evaluate(report({ issued: '2026-06-30T08:00:00+08:00' }), potassium, { id: 'q', city: GZ }, new Date('2026-06-30T23:30:00+08:00')).daysRemaining, 7);
+  // days are Asia/Shanghai days: issued 23:30 there, read 40 minutes later on the next day
+  t.is(evaluate(report({ issued: '2026-06-29T23:30:00+08:00' }), potassium, { id: 'q', city: GZ }, new Date('2026-06-30T00:10:00+08:00')).daysRemaining, 6);
+  // a result that is not recognisable for another reason has no days left, only its window end
+  const notFinal = evaluate(report({ status: 'preliminary', issued: '2026-06-29T12:00:00+08:00' }), potassium, { id: 'q', city: GZ }, at);
+  t.false(notFinal.recognisable);
+  t.is(notFinal.daysRemaining, undefined);
+  t.is(notFinal.expires, '2026-07-06T04:00:00.000Z');
+  const unqualified = evaluate(report({ performer: { ...hospital([GZ]), qualifications: [] } }), potassium, { id: 'q', city: GZ }, at);
+  t.is(unqualified.daysRemaining, undefined);
 });
 
 test('QC scope: city, province, partner city', (t) => {

@@ -44,7 +44,7 @@ test.serial('$reports: every report of the patient, newest first, with recogniti
 
   const fresh = byKey.fresh;
   t.is(part(fresh, 'recognisable').valueBoolean, true);
-  t.is(part(fresh, 'daysRemaining').valueInteger, 4);
+  t.is(part(fresh, 'daysRemaining').valueInteger, 5);
   t.is(part(fresh, 'hrMark').valueString, '粤HR');
   t.is(part(fresh, 'kind').valueString, '检验');
   t.is(part(fresh, 'abnormalCount').valueInteger, 1);
@@ -129,7 +129,7 @@ test.serial('$view: the report, its Observations, and the abnormal items picked 
   t.false(part(abnormal[0], 'critical').valueBoolean);
   t.true(part(abnormal[1], 'critical').valueBoolean, 'LL is a critical value');
   t.is(param(body, 'recognisable').valueBoolean, true);
-  t.is(param(body, 'daysRemaining').valueInteger, 5);
+  t.is(param(body, 'daysRemaining').valueInteger, 6);
   t.is(params(body, 'item').length, 4);
 
   const audits = await auditsOf(`DiagnosticReport/${d.report.cbc}`);

@@ -112,13 +112,13 @@ test.serial('recognition check: every recognisable result for a Guangzhou reques
   t.is(part(fresh, 'item').valueCoding.display, '钾');
   t.is(part(fresh, 'performer').valueReference.reference, `Organization/${d.org.city}`);
   t.is(part(fresh, 'performer').valueReference.display, '广州市第一人民医院');
-  t.is(part(fresh, 'daysRemaining').valueInteger, 4, 'issued 2 days ago with a 7-day window');
+  t.is(part(fresh, 'daysRemaining').valueInteger, 5, 'issued 2 days ago with a 7-day window');
   t.is(part(fresh, 'hrMark').valueString, '粤HR');
   t.true(HASH_STATUSES.includes(part(fresh, 'hashStatus').valueCode), 'hash consistency from the chain provenance (pluggable)');
   t.is(part(fresh, 'abnormalCount').valueInteger, 1);
   t.truthy(part(fresh, 'issued').valueDateTime);
   const amended = results.find((r: any) => part(r, 'report').valueReference.reference === `DiagnosticReport/${d.report.amended}`);
-  t.is(part(amended, 'daysRemaining').valueInteger, 28);
+  t.is(part(amended, 'daysRemaining').valueInteger, 29);
   const abo = results.find((r: any) => part(r, 'item').valueCoding.code === ITEM.abo);
   t.is(part(abo, 'daysRemaining'), undefined, 'an item without a window has no days remaining');
   const cbc = results.find((r: any) => part(r, 'item').valueCoding.code === ITEM.cbc);
@@ -208,7 +208,7 @@ test.serial('duplicate check: per ordered item, the matches or why the near-matc
   t.deepEqual(part(get(0), 'code').valueCoding, { system: CATALOGUE, code: ITEM.potassium, display: '钾' });
   const match = part(get(0), 'match');
   t.is(part(match, 'report').valueReference.reference, `DiagnosticReport/${d.report.fresh}`);
-  t.is(part(match, 'daysRemaining').valueInteger, 4);
+  t.is(part(match, 'daysRemaining').valueInteger, 5);
   t.is(part(match, 'hrMark').valueString, '粤HR');
   t.true(HASH_STATUSES.includes(part(match, 'hashStatus').valueCode));
   t.is(part(match, 'abnormalCount').valueInteger, 1);

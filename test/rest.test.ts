@@ -41,6 +41,26 @@ test('requests without a valid token get 401 OperationOutcome', async (t) => {
   t.is(metrics.status, 401);
 });
 
+test('GET / without a token points a newcomer to /fhir/metadata and the other public entry points (JSON, or HTML for a browser)', async (t) => {
+  const res = await fetch(`${s.huren.url}/`);
+  t.is(res.status, 200);
+  t.regex(res.headers.get('content-type') ?? '', /json/);
+  const doc = await res.json();
+  t.is(doc.fhir, `${s.huren.url}/fhir`);
+  const metadata = doc.links.find((l: any) => l.rel === 'metadata');
+  t.is(metadata.href, `${s.huren.url}/fhir/metadata`);
+  t.regex(doc.authentication, /bootstrap-token/);
+  // every link it gives works without a token, except the FHIR base that says it needs one
+  for (const l of doc.links.filter((x: any) => x.rel !== 'fhir-base')) t.is((await fetch(l.href)).status, 200, l.href);
+  t.is((await fetch(doc.fhir)).status, 401);
+  const html = await fetch(`${s.huren.url}/`, { headers: { accept: 'text/html,application/xhtml+xml,*/*;q=0.8' } });
+  t.is(html.status, 200);
+  t.regex(html.headers.get('content-type') ?? '', /text\/html/);
+  t.regex(await html.text(), new RegExp(`<a href="${s.huren.url}/fhir/metadata">`));
+  // only reading it is public
+  t.is((await fetch(`${s.huren.url}/`, { method: 'POST' })).status, 401);
+});
+
 test('health, readiness and metrics', async (t) => {
   t.is((await fetch(`${s.huren.url}/healthz`)).status, 200);
   const ready = await fetch(`${s.huren.url}/readyz`);

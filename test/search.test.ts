@@ -243,6 +243,25 @@ test('POST _search equals GET; unknown parameters warn, or fail under handling=s
   t.is((await strict.json()).issue[0].expression[0], 'colour');
 });
 
+test('an ambiguous chain (subject.identifier: Patient, Group, Device, Location) is a 400 naming it under handling=strict; the typed chain is not', async (t) => {
+  const nid = encodeURIComponent(`urn:oid:2.16.156.10011.1.3|${tag}-440101199002020022`);
+  const strict = { prefer: 'handling=strict' };
+  const refused = await s.fhir(`Observation?subject.identifier=${nid}`, { headers: strict });
+  t.is(refused.status, 400);
+  const issue = (await refused.json()).issue[0];
+  t.deepEqual(issue.expression, ['subject.identifier']);
+  t.regex(issue.details.text, /Ambiguous chain 'subject\.identifier'.*Patient.*subject:Patient\.identifier/);
+  // the same search without strict handling searches every target type and finds the report's result
+  t.deepEqual(matchIds(await search(`Observation?subject.identifier=${nid}`)), [ids.k3]);
+  // named type, or a parameter only one target type has: fine under strict handling too
+  t.deepEqual(matchIds(await search(`Observation?subject:Patient.identifier=${nid}`, strict)), [ids.k3]);
+  t.deepEqual(matchIds(await search(`Observation?patient.identifier=${nid}`, strict)), [ids.k3]);
+  // a malformed value inside a chain names the whole chained parameter
+  const bad = await s.fhir('Observation?subject:Patient.birthdate=notadate');
+  t.is(bad.status, 400);
+  t.deepEqual((await bad.json()).issue[0].expression, ['subject:Patient.birthdate']);
+});
+
 test('deleted resources leave search results, updates re-index', async (t) => {
   const dev = await create({ resourceType: 'Device', status: 'active', identifier: [{ system: 'urn:del', value: tag }] });
   t.deepEqual(matchIds(await search(`Device?identifier=urn:del|${tag}`)), [dev.id]);

@@ -412,6 +412,46 @@ test('$subsumes follows kind › field › category › item', async (t) => {
 // ------------------------------------------------------------------------------------------------
 // bad input
 
+test('the terminology of FHIR R4 itself: $expand, $validate-code and $lookup answer for the core value sets and code systems the validator uses', async (t) => {
+  const GENDER_VS = 'http://hl7.org/fhir/ValueSet/administrative-gender';
+  const GENDER = 'http://hl7.org/fhir/administrative-gender';
+  const expanded = await get('ValueSet/$expand', { url: GENDER_VS });
+  t.is(expanded.status, 200);
+  t.deepEqual(expanded.body.expansion.contains.map((c: any) => `${c.system}|${c.code}`).sort(), ['female', 'male', 'other', 'unknown'].map((c) => `${GENDER}|${c}`));
+  t.is(expanded.body.expansion.contains.find((c: any) => c.code === 'female').display, 'Female');
+  // the same value set the validator checks Patient.gender against
+  const invalid = await s.fhir('Patient', { method: 'POST', json: { resourceType: 'Patient', gender: 'woman' } });
+  t.is(invalid.status, 400);
+
+  const yes = await get('ValueSet/$validate-code', { url: GENDER_VS, system: GENDER, code: 'female' });
+  t.is(yes.status, 200);
+  t.true(param(yes.body, 'result').valueBoolean);
+  const no = await get('ValueSet/$validate-code', { url: GENDER_VS, system: GENDER, code: 'woman' });
+  t.false(param(no.body, 'result').valueBoolean);
+
+  const looked = await get('CodeSystem/$lookup', { system: GENDER, code: 'male' });
+  t.is(looked.status, 200);
+  t.is(param(looked.body, 'display').valueString, 'Male');
+  t.is((await get('CodeSystem/$lookup', { system: GENDER, code: 'woman' })).status, 404);
+
+  // a value set over a v3 code system (v3-codesystems.json), with a filter
+  const marital = await get('ValueSet/$expand', { url: 'http://hl7.org/fhir/ValueSet/marital-status', filter: 'married' });
+  t.is(marital.status, 200);
+  t.true(marital.body.expansion.contains.some((c: any) => c.system === 'http://terminology.hl7.org/CodeSystem/v3-MaritalStatus' && c.code === 'M'));
+  // a core value set over an HL7 v2 table: DiagnosticReport.category's sections
+  const sections = await get('ValueSet/$expand', { url: 'http://hl7.org/fhir/ValueSet/diagnostic-service-sections' });
+  t.is(sections.status, 200);
+  t.true(sections.body.expansion.contains.some((c: any) => c.system === 'http://terminology.hl7.org/CodeSystem/v2-0074' && c.code === 'LAB'));
+  // with the version R4 publishes, and not with another
+  t.is((await get('ValueSet/$expand', { url: `${GENDER_VS}|4.0.1` })).status, 200);
+  t.is((await get('ValueSet/$expand', { url: `${GENDER_VS}|9.9.9` })).status, 404);
+  // a core value set whose content is not in R4 (LOINC) is a 4xx naming the missing code system; an unknown URL a 404
+  const loinc = await get('ValueSet/$expand', { url: 'http://hl7.org/fhir/ValueSet/observation-codes' });
+  t.true(loinc.status >= 400 && loinc.status < 500);
+  t.regex(JSON.stringify(loinc.body), /loinc/i);
+  t.is((await get('ValueSet/$expand', { url: 'http://hl7.org/fhir/ValueSet/no-such-value-set' })).status, 404);
+});
+
 test('bad input gets a 4xx OperationOutcome naming the parameter, never a 5xx', async (t) => {
   const cases: [string, () => Promise<Response>, number, string | undefined][] = [
     ['lookup unknown system', () => s.fhir(`CodeSystem/$lookup?${q({ system: 'http://example.org/nope', code: '1' })}`), 404, 'system'],

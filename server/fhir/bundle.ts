@@ -9,6 +9,7 @@ import { randomUUID } from 'node:crypto';
 import { OperationOutcomeError } from '@medplum/core';
 import type { Bundle, BundleEntry, OperationOutcome, Resource } from '@medplum/fhirtypes';
 import { badRequest, FhirError, statusOf } from './errors.ts';
+import { resolveConditionalInTransaction } from './conditional-reference.ts';
 import { isSupportedResourceType } from './definitions.ts';
 import { authorize, route, type FhirContext, type FhirRequest, type FhirResponse, type Prefer } from './router.ts';
 import { assertValid } from './validate.ts';
@@ -113,7 +114,7 @@ async function transaction(ctx: FhirContext, submitted: BundleEntry[], prefer: P
       if (!entry.resource) continue;
       await at(i, async () => {
         entry.resource = (await rewrite(entry.resource, refMap, async (ref, path) =>
-          repo.resolveConditionalReference(ref, `resource.${path}`)
+          resolveConditionalInTransaction(repo, entries, ref, `resource.${path}`)
         )) as Resource;
         if (entry.request!.url!.startsWith('urn:')) entry.request!.url = refMap.get(entry.request!.url!) ?? entry.request!.url;
       });

@@ -10,11 +10,12 @@ import { version } from '../version.ts';
 
 const caches = new WeakMap<FhirEngine, Map<string, CapabilityStatement>>();
 
-/** The statement of an engine (its operations and identity) at `baseUrl` (built once per pair). */
-export function capabilityStatement(baseUrl: string, engine: FhirEngine): CapabilityStatement {
+/** The statement of an engine (its operations and identity) at `baseUrl` (built once per engine, URL and CORS setting). */
+export function capabilityStatement(baseUrl: string, engine: FhirEngine, options: { cors?: boolean } = {}): CapabilityStatement {
   let cache = caches.get(engine);
   if (!cache) caches.set(engine, (cache = new Map()));
-  let cs = cache.get(baseUrl);
+  const key = `${options.cors ? 'cors' : 'no-cors'} ${baseUrl}`;
+  let cs = cache.get(key);
   if (cs) return cs;
   const operations = engine.operations.all;
   const profiles = profilesByType();
@@ -74,7 +75,7 @@ export function capabilityStatement(baseUrl: string, engine: FhirEngine): Capabi
       {
         mode: 'server',
         security: {
-          cors: true,
+          cors: options.cors === true,
           extension: [
             {
               url: 'http://fhir-registry.smarthealthit.org/StructureDefinition/oauth-uris',
@@ -93,6 +94,6 @@ export function capabilityStatement(baseUrl: string, engine: FhirEngine): Capabi
       },
     ],
   };
-  cache.set(baseUrl, cs);
+  cache.set(key, cs);
   return cs;
 }

@@ -26,6 +26,8 @@ export interface WriteResult {
 
 export interface HistoryOptions {
   since?: string;
+  /** Only versions written at or before this instant (the paging snapshot frozen in the links). */
+  snapshot?: string;
   count: number;
   offset: number;
 }
@@ -242,10 +244,11 @@ export class Repository {
     if (type) where.push(`type = $${params.push(type)}`);
     if (id) where.push(`id = $${params.push(id)}`);
     if (options.since) where.push(`last_updated >= $${params.push(options.since)}::timestamptz`);
+    if (options.snapshot) where.push(`last_updated <= $${params.push(options.snapshot)}::timestamptz`);
     const whereSql = where.length ? `WHERE ${where.join(' AND ')}` : '';
     const rows = await this.sql.query<HistoryRow>(
       `SELECT type, id, version, deleted, method, content FROM resource_history ${whereSql}
-       ORDER BY last_updated DESC, id, version DESC LIMIT ${options.count + 1} OFFSET ${options.offset}`,
+       ORDER BY last_updated DESC, type, id, version DESC LIMIT ${options.count + 1} OFFSET ${options.offset}`,
       params
     );
     if (id && type && rows.length === 0 && options.offset === 0 && !options.since) {

@@ -54,6 +54,8 @@ export interface FhirContext {
   jobs?: AsyncJobs;
   /** Set when the request runs as an asynchronous job: long operations report their progress here. */
   progress?: ProgressReporter;
+  /** Browser origins are allowed (CORS configured): the CapabilityStatement says so. */
+  cors?: boolean;
 }
 
 export async function route(ctx: FhirContext, req: FhirRequest): Promise<FhirResponse> {
@@ -75,7 +77,7 @@ async function dispatch(ctx: FhirContext, req: FhirRequest): Promise<FhirRespons
     throw fail(405, 'not-supported', `${method} on the FHIR base is not supported`);
   }
   if (type === 'metadata' && segments.length === 1 && method === 'GET') {
-    return { status: 200, body: capabilityStatement(ctx.baseUrl, engineOf(ctx.repo.db)) };
+    return { status: 200, body: capabilityStatement(ctx.baseUrl, engineOf(ctx.repo.db), { cors: ctx.cors === true }) };
   }
   if (type === '_history' && segments.length === 1 && method === 'GET') return history(ctx, req, undefined, undefined);
   if (type === ASYNC_PATH && segments.length === 2 && ctx.jobs) {
@@ -155,6 +157,11 @@ async function search(ctx: FhirContext, type: string, pairs: [string, string][],
   if (request.unknown.length > 0 && prefer.handling === 'strict') {
     throw badRequest(`Unknown search parameter '${request.unknown[0]}' for ${type}`, request.unknown[0]);
   }
+  if (request.ambiguousChains.length > 0 && prefer.handling === 'strict') {
+    const { key, types } = request.ambiguousChains[0];
+    const [head, ...rest] = key.split('.');
+    throw badRequest(`Ambiguous chain '${key}': '${head}' may refer to ${types.join(', ')}; name the type, e.g. ${head}:${types.includes('Patient') ? 'Patient' : types[0]}.${rest.join('.')}`, key);
+  }
   const bundle = await ctx.repo.search(request, ctx.baseUrl);
   if (request.unknown.length > 0) {
     const warning: OperationOutcome = {
@@ -178,23 +185,28 @@ async function history(ctx: FhirContext, req: FhirRequest, type: string | undefi
   const sinceText = q.get('_since');
   if (sinceText !== undefined && Number.isNaN(Date.parse(sinceText))) throw badRequest(`'${sinceText}' is not a valid instant`, '_since');
   const since = sinceText ? new Date(sinceText).toISOString() : undefined;
-  const rows = await ctx.repo.history(type, id, { count, offset, since });
+  // paging on a snapshot (as search does): versions written after the first page do not shift the later ones
+  const snapshotText = q.get('_snapshot');
+  if (snapshotText !== undefined && Number.isNaN(Date.parse(snapshotText))) throw badRequest(`'${snapshotText}' is not a valid instant`, '_snapshot');
+  const snapshot = snapshotText ? new Date(snapshotText).toISOString() : new Date().toISOString();
+  const rows = await ctx.repo.history(type, id, { count, offset, since, snapshot });
   const hasNext = rows.length > count;
   const base = `${ctx.baseUrl}/${[type, id, '_history'].filter(Boolean).join('/')}`;
-  const link = (off: number) => {
+  const link = (off: number, frozen: string | undefined) => {
     const p = new URLSearchParams();
     if (sinceText) p.set('_since', sinceText);
     p.set('_count', String(count));
     if (off) p.set('_offset', String(off));
+    if (frozen) p.set('_snapshot', frozen);
     return `${base}?${p}`;
   };
   const bundle: Bundle = {
     resourceType: 'Bundle',
     type: 'history',
     link: [
-      { relation: 'self', url: link(offset) },
-      ...(hasNext ? [{ relation: 'next', url: link(offset + count) }] : []),
-      ...(offset > 0 ? [{ relation: 'previous', url: link(Math.max(0, offset - count)) }] : []),
+      { relation: 'self', url: link(offset, snapshotText && snapshot) },
+      ...(hasNext ? [{ relation: 'next', url: link(offset + count, snapshot) }] : []),
+      ...(offset > 0 ? [{ relation: 'previous', url: link(Math.max(0, offset - count), snapshot) }] : []),
     ],
     entry: rows.slice(0, count).map((r) => ({
       fullUrl: `${ctx.baseUrl}/${r.type}/${r.id}`,

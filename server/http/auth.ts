@@ -21,6 +21,7 @@ export function isPublic(method: string, path: string): boolean {
   if (path === TOKEN_PATH) return true;
   if (method !== 'GET' && method !== 'HEAD' && method !== 'OPTIONS') return false;
   return (
+    path === '/' ||
     path === '/fhir/metadata' ||
     path === '/healthz' ||
     path === '/readyz' ||

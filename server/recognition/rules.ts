@@ -69,7 +69,11 @@ export interface Reason {
 export interface Verdict {
   recognisable: boolean;
   reasons: Reason[];
-  /** Whole days left in the window (0 on the last day); undefined for items that do not expire. */
+  /**
+   * Whole days left in the window as a person counts them: calendar days (Asia/Shanghai) from today to the
+   * day the window ends — issued 24 h ago with a 7-day window → 6, 0 on the last day. Only on recognisable
+   * results; undefined for items that do not expire.
+   */
   daysRemaining?: number;
   /** When the window ends (ISO), if it does. */
   expires?: string;
@@ -77,6 +81,13 @@ export interface Verdict {
 
 const RECOGNISABLE_STATUSES = new Set(['final', 'amended', 'corrected', 'appended']);
 const DAY_MS = 86_400_000;
+/** Asia/Shanghai: UTC+08:00 all year (no daylight saving). */
+const CHINA_OFFSET_MS = 8 * 3_600_000;
+
+/** The calendar day in Asia/Shanghai of an instant, as a day number. */
+function chinaDay(ms: number): number {
+  return Math.floor((ms + CHINA_OFFSET_MS) / DAY_MS);
+}
 
 /** The province of a city code: 440100 → 440000. */
 export function provinceOf(region: RegionCode): RegionCode {
@@ -127,7 +138,7 @@ export function evaluate(report: ReportFacts, item: CatalogueItem | undefined, r
       reasons.push({ code: 'scope-not-covered', text: `出具机构「${label}」质控合格的互认范围不覆盖申请机构所在地区` });
     }
   }
-  let daysRemaining: number | undefined;
+  let daysLeft: number | undefined;
   let expires: string | undefined;
   if (item?.windowDays !== undefined && !Number.isNaN(issuedAt)) {
     const end = issuedAt + item.windowDays * DAY_MS;
@@ -135,8 +146,9 @@ export function evaluate(report: ReportFacts, item: CatalogueItem | undefined, r
     if (end < now.getTime()) {
       reasons.push({ code: 'expired', text: `已超过 ${item.windowDays} 天互认有效期` });
     } else {
-      daysRemaining = Math.floor((end - now.getTime()) / DAY_MS);
+      daysLeft = chinaDay(end) - chinaDay(now.getTime());
     }
   }
-  return { recognisable: reasons.length === 0, reasons, ...(daysRemaining !== undefined ? { daysRemaining } : {}), ...(expires ? { expires } : {}) };
+  const recognisable = reasons.length === 0;
+  return { recognisable, reasons, ...(recognisable && daysLeft !== undefined ? { daysRemaining: daysLeft } : {}), ...(expires ? { expires } : {}) };
 }

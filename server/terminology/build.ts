@@ -55,7 +55,7 @@ export interface GeneratedFile {
 
 /**
  * Reason codes for not recognising a result (不互认), as used by a live platform
- * (../shared/data/README.md). 98 and 99 are excluded from the "not recognised" statistics; 08 needs text.
+ * (terminology/source/README.md). 98 and 99 are excluded from the "not recognised" statistics; 08 needs text.
  */
 export const REASONS: { code: string; zh: string; en: string; excluded?: boolean; text?: number }[] = [
   { code: '01', zh: '病情变化', en: 'Condition changed' },

@@ -94,13 +94,18 @@ export function normalise(s: string): string {
   return s.normalize('NFC').trim();
 }
 
-/** Not time-limited: the word an official file writes in `window_days` for an item without a window. */
+/**
+ * Not time-limited: the word an official file may write in `window_days` for an item without a window. An
+ * empty cell means the same (the platform's own source leaves it empty for ABO and Rh(D) typing): such an
+ * item's results never expire.
+ */
 export const NO_WINDOW = '不限';
 
 /**
  * Stricter checks for an official catalogue file (the import), on top of those of the generator: every
- * field and category must be known (so a typo does not open a new one), every item needs a window (or
- * `不限`), and a national code may name only one item (else the code upgrade could not choose).
+ * field and category must be known (so a typo does not open a new one), a window is a whole number of days
+ * (empty or `不限`: not time-limited), and a national code may name only one item (else the code upgrade could
+ * not choose).
  */
 export interface StrictChecks {
   /** Known fields per kind (Article 2 of the Measures, those of the current edition, and any admitted). */
@@ -191,8 +196,7 @@ export function checkCatalogueRecords(records: SourceRecord[], options: CheckOpt
     if (loinc && !LOINC_RE.test(loinc)) err('loinc_hint', `'${loinc}' does not look like a LOINC code`);
     const windowText = get('window_days');
     const noWindow = windowText === NO_WINDOW;
-    if (windowText && !noWindow && !/^\d{1,5}$/.test(windowText)) err('window_days', `window '${windowText}' is not a whole number of days`);
-    else if (strict && !windowText) err('window_days', `missing window: give the validity window in days (or ${NO_WINDOW} for an item that is not time-limited)`);
+    if (windowText && !noWindow && !/^\d{1,5}$/.test(windowText)) err('window_days', `window '${windowText}' is not a whole number of days (leave it empty or write ${NO_WINDOW} for an item that is not time-limited)`);
     const windowSource = get('window_source');
     if (windowSource && windowSource !== 'S' && windowSource !== 'I') err('window_source', `window source must be S or I, not '${windowSource}'`);
     const explicitCode = get('platform_code');

@@ -3,7 +3,8 @@
  *
  * 1. read the file (catalogue-file.ts) and check every row (catalogue-source.ts, strict: known kind, field
  *    and category, 15-digit national and 9/11-digit legacy codes, no duplicate item, platform or national
- *    code, a window on every item). Any error refuses the whole file: nothing is written.
+ *    code, windows in whole days; an item without a window never expires). Any error refuses the whole file:
+ *    nothing is written.
  * 2. plan the edition: the file's items, plus the items of the current edition that the file no longer lists,
  *    carried over as `retired` with `effectiveTo` (old records keep resolving; the value sets leave them out).
  *    Items kept from the current edition keep their `effectiveFrom`.

@@ -15,12 +15,15 @@ import { statusOf } from '../fhir/errors.ts';
 import { assertValid } from '../fhir/validate.ts';
 import { Terminology, type TerminologyResource } from './service.ts';
 import { CANONICAL_BASE } from './canonical.ts';
+import { coreTerminology } from './core.ts';
 
 export const TERMINOLOGY_DIR = fileURLToPath(new URL('../../terminology/', import.meta.url));
 const TYPES = new Set(['CodeSystem', 'ValueSet', 'ConceptMap']);
 
 /** The platform's terminology registry, used by the FHIR terminology operations. */
 export const terminology = new Terminology();
+// what the platform does not publish itself: the terminology of FHIR R4 (the validator's)
+terminology.setFallback(coreTerminology);
 
 /** Reads every CodeSystem, ValueSet and ConceptMap JSON file of a directory (sorted by file name). */
 export function readTerminologyDir(dir: string = TERMINOLOGY_DIR): TerminologyResource[] {

@@ -159,8 +159,29 @@ class Registry implements Resolver {
   }
 }
 
-/** The platform's terminology: what `terminology/` (or the store) publishes. */
+/** Where the registry looks for a code system or value set it does not hold (the FHIR core terminology). */
+export interface TerminologyFallback {
+  codeSystem(url: string, version?: string): CodeSystemIndex | undefined;
+  valueSet(url: string, version?: string): ValueSet | undefined;
+}
+
+/** The platform's terminology: what `terminology/` (or the store) publishes, then its fallback. */
 export class Terminology extends Registry {
+  private fallback?: TerminologyFallback;
+
+  /** Consulted for what the platform does not publish itself (server/terminology/core.ts). */
+  setFallback(fallback: TerminologyFallback | undefined): void {
+    this.fallback = fallback;
+  }
+
+  override codeSystem(url: string, version?: string): CodeSystemIndex | undefined {
+    return super.codeSystem(url, version) ?? this.fallback?.codeSystem(url, version);
+  }
+
+  override valueSet(url: string, version?: string): ValueSet | undefined {
+    return super.valueSet(url, version) ?? this.fallback?.valueSet(url, version);
+  }
+
   /** Replaces the whole content. */
   load(resources: TerminologyResource[]): void {
     this.codeSystems.clear();

@@ -68,7 +68,7 @@ export function errorCatalogue(): { csv: string; errors: { line: number; column?
     ['化验', '化学', '肝功能', '错误文件项目五', '', '', '', '', '30', 'I', '', ''].join(','), // 7: unknown kind
     ['检验', '炼金术', '肝功能', '错误文件项目六', '', '', '', '', '30', 'I', '', ''].join(','), // 8: unknown field
     ['检验', '化学', '肝功能检查', '错误文件项目七', '', '', '', '', '30', 'I', '', ''].join(','), // 9: unknown category
-    ['检验', '化学', '肝功能', '错误文件项目八', '', '', '', '', '', 'I', '', ''].join(','), // 10: missing window
+    ['检验', '化学', '肝功能', '错误文件项目八', '', '', '', '', '30', 'X', '', ''].join(','), // 10: window source neither S nor I
     ok('错误文件项目九', '009900000000001'), // 11: duplicate national code
     ['检验', '化学', '肝功能', '错误文件项目十', '', '', '', '', '三十', 'I', '', ''].join(','), // 12: window not a number
   ];
@@ -82,7 +82,7 @@ export function errorCatalogue(): { csv: string; errors: { line: number; column?
       { line: 7, column: 'kind', pattern: /kind must be/ },
       { line: 8, column: 'field', pattern: /unknown field/ },
       { line: 9, column: 'category_zh', pattern: /unknown category/ },
-      { line: 10, column: 'window_days', pattern: /missing window/ },
+      { line: 10, column: 'window_source', pattern: /window source must be S or I/ },
       { line: 11, column: 'nhsa_code', pattern: /duplicate national code/ },
       { line: 12, column: 'window_days', pattern: /not a whole number/ },
     ],

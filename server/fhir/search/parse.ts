@@ -41,6 +41,11 @@ export interface SearchRequest {
   snapshot?: string;
   /** Parameters that were not understood (ignored unless strict handling). */
   unknown: string[];
+  /**
+   * Chains without a type modifier whose parameter exists on several target types (`subject.identifier`:
+   * Patient, Group, Device, Location): searched over all of them, refused with strict handling.
+   */
+  ambiguousChains: { key: string; types: string[] }[];
   /** The query as received, for paging links. */
   original: [string, string][];
 }
@@ -61,6 +66,7 @@ export function parseSearch(resourceType: string, pairs: Iterable<[string, strin
     total: undefined,
     includes: [],
     unknown: [],
+    ambiguousChains: [],
     original: [],
   };
   for (const [key, value] of pairs) {
@@ -71,6 +77,9 @@ export function parseSearch(resourceType: string, pairs: Iterable<[string, strin
     }
     const clause = parseClause(resourceType, key, value, req.unknown);
     if (clause) req.clauses.push(clause);
+    if (clause?.kind === 'chain' && !key.split('.')[0].includes(':') && clause.targetTypes.length > 1) {
+      req.ambiguousChains.push({ key, types: clause.targetTypes });
+    }
   }
   return req;
 }
@@ -179,7 +188,12 @@ function parseChain(resourceType: string, head: string, rest: string, value: str
   targets = targets.filter((t) => innerCode === '_id' || innerCode === '_lastUpdated' || searchParams(t).has(innerCode));
   if (targets.length === 0) throw invalid(`No target of '${code}' has a search parameter '${innerCode}'`, `${head}.${rest}`);
   const innerUnknown: string[] = [];
-  const inner = parseClause(targets[0], rest, value, innerUnknown);
+  let inner: Clause | undefined;
+  try {
+    inner = parseClause(targets[0], rest, value, innerUnknown);
+  } catch (err) {
+    throw inChain(err, head);
+  }
   if (!inner) {
     unknown.push(`${head}.${rest}`);
     return undefined;
@@ -292,6 +306,13 @@ export function unescape(value: string): string {
 function nonNegativeInt(key: string, value: string): number {
   if (!/^\d+$/.test(value)) throw invalid(`${key} must be a non-negative integer`, key);
   return Number(value);
+}
+
+/** An error about the inner parameter of a chain, named as the caller wrote it (`subject.birthdate`). */
+function inChain(err: unknown, head: string): unknown {
+  if (!(err instanceof OperationOutcomeError)) return err;
+  const issue = (err.outcome.issue ?? []).map((i) => ({ ...i, expression: (i.expression ?? []).map((e) => `${head}.${e}`) }));
+  return new OperationOutcomeError({ ...err.outcome, issue });
 }
 
 function invalid(message: string, key: string): OperationOutcomeError {
