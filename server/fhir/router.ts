@@ -7,11 +7,12 @@ import type { Bundle, OperationOutcome, Resource } from '@medplum/fhirtypes';
 import type { Repository } from './repository.ts';
 import { badRequest, fail, informational, notFound } from './errors.ts';
 import { isSupportedResourceType } from './definitions.ts';
-import { parseSearch, DEFAULT_COUNT, MAX_COUNT } from './search/parse.ts';
+import { parseSearch, pageParam, DEFAULT_COUNT } from './search/parse.ts';
 import { capabilityStatement } from './capability.ts';
 import { findOperation } from './operations/registry.ts';
 import type { Principal } from '../http/auth.ts';
 import { allows, needed } from '../auth/scopes.ts';
+import { limits } from './limits.ts';
 import { ASYNC_PATH, type AsyncJobs, type ProgressReporter } from './async/jobs.ts';
 
 export interface FhirRequest {
@@ -186,8 +187,10 @@ async function search(ctx: FhirContext, type: string, pairs: [string, string][],
 
 async function history(ctx: FhirContext, req: FhirRequest, type: string | undefined, id: string | undefined): Promise<FhirResponse> {
   const q = new Map(req.query);
-  const count = Math.min(intParam(q.get('_count'), DEFAULT_COUNT, '_count'), MAX_COUNT);
-  const offset = intParam(q.get('_offset'), 0, '_offset');
+  const countText = q.get('_count');
+  const offsetText = q.get('_offset');
+  const count = countText === undefined ? DEFAULT_COUNT : pageParam('_count', countText);
+  const offset = offsetText === undefined ? 0 : pageParam('_offset', offsetText);
   const sinceText = q.get('_since');
   if (sinceText !== undefined && Number.isNaN(Date.parse(sinceText))) throw badRequest(`'${sinceText}' is not a valid instant`, '_since');
   const since = sinceText ? new Date(sinceText).toISOString() : undefined;
@@ -206,7 +209,8 @@ async function history(ctx: FhirContext, req: FhirRequest, type: string | undefi
     type: 'history',
     link: [
       { relation: 'self', url: link(offset) },
-      ...(hasNext ? [{ relation: 'next', url: link(offset + count) }] : []),
+      // (no offset link beyond the largest _offset: a history that deep is read in narrower _since windows)
+      ...(hasNext && offset + count <= limits().maxOffset ? [{ relation: 'next', url: link(offset + count) }] : []),
       ...(offset > 0 ? [{ relation: 'previous', url: link(Math.max(0, offset - count)) }] : []),
     ],
     entry: rows.slice(0, count).map((r) => ({
@@ -273,12 +277,6 @@ function formPairs(body: unknown): [string, string][] {
   if (body instanceof URLSearchParams) return [...body];
   if (body === undefined || body === null || body === '') return [];
   throw fail(415, 'not-supported', 'POST _search takes application/x-www-form-urlencoded');
-}
-
-function intParam(value: string | undefined, fallback: number, name: string): number {
-  if (value === undefined) return fallback;
-  if (!/^\d+$/.test(value)) throw badRequest(`${name} must be a non-negative integer`, name);
-  return Number(value);
 }
 
 /** `W/"3"` → `3`. */
