@@ -55,7 +55,7 @@ export async function start(config: Config, options: StartOptions = {}): Promise
   setLimits(config.limits);
   loadDefinitions();
   loadValidation();
-  const db = await openDatabase({ url: config.databaseUrl, dataDir: config.inMemory ? undefined : `${config.dataDir}/pglite` });
+  const db = await openDatabase({ url: config.databaseUrl, dataDir: config.inMemory ? undefined : `${config.dataDir}/pglite`, statementTimeoutMs: config.statementTimeoutMs });
   const applied = await migrate(db);
   if (applied.length > 0) logger.info({ applied, engine: db.engine }, 'migrations applied');
   await loadTerminology(db);

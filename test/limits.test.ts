@@ -6,6 +6,7 @@ import test from 'ava';
 import { randomUUID } from 'node:crypto';
 import { startTestServer, storeKind, type TestServer } from './helpers/server.ts';
 import { DEFAULT_LIMITS } from '../server/fhir/limits.ts';
+import { statusOf } from '../server/fhir/errors.ts';
 
 let s: TestServer;
 test.before(async () => {
@@ -243,4 +244,22 @@ test.serial('malformed references (no id, bad ids, no type) are 400s naming the 
     t.is((await s.fhir('Observation', { method: 'POST', json: body })).status, 201, ref);
   }
   t.is(await resourceCount('Observation'), before + 4);
+});
+
+test.serial('a statement running past the statement timeout is cancelled and answered 503, and the server answers on', async (t) => {
+  const timed = await startTestServer({ statementTimeoutMs: 300 });
+  try {
+    if (storeKind() === 'postgres') {
+      const err = await t.throwsAsync(timed.huren.db.query('SELECT pg_sleep(3)'));
+      t.is((err as Error & { code?: string }).code, '57014');
+      t.is(statusOf(err), 503);
+    } else {
+      // PGlite cannot interrupt a statement (docs/running.md): the bounds on each request's work are its defence
+      t.is(statusOf(Object.assign(new Error('canceling statement due to statement timeout'), { code: '57014' })), 503);
+    }
+    t.is((await timed.fhir('Patient?_count=1')).status, 200);
+    t.true(await healthy(timed));
+  } finally {
+    await timed.close();
+  }
 });

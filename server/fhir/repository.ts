@@ -261,8 +261,8 @@ export class Repository {
     const whereSql = where.length ? `WHERE ${where.join(' AND ')}` : '';
     const rows = await this.sql.query<HistoryRow>(
       `SELECT type, id, version, deleted, method, content FROM resource_history ${whereSql}
-       ORDER BY last_updated DESC, id, version DESC LIMIT ${options.count + 1} OFFSET ${options.offset}`,
-      params
+       ORDER BY last_updated DESC, id, version DESC LIMIT $${params.length + 1} OFFSET $${params.length + 2}`,
+      [...params, options.count + 1, options.offset]
     );
     if (id && type && rows.length === 0 && options.offset === 0 && !options.since) {
       throw notFound(`${type}/${id} not found`);

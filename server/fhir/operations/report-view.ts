@@ -3,6 +3,7 @@
  * institutions, newest first, with recognition status, HR mark and days left; `DiagnosticReport/[id]/$view`
  * — one report with its Observations and its abnormal items picked out. Each view writes an access record.
  */
+import { limits } from '../limits.ts';
 import type { Observation, OperationDefinition, Parameters, ParametersParameter } from '@medplum/fhirtypes';
 import type { FhirResponse } from '../router.ts';
 import { patientReports, viewReport, type ReportItemView, type ReportView } from '../../recognition/service.ts';
@@ -29,7 +30,7 @@ export const reportsOperation: Operation = {
     const categories = input.tokens('category');
     const requester = input.reference('requester');
     const count = input.integer('_count', { min: 0, max: REPORTS_MAX_COUNT }) ?? REPORTS_DEFAULT_COUNT;
-    const offset = input.integer('_offset', { min: 0 }) ?? 0;
+    const offset = input.integer('_offset', { min: 0, max: limits().maxOffset }) ?? 0;
     const result = await input.guard(() =>
       patientReports({ repo: ctx.repo, principal: ctx.principal }, { patientId: target.id as string, requester, kinds, categories, count, offset })
     );
