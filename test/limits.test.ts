@@ -80,6 +80,21 @@ test.serial('deep pages beyond the largest _offset go on through the next link (
     }
     t.is(seen.length, 11);
     t.is(new Set(seen).size, 11);
+    // the history pages the same way: every version once, newest first
+    await small.fhir(`Patient/${seen[0]}`, { method: 'PUT', json: { resourceType: 'Patient', id: seen[0], active: true } });
+    const versions: string[] = [];
+    let hist: string | undefined = `${small.base}/Patient/_history?_count=3`;
+    for (let n = 0; hist && n < 10; n++) {
+      const res: Response = await fetch(hist, { headers: { authorization: `Bearer ${small.token}` } });
+      t.is(res.status, 200, hist);
+      const page = await res.json();
+      for (const e of page.entry ?? []) versions.push(`${e.fullUrl}|${e.response.etag}`);
+      hist = page.link.find((l: { relation: string }) => l.relation === 'next')?.url;
+      if (n >= 2) t.true(!hist || hist.includes('_cursor='), 'beyond _offset 4 the history next link carries a cursor');
+    }
+    t.is(versions.length, 12);
+    t.is(new Set(versions).size, 12);
+    t.is((await small.fhir(`Patient/_history?_cursor=${Buffer.from(JSON.stringify(['2020-01-01 00:00:00+00', 'x'])).toString('base64url')}`)).status, 400);
     t.is((await small.fhir('Patient?_cursor=bm9wZQ')).status, 400);
     t.is((await small.fhir(`Patient?_cursor=${Buffer.from(JSON.stringify(['2020-01-01 00:00:00+00', 'x'])).toString('base64url')}&_sort=_id`)).status, 400);
   } finally {

@@ -29,6 +29,8 @@ export interface HistoryOptions {
   since?: string;
   count: number;
   offset: number;
+  /** A deep page: the versions after this one in the history's order (the `next` link's `_cursor`). */
+  after?: { updated: string; id: string; version: number };
 }
 
 /** What one transaction wrote, shown to the database's write observer before it commits. */
@@ -258,13 +260,17 @@ export class Repository {
     if (type) where.push(`type = $${params.push(type)}`);
     if (id) where.push(`id = $${params.push(id)}`);
     if (options.since) where.push(`last_updated >= $${params.push(options.since)}::timestamptz`);
+    if (options.after) {
+      const [u, i, v] = [params.push(options.after.updated), params.push(options.after.id), params.push(options.after.version)];
+      where.push(`(last_updated < $${u}::timestamptz OR (last_updated = $${u}::timestamptz AND (id > $${i} OR (id = $${i} AND version < $${v}))))`);
+    }
     const whereSql = where.length ? `WHERE ${where.join(' AND ')}` : '';
     const rows = await this.sql.query<HistoryRow>(
-      `SELECT type, id, version, deleted, method, content FROM resource_history ${whereSql}
+      `SELECT type, id, version, deleted, method, content, last_updated::text AS updated FROM resource_history ${whereSql}
        ORDER BY last_updated DESC, id, version DESC LIMIT $${params.length + 1} OFFSET $${params.length + 2}`,
       [...params, options.count + 1, options.offset]
     );
-    if (id && type && rows.length === 0 && options.offset === 0 && !options.since) {
+    if (id && type && rows.length === 0 && options.offset === 0 && !options.since && !options.after) {
       throw notFound(`${type}/${id} not found`);
     }
     return rows;
@@ -309,6 +315,8 @@ export interface HistoryRow {
   deleted: boolean;
   method: string;
   content: Resource;
+  /** last_updated as the store writes it (for a cursor). */
+  updated: string;
 }
 
 const PATCH_OPS = new Set(['add', 'remove', 'replace', 'move', 'copy', 'test']);

@@ -7,7 +7,7 @@ import type { Bundle, OperationOutcome, Resource } from '@medplum/fhirtypes';
 import type { Repository } from './repository.ts';
 import { badRequest, fail, informational, notFound } from './errors.ts';
 import { isSupportedResourceType } from './definitions.ts';
-import { parseSearch, pageParam, DEFAULT_COUNT } from './search/parse.ts';
+import { decodeCursor, encodeCursor, parseSearch, pageParam, DEFAULT_COUNT } from './search/parse.ts';
 import { capabilityStatement } from './capability.ts';
 import { findOperation } from './operations/registry.ts';
 import type { Principal } from '../http/auth.ts';
@@ -194,23 +194,30 @@ async function history(ctx: FhirContext, req: FhirRequest, type: string | undefi
   const sinceText = q.get('_since');
   if (sinceText !== undefined && Number.isNaN(Date.parse(sinceText))) throw badRequest(`'${sinceText}' is not a valid instant`, '_since');
   const since = sinceText ? new Date(sinceText).toISOString() : undefined;
-  const rows = await ctx.repo.history(type, id, { count, offset, since });
+  const cursorText = q.get('_cursor');
+  const cursor = cursorText === undefined ? undefined : decodeCursor(cursorText, true);
+  if (cursor && offset > 0) throw badRequest('_cursor and _offset cannot be combined', '_cursor');
+  const after = cursor && { updated: cursor[0], id: cursor[1], version: cursor[2] };
+  const rows = await ctx.repo.history(type, id, { count, offset, since, after });
   const hasNext = rows.length > count;
   const base = `${ctx.baseUrl}/${[type, id, '_history'].filter(Boolean).join('/')}`;
-  const link = (off: number) => {
+  const link = (off: number, cursorParam?: string) => {
     const p = new URLSearchParams();
     if (sinceText) p.set('_since', sinceText);
     p.set('_count', String(count));
     if (off) p.set('_offset', String(off));
+    if (cursorParam) p.set('_cursor', cursorParam);
     return `${base}?${p}`;
   };
+  // beyond the largest _offset (or once on a cursor) the next page starts after this page's last version
+  const last = rows[count - 1];
+  const next = !hasNext ? undefined : !cursor && offset + count <= limits().maxOffset ? link(offset + count) : link(0, encodeCursor(last.updated, last.id, last.version));
   const bundle: Bundle = {
     resourceType: 'Bundle',
     type: 'history',
     link: [
-      { relation: 'self', url: link(offset) },
-      // (no offset link beyond the largest _offset: a history that deep is read in narrower _since windows)
-      ...(hasNext && offset + count <= limits().maxOffset ? [{ relation: 'next', url: link(offset + count) }] : []),
+      { relation: 'self', url: link(offset, cursorText) },
+      ...(next ? [{ relation: 'next', url: next }] : []),
       ...(offset > 0 ? [{ relation: 'previous', url: link(Math.max(0, offset - count)) }] : []),
     ],
     entry: rows.slice(0, count).map((r) => ({

@@ -89,26 +89,30 @@ export function pageParam(key: '_count' | '_offset', value: string): number {
   return n;
 }
 
-/** The `_cursor` of a deep page: base64url of JSON [created, id]. */
-export function encodeCursor(created: string, id: string): string {
-  return Buffer.from(JSON.stringify([created, id])).toString('base64url');
+/** The `_cursor` of a deep page: base64url of JSON [timestamp, id, …] (the last row of the page before). */
+export function encodeCursor(...parts: (string | number)[]): string {
+  return Buffer.from(JSON.stringify(parts)).toString('base64url');
 }
 
-function decodeCursor(value: string): { created: string; id: string } {
+const CURSOR_TIME_RE = /^\d{4}-\d{2}-\d{2}[ T][0-9:.]+([+-]\d{2}(:?\d{2})?|Z)$/;
+const CURSOR_ID_RE = /^[A-Za-z0-9\-.]{1,64}$/;
+
+/** A `_cursor` back to [timestamp, id] (search) or [timestamp, id, version] (history); 400 when it is anything else. */
+export function decodeCursor(value: string, withVersion: boolean): [string, string, number] {
   let parsed: unknown;
   try {
     parsed = JSON.parse(Buffer.from(value, 'base64url').toString('utf8'));
   } catch {
-    throw invalid('Malformed _cursor (use the next link as given)', '_cursor');
+    parsed = undefined;
   }
-  if (
-    !Array.isArray(parsed) || parsed.length !== 2 || typeof parsed[0] !== 'string' || typeof parsed[1] !== 'string' ||
-    !/^\d{4}-\d{2}-\d{2}[ T][0-9:.]+([+-]\d{2}(:?\d{2})?|Z)$/.test(parsed[0]) ||
-    !/^[A-Za-z0-9\-.]{1,64}$/.test(parsed[1])
-  ) {
-    throw invalid('Malformed _cursor (use the next link as given)', '_cursor');
-  }
-  return { created: parsed[0], id: parsed[1] };
+  const ok =
+    Array.isArray(parsed) && parsed.length === (withVersion ? 3 : 2) &&
+    typeof parsed[0] === 'string' && CURSOR_TIME_RE.test(parsed[0]) &&
+    typeof parsed[1] === 'string' && CURSOR_ID_RE.test(parsed[1]) &&
+    (!withVersion || (Number.isInteger(parsed[2]) && parsed[2] > 0 && parsed[2] < 2 ** 31));
+  if (!ok) throw invalid('Malformed _cursor (use the next link as given)', '_cursor');
+  const [time, id, version] = parsed as [string, string, number?];
+  return [time, id, version ?? 0];
 }
 
 function parseResultParam(req: SearchRequest, key: string, value: string): void {
@@ -120,9 +124,11 @@ function parseResultParam(req: SearchRequest, key: string, value: string): void 
     case '_offset':
       req.offset = pageParam('_offset', value);
       return;
-    case '_cursor':
-      req.cursor = decodeCursor(value);
+    case '_cursor': {
+      const [created, id] = decodeCursor(value, false);
+      req.cursor = { created, id };
       return;
+    }
     case '_total':
       if (!['none', 'estimate', 'accurate'].includes(value)) throw invalid(`_total must be none, estimate or accurate`, key);
       req.total = value as SearchRequest['total'];
