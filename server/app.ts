@@ -14,11 +14,12 @@ import { analyzeGrownTables, openDatabase, type Database } from './db/database.t
 import { migrate } from './db/migrate.ts';
 import { loadDefinitions } from './fhir/definitions.ts';
 import { loadValidation } from './fhir/validate.ts';
-import { fail, outcome, statusOf } from './fhir/errors.ts';
+import { asFhirError, fail, outcome, statusOf } from './fhir/errors.ts';
 import { installEngine, uninstallEngine } from './fhir/engine.ts';
 import { Repository } from './fhir/repository.ts';
 import { route, type FhirContext, type FhirRequest, type Prefer } from './fhir/router.ts';
 import { processBundle } from './fhir/bundle.ts';
+import { limits, setLimits, tooCostly } from './fhir/limits.ts';
 import { AsyncJobs } from './fhir/async/jobs.ts';
 import { BackendAuth } from './auth/backend.ts';
 import { scopeAccessPolicy } from './auth/policy.ts';
@@ -69,9 +70,10 @@ export interface StartOptions {
 
 export async function start(config: Config, options: StartOptions = {}): Promise<Huren> {
   const logger = createLogger(config.logLevel, options.logStream);
+  setLimits(config.limits);
   loadDefinitions();
   loadValidation();
-  const db = await openDatabase({ url: config.databaseUrl, dataDir: config.inMemory ? undefined : `${config.dataDir}/pglite` });
+  const db = await openDatabase({ url: config.databaseUrl, dataDir: config.inMemory ? undefined : `${config.dataDir}/pglite`, statementTimeoutMs: config.statementTimeoutMs });
   const applied = await migrate(db);
   if (applied.length > 0) logger.info({ applied, engine: db.engine }, 'migrations applied');
   const context: ModuleContext = { config, db, logger, limits: { maxBytes: config.maxBodyBytes, maxDepth: config.maxJsonDepth } };
@@ -216,7 +218,11 @@ export function createApp(config: Config, db: Database, logger: Logger, bootstra
     for (const [k, v] of Object.entries(res.headers ?? {})) ctx.set(k, v);
     if (res.body) {
       ctx.type = 'application/fhir+json; charset=utf-8';
-      ctx.body = ctx.query._pretty === 'true' ? JSON.stringify(res.body, null, 2) : (res.bytes ?? JSON.stringify(res.body));
+      const text = ctx.query._pretty === 'true' ? JSON.stringify(res.body, null, 2) : (res.bytes ?? JSON.stringify(res.body));
+      if ((typeof text === 'string' ? Buffer.byteLength(text) : text.length) > limits().maxAnswerBytes) {
+        throw tooCostly(422, `The answer would exceed ${limits().maxAnswerBytes} bytes; ask for fewer resources`);
+      }
+      ctx.body = text;
     }
   });
 
@@ -231,7 +237,8 @@ function errors(logger: Logger): Koa.Middleware {
   return async (ctx, next) => {
     try {
       await next();
-    } catch (err) {
+    } catch (thrown) {
+      const err = asFhirError(thrown);
       let status = statusOf(err);
       let body;
       if (err instanceof OperationOutcomeError) {

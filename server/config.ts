@@ -5,6 +5,7 @@ import { loadCdsClients, type CdsClient } from './cds/trust.ts';
 import { loadLedgerConfig, type LedgerConfig } from './ledger/config.ts';
 import { loadProvenanceConfig, type ProvenanceConfig } from './provenance/config.ts';
 import { parseCorsOrigins } from './http/cors.ts';
+import { DEFAULT_LIMITS, type Limits } from './fhir/limits.ts';
 
 export interface Config {
   port: number;
@@ -21,6 +22,10 @@ export interface Config {
   maxBodyBytes: number;
   /** Deepest accepted JSON nesting (default 64). */
   maxJsonDepth: number;
+  /** Bounds on the work of one request (server/fhir/limits.ts; HUREN_MAX_COUNT, HUREN_MAX_OFFSET, …). */
+  limits: Limits;
+  /** Longest a single SQL statement may run before it is cancelled and the request answered 503 (0: no limit). */
+  statementTimeoutMs: number;
   /** Public base URL of the server, if it sits behind a proxy; otherwise derived from the request. */
   publicUrl?: string;
   logLevel: string;
@@ -52,6 +57,16 @@ export function loadConfig(env: NodeJS.ProcessEnv = process.env, overrides: Part
     bootstrapToken: env.HUREN_BOOTSTRAP_TOKEN || undefined,
     maxBodyBytes: intEnv(env.HUREN_MAX_BODY_BYTES, 16 * 1024 * 1024),
     maxJsonDepth: intEnv(env.HUREN_MAX_JSON_DEPTH, 64),
+    limits: overrides.limits ?? {
+      maxCount: intEnv(env.HUREN_MAX_COUNT, DEFAULT_LIMITS.maxCount),
+      maxOffset: intEnv(env.HUREN_MAX_OFFSET, DEFAULT_LIMITS.maxOffset),
+      maxBundleEntries: intEnv(env.HUREN_MAX_BUNDLE_ENTRIES, DEFAULT_LIMITS.maxBundleEntries),
+      maxAnswerEntries: intEnv(env.HUREN_MAX_ANSWER_ENTRIES, DEFAULT_LIMITS.maxAnswerEntries),
+      maxAnswerBytes: intEnv(env.HUREN_MAX_ANSWER_BYTES, DEFAULT_LIMITS.maxAnswerBytes),
+      maxArrayLength: intEnv(env.HUREN_MAX_ARRAY_LENGTH, DEFAULT_LIMITS.maxArrayLength),
+      maxIndexRows: intEnv(env.HUREN_MAX_INDEX_ROWS, DEFAULT_LIMITS.maxIndexRows),
+    },
+    statementTimeoutMs: intEnv(env.HUREN_STATEMENT_TIMEOUT_MS, 30_000),
     publicUrl: env.HUREN_PUBLIC_URL?.replace(/\/$/, '') || undefined,
     logLevel: env.LOG_LEVEL ?? 'info',
     asyncRetentionSeconds: intEnv(env.HUREN_ASYNC_RETENTION_SECONDS, 24 * 3600),

@@ -26,10 +26,16 @@ export interface DatabaseOptions {
   /** PGlite data directory; `undefined` means in memory. */
   dataDir?: string;
   poolSize?: number;
+  /**
+   * PostgreSQL server: a statement running longer is cancelled (SQLSTATE 57014, answered 503 by the FHIR
+   * layer); 0 or absent: no limit. Embedded PGlite runs statements in the server's own thread and cannot
+   * interrupt them: there the bounds on each request's work (server/fhir/limits.ts) are the defence.
+   */
+  statementTimeoutMs?: number;
 }
 
 export async function openDatabase(options: DatabaseOptions): Promise<Database> {
-  return options.url ? openPostgres(options.url, options.poolSize ?? 10) : openPglite(options.dataDir);
+  return options.url ? openPostgres(options.url, options.poolSize ?? 10, options.statementTimeoutMs ?? 0) : openPglite(options.dataDir);
 }
 
 /**
@@ -89,11 +95,11 @@ async function openPglite(dataDir: string | undefined): Promise<Database> {
 const RETRYABLE = new Set(['40001', '40P01', '23505']);
 const MAX_ATTEMPTS = 4;
 
-async function openPostgres(url: string, poolSize: number): Promise<Database> {
+async function openPostgres(url: string, poolSize: number, statementTimeoutMs: number): Promise<Database> {
   // Dates and timestamps come back as ISO strings, as from PGlite after normalisation below.
   pg.types.setTypeParser(1184, (v) => v); // timestamptz
   pg.types.setTypeParser(20, (v) => Number(v)); // int8
-  const pool = new pg.Pool({ connectionString: url, max: poolSize });
+  const pool = new pg.Pool({ connectionString: url, max: poolSize, ...(statementTimeoutMs > 0 ? { statement_timeout: statementTimeoutMs } : {}) });
   pool.on('error', () => undefined); // idle client errors surface on the next query
   const run = async (client: pg.Pool | pg.PoolClient, text: string, params?: unknown[]) => {
     const name = preparedName(text);

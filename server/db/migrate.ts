@@ -38,6 +38,8 @@ export function splitStatements(script: string): string[] {
 /** Applies pending migrations; returns the names applied. */
 export async function migrate(db: Database, migrations = loadMigrations()): Promise<string[]> {
   return db.transaction(async (sql) => {
+    // a migration may rebuild a large table: the statement timeout of requests does not apply to it
+    await sql.query('SET LOCAL statement_timeout = 0');
     await sql.query('SELECT pg_advisory_xact_lock($1)', [LOCK_KEY]);
     await sql.query(
       'CREATE TABLE IF NOT EXISTS schema_migrations (version integer PRIMARY KEY, name text NOT NULL, applied_at timestamptz NOT NULL DEFAULT now())'

@@ -8,12 +8,13 @@
 import { randomUUID } from 'node:crypto';
 import { OperationOutcomeError } from '@medplum/core';
 import type { Bundle, BundleEntry, OperationOutcome, Resource } from '@medplum/fhirtypes';
-import { badRequest, FhirError, statusOf } from './errors.ts';
+import { asFhirError, badRequest, FhirError, statusOf } from './errors.ts';
 import { resolveConditionalInTransaction } from './conditional-reference.ts';
 import { isSupportedResourceType } from './definitions.ts';
 import { authorize, route, type FhirContext, type FhirRequest, type FhirResponse, type Prefer } from './router.ts';
 import { assertValid } from './validate.ts';
 import { engineOf } from './engine.ts';
+import { AnswerBudget, limits, tooCostly } from './limits.ts';
 
 const ORDER: Record<string, number> = { DELETE: 0, POST: 1, PUT: 2, PATCH: 2, GET: 3, HEAD: 3 };
 
@@ -25,7 +26,11 @@ export async function processBundle(ctx: FhirContext, body: unknown, prefer: Pre
   }
   const entries = bundle.entry ?? [];
   if (!Array.isArray(entries)) throw badRequest('Bundle.entry must be an array', 'Bundle.entry');
+  if (entries.length > limits().maxBundleEntries) {
+    throw tooCostly(413, `A ${bundle.type} of ${entries.length} entries exceeds the limit of ${limits().maxBundleEntries}; split it`, 'Bundle.entry');
+  }
   entries.forEach((e, i) => checkEntry(e, i));
+  checkFullUrls(entries);
   return bundle.type === 'batch' ? batch(ctx, entries, prefer) : transaction(ctx, entries, prefer, { raw, bundle: body });
 }
 
@@ -39,15 +44,31 @@ function checkEntry(entry: BundleEntry, i: number): void {
   }
 }
 
+/** Two entries with the same fullUrl would make references to it ambiguous: refused, naming the second. */
+function checkFullUrls(entries: BundleEntry[]): void {
+  const seen = new Map<string, number>();
+  entries.forEach((entry, i) => {
+    const url = entry?.fullUrl;
+    if (url === undefined) return;
+    if (typeof url !== 'string') throw badRequest(`Bundle.entry[${i}].fullUrl must be a string`, `Bundle.entry[${i}].fullUrl`);
+    const first = seen.get(url);
+    if (first !== undefined) throw badRequest(`Bundle.entry[${i}].fullUrl repeats the fullUrl of Bundle.entry[${first}]`, `Bundle.entry[${i}].fullUrl`);
+    seen.set(url, i);
+  });
+}
+
 async function batch(ctx: FhirContext, entries: BundleEntry[], prefer: Prefer): Promise<Bundle> {
   const out: BundleEntry[] = [];
+  const budget = new AnswerBudget(limits());
   for (const [i, entry] of entries.entries()) {
     try {
       const res = await route(ctx, toRequest(entry, prefer));
+      // the whole batch-response is one answer: its resources and bytes count together
+      budget.add(answerEntries(res), answerBytes(res), `Bundle.entry[${i}]`);
       out.push(responseEntry(ctx, res));
     } catch (err) {
       const status = statusOf(err);
-      if (status >= 500) throw err;
+      if (status >= 500 || isBudgetError(err)) throw err;
       out.push({ response: { status: String(status), outcome: annotate(err, i).outcome } });
     }
   }
@@ -160,6 +181,20 @@ async function transaction(ctx: FhirContext, submitted: BundleEntry[], prefer: P
   };
 }
 
+function answerEntries(res: FhirResponse): number {
+  const body = res.body as Bundle | undefined;
+  return body?.resourceType === 'Bundle' ? (body.entry?.length ?? 0) : body ? 1 : 0;
+}
+
+function answerBytes(res: FhirResponse): number {
+  if (res.bytes) return res.bytes.length;
+  return res.body ? Buffer.byteLength(JSON.stringify(res.body)) : 0;
+}
+
+function isBudgetError(err: unknown): boolean {
+  return err instanceof FhirError && err.status === 422 && err.outcome.issue?.[0]?.code === 'too-costly' && !!err.outcome.issue[0].expression?.[0]?.startsWith('Bundle.entry[');
+}
+
 /** Runs `fn` for entry `i`, re-throwing any error with the entry named. */
 async function at<T>(i: number, fn: () => Promise<T>): Promise<T> {
   try {
@@ -169,7 +204,8 @@ async function at<T>(i: number, fn: () => Promise<T>): Promise<T> {
   }
 }
 
-function annotate(err: unknown, i: number): FhirError {
+function annotate(thrown: unknown, i: number): FhirError {
+  const err = asFhirError(thrown);
   if (!(err instanceof OperationOutcomeError)) throw err;
   const where = `Bundle.entry[${i}]`;
   const issues = (err.outcome.issue ?? []).map((issue) => ({
@@ -202,6 +238,7 @@ async function rewrite(value: unknown, refMap: Map<string, string>, resolve: (re
       if (k === 'reference' && typeof v === 'string') {
         if (refMap.has(v)) out[k] = refMap.get(v);
         else if (/^[A-Z][A-Za-z]+\?/.test(v)) out[k] = await resolve(v, p);
+        else if (/^urn:(uuid|oid):/.test(v)) throw badRequest(`Reference '${v.slice(0, 80)}' names no entry of the transaction (no entry has this fullUrl)`, `resource.${p}`);
         else out[k] = v;
       } else {
         out[k] = await rewrite(v, refMap, resolve, p);

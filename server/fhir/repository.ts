@@ -14,6 +14,7 @@ import { assertValid } from './validate.ts';
 import { parseSearch, type SearchRequest } from './search/parse.ts';
 import { findIds, runSearch } from './search/execute.ts';
 import { engineOf } from './engine.ts';
+import { resolveWriteReferences } from './write-references.ts';
 
 export interface WriteResult {
   resource: Resource;
@@ -30,6 +31,8 @@ export interface HistoryOptions {
   snapshot?: string;
   count: number;
   offset: number;
+  /** A deep page: the versions after this one in the history's order (the `next` link's `_cursor`). */
+  after?: { updated: string; id: string; version: number };
 }
 
 /** What one transaction wrote, shown to the database's write observer before it commits. */
@@ -124,6 +127,9 @@ export class Repository {
   async create(resource: Resource, options: { ifNoneExist?: string; id?: string } = {}): Promise<WriteResult> {
     resource = withoutResponseTags(this.db, resource);
     const warnings = assertValid(resource);
+    if (hasLocalReferences(resource)) {
+      return this.transaction(async (repo) => repo.create(await repo.resolveReferences(resource), options));
+    }
     if (options.ifNoneExist) {
       return this.transaction(async (repo) => {
         const match = await repo.conditionalMatch(resource.resourceType, options.ifNoneExist as string, 'If-None-Exist');
@@ -157,6 +163,7 @@ export class Repository {
     const id = resource.id;
     if (!id) throw badRequest('Resource id is required for update', `${type}.id`);
     return this.transaction(async (repo) => {
+      if (hasLocalReferences(resource)) resource = await repo.resolveReferences(resource);
       const current = await repo.lockCurrent(type, id);
       if (options.ifMatch !== undefined && (!current || String(current.version) !== options.ifMatch)) {
         throw preconditionFailed(`Version conflict: ${type}/${id} is at version ${current?.version ?? 'none'}, not ${options.ifMatch}`, 'If-Match');
@@ -191,6 +198,7 @@ export class Repository {
   async patch(type: string, id: string, operations: unknown, ifMatch?: string): Promise<WriteResult> {
     checkType(type);
     if (!Array.isArray(operations)) throw badRequest('A JSON Patch body must be an array of operations');
+    checkPatch(operations);
     return this.transaction(async (repo) => {
       const current = await repo.lockCurrent(type, id);
       if (!current) throw notFound(`${type}/${id} not found`);
@@ -206,9 +214,11 @@ export class Repository {
         if (e.name === 'TEST_OPERATION_FAILED' || /Test operation failed/.test(e.message)) {
           throw preconditionFailed('JSON Patch test operation failed', `Patch[${e.index ?? 0}]`);
         }
-        throw badRequest(`JSON Patch failed: ${e.message.split('\n')[0]}`, `Patch[${e.index ?? 0}]`);
+        throw fail(422, 'processing', `JSON Patch failed: ${e.message.split('\n')[0].slice(0, 200)}`, `Patch[${e.index ?? 0}]`);
       }
-      if (patched.resourceType !== type || patched.id !== id) throw badRequest('A patch cannot change resourceType or id');
+      if (!patched || typeof patched !== 'object' || Array.isArray(patched) || patched.resourceType !== type || patched.id !== id) {
+        throw fail(422, 'processing', 'A patch cannot change resourceType or id');
+      }
       return repo.update(patched, { ifMatch, method: 'PATCH' });
     });
   }
@@ -245,13 +255,17 @@ export class Repository {
     if (id) where.push(`id = $${params.push(id)}`);
     if (options.since) where.push(`last_updated >= $${params.push(options.since)}::timestamptz`);
     if (options.snapshot) where.push(`last_updated <= $${params.push(options.snapshot)}::timestamptz`);
+    if (options.after) {
+      const [u, i, v] = [params.push(options.after.updated), params.push(options.after.id), params.push(options.after.version)];
+      where.push(`(last_updated < $${u}::timestamptz OR (last_updated = $${u}::timestamptz AND (id > $${i} OR (id = $${i} AND version < $${v}))))`);
+    }
     const whereSql = where.length ? `WHERE ${where.join(' AND ')}` : '';
     const rows = await this.sql.query<HistoryRow>(
-      `SELECT type, id, version, deleted, method, content FROM resource_history ${whereSql}
-       ORDER BY last_updated DESC, type, id, version DESC LIMIT ${options.count + 1} OFFSET ${options.offset}`,
-      params
+      `SELECT type, id, version, deleted, method, content, last_updated::text AS updated FROM resource_history ${whereSql}
+       ORDER BY last_updated DESC, id, version DESC LIMIT $${params.length + 1} OFFSET $${params.length + 2}`,
+      [...params, options.count + 1, options.offset]
     );
-    if (id && type && rows.length === 0 && options.offset === 0 && !options.since) {
+    if (id && type && rows.length === 0 && options.offset === 0 && !options.since && !options.after) {
       throw notFound(`${type}/${id} not found`);
     }
     return rows;
@@ -275,6 +289,11 @@ export class Repository {
     return rows[0];
   }
 
+  /** The resource with its conditional references resolved and local ones refused (write-references.ts). */
+  private resolveReferences(resource: Resource): Promise<Resource> {
+    return resolveWriteReferences(resource, (reference, where) => this.resolveConditionalReference(reference, where));
+  }
+
   /** Resolves a conditional reference (`Patient?identifier=…`) to `Type/id`; exactly one match required. */
   async resolveConditionalReference(reference: string, where: string): Promise<string> {
     const [type, query] = reference.split('?', 2);
@@ -291,6 +310,48 @@ export interface HistoryRow {
   deleted: boolean;
   method: string;
   content: Resource;
+  /** last_updated as the store writes it (for a cursor). */
+  updated: string;
+}
+
+const PATCH_OPS = new Set(['add', 'remove', 'replace', 'move', 'copy', 'test']);
+/** JSON Pointer segments that would reach JavaScript's object machinery instead of the resource's content. */
+const FORBIDDEN_SEGMENTS = new Set(['__proto__', 'constructor', 'prototype']);
+
+/**
+ * A JSON Patch document checked before it is applied (400 naming the operation): known operations, paths that
+ * are JSON Pointers into the resource (not the whole document, not through `__proto__`), a value where one
+ * is needed.
+ */
+function checkPatch(operations: unknown[]): void {
+  operations.forEach((op, i) => {
+    const where = `Patch[${i}]`;
+    if (!op || typeof op !== 'object' || Array.isArray(op)) throw badRequest('Each JSON Patch operation must be an object', where);
+    const { op: name, path, from } = op as Record<string, unknown>;
+    if (typeof name !== 'string' || !PATCH_OPS.has(name)) throw badRequest(`Unknown JSON Patch operation '${String(name).slice(0, 20)}'`, `${where}.op`);
+    checkPointer(path, `${where}.path`);
+    if (name === 'move' || name === 'copy') checkPointer(from, `${where}.from`);
+    if ((name === 'add' || name === 'replace' || name === 'test') && !('value' in (op as object))) {
+      throw badRequest(`JSON Patch '${name}' needs a value`, `${where}.value`);
+    }
+  });
+}
+
+function checkPointer(pointer: unknown, where: string): void {
+  if (typeof pointer !== 'string') throw badRequest('A JSON Patch path must be a string', where);
+  if (pointer === '' || pointer === '/') throw badRequest('A JSON Patch cannot replace or remove the whole resource', where);
+  if (!pointer.startsWith('/')) throw badRequest(`'${pointer.slice(0, 80)}' is not a JSON Pointer (it must start with /)`, where);
+  for (const segment of pointer.slice(1).split('/')) {
+    const s = segment.replace(/~1/g, '/').replace(/~0/g, '~');
+    if (FORBIDDEN_SEGMENTS.has(s)) throw badRequest(`A JSON Patch path must not go through '${s}'`, where);
+  }
+}
+
+/** A cheap first look: could the resource hold a conditional or local reference at all? */
+function hasLocalReferences(resource: Resource): boolean {
+  if (resource.resourceType === 'Bundle') return false;
+  const text = JSON.stringify(resource);
+  return /"reference":"(urn:(uuid|oid):|[A-Z][A-Za-z]+\?)/.test(text);
 }
 
 function checkType(type: string): void {

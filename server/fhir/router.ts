@@ -7,9 +7,10 @@ import type { Bundle, OperationOutcome, Resource } from '@medplum/fhirtypes';
 import type { Repository } from './repository.ts';
 import { badRequest, fail, informational, notFound } from './errors.ts';
 import { isSupportedResourceType } from './definitions.ts';
-import { parseSearch, DEFAULT_COUNT, MAX_COUNT } from './search/parse.ts';
+import { decodeCursor, encodeCursor, parseSearch, pageParam, DEFAULT_COUNT } from './search/parse.ts';
 import { capabilityStatement } from './capability.ts';
 import type { Principal } from './principal.ts';
+import { limits } from './limits.ts';
 import { ASYNC_PATH, type AsyncJobs, type ProgressReporter } from './async/jobs.ts';
 import { decorate, engineOf } from './engine.ts';
 
@@ -180,8 +181,10 @@ async function search(ctx: FhirContext, type: string, pairs: [string, string][],
 
 async function history(ctx: FhirContext, req: FhirRequest, type: string | undefined, id: string | undefined): Promise<FhirResponse> {
   const q = new Map(req.query);
-  const count = Math.min(intParam(q.get('_count'), DEFAULT_COUNT, '_count'), MAX_COUNT);
-  const offset = intParam(q.get('_offset'), 0, '_offset');
+  const countText = q.get('_count');
+  const offsetText = q.get('_offset');
+  const count = countText === undefined ? DEFAULT_COUNT : pageParam('_count', countText);
+  const offset = offsetText === undefined ? 0 : pageParam('_offset', offsetText);
   const sinceText = q.get('_since');
   if (sinceText !== undefined && Number.isNaN(Date.parse(sinceText))) throw badRequest(`'${sinceText}' is not a valid instant`, '_since');
   const since = sinceText ? new Date(sinceText).toISOString() : undefined;
@@ -189,23 +192,31 @@ async function history(ctx: FhirContext, req: FhirRequest, type: string | undefi
   const snapshotText = q.get('_snapshot');
   if (snapshotText !== undefined && Number.isNaN(Date.parse(snapshotText))) throw badRequest(`'${snapshotText}' is not a valid instant`, '_snapshot');
   const snapshot = snapshotText ? new Date(snapshotText).toISOString() : new Date().toISOString();
-  const rows = await ctx.repo.history(type, id, { count, offset, since, snapshot });
+  const cursorText = q.get('_cursor');
+  const cursor = cursorText === undefined ? undefined : decodeCursor(cursorText, true);
+  if (cursor && offset > 0) throw badRequest('_cursor and _offset cannot be combined', '_cursor');
+  const after = cursor && { updated: cursor[0], id: cursor[1], version: cursor[2] };
+  const rows = await ctx.repo.history(type, id, { count, offset, since, snapshot, after });
   const hasNext = rows.length > count;
   const base = `${ctx.baseUrl}/${[type, id, '_history'].filter(Boolean).join('/')}`;
-  const link = (off: number, frozen: string | undefined) => {
+  const link = (off: number, frozen: string | undefined, cursorParam?: string) => {
     const p = new URLSearchParams();
     if (sinceText) p.set('_since', sinceText);
     p.set('_count', String(count));
     if (off) p.set('_offset', String(off));
     if (frozen) p.set('_snapshot', frozen);
+    if (cursorParam) p.set('_cursor', cursorParam);
     return `${base}?${p}`;
   };
+  // beyond the largest _offset (or once on a cursor) the next page starts after this page's last version
+  const last = rows[count - 1];
+  const next = !hasNext ? undefined : !cursor && offset + count <= limits().maxOffset ? link(offset + count, snapshot) : link(0, snapshot, encodeCursor(last.updated, last.id, last.version));
   const bundle: Bundle = {
     resourceType: 'Bundle',
     type: 'history',
     link: [
-      { relation: 'self', url: link(offset, snapshotText && snapshot) },
-      ...(hasNext ? [{ relation: 'next', url: link(offset + count, snapshot) }] : []),
+      { relation: 'self', url: link(offset, snapshotText && snapshot, cursorText) },
+      ...(next ? [{ relation: 'next', url: next }] : []),
       ...(offset > 0 ? [{ relation: 'previous', url: link(Math.max(0, offset - count), snapshot) }] : []),
     ],
     entry: rows.slice(0, count).map((r) => ({
@@ -272,12 +283,6 @@ function formPairs(body: unknown): [string, string][] {
   if (body instanceof URLSearchParams) return [...body];
   if (body === undefined || body === null || body === '') return [];
   throw fail(415, 'not-supported', 'POST _search takes application/x-www-form-urlencoded');
-}
-
-function intParam(value: string | undefined, fallback: number, name: string): number {
-  if (value === undefined) return fallback;
-  if (!/^\d+$/.test(value)) throw badRequest(`${name} must be a non-negative integer`, name);
-  return Number(value);
 }
 
 /** `W/"3"` → `3`. */

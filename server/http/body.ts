@@ -5,10 +5,13 @@
 import type Koa from 'koa';
 import { badRequest, fail } from '../fhir/errors.ts';
 import { describeDuplicate, findDuplicateMember, rootName } from '../fingerprint/ijson.ts';
+import { limits, tooCostly } from '../fhir/limits.ts';
 
 export interface BodyLimits {
   maxBytes: number;
   maxDepth: number;
+  /** Longest JSON array (default: the configured limit, server/fhir/limits.ts). */
+  maxArrayLength?: number;
 }
 
 const JSON_TYPES = ['application/fhir+json', 'application/json', 'application/json-patch+json'];
@@ -33,7 +36,7 @@ export async function readBody(ctx: Koa.Context, limits: BodyLimits): Promise<un
   } catch (err) {
     throw badRequest(`Malformed JSON: ${(err as Error).message.slice(0, 160)}`);
   }
-  checkJson(value, limits.maxDepth);
+  checkJson(value, limits.maxDepth, limits.maxArrayLength);
   // JSON.parse keeps the last of two same-named members silently: ambiguous, so refused (I-JSON, RFC 8785)
   const dup = findDuplicateMember(text, rootName(value));
   if (dup) throw badRequest(describeDuplicate(dup), dup.expression);
@@ -73,27 +76,49 @@ function tooLarge(maxBytes: number) {
 /** Text that PostgreSQL cannot store: NUL and unpaired UTF-16 surrogates. */
 export const UNSTORABLE_TEXT = /\u0000|[\ud800-\udbff](?![\udc00-\udfff])|(?<![\ud800-\udbff])[\udc00-\udfff]/;
 
+/** A node of the body being checked: its value, depth, and how it was reached (for the error's location). */
+interface Node {
+  value: unknown;
+  depth: number;
+  parent?: Node;
+  key?: string | number;
+}
+
 /**
- * Rejects JSON nested deeper than `maxDepth` and strings that cannot be stored (iterative, so a hostile
- * body cannot overflow the stack).
+ * Rejects JSON nested deeper than `maxDepth`, arrays longer than `maxArrayLength` and strings that cannot be
+ * stored (iterative, so a hostile body cannot overflow the stack). Errors name where: `name[0].given`.
  */
-export function checkJson(value: unknown, maxDepth: number): void {
-  const stack: [unknown, number][] = [[value, 1]];
+export function checkJson(value: unknown, maxDepth: number, maxArrayLength = limits().maxArrayLength): void {
+  const stack: Node[] = [{ value, depth: 1 }];
   while (stack.length > 0) {
-    const [v, depth] = stack.pop()!;
+    const node = stack.pop()!;
+    const v = node.value;
     if (typeof v === 'string') {
-      if (UNSTORABLE_TEXT.test(v)) throw badRequest('Strings must not contain NUL characters or unpaired surrogates');
+      if (UNSTORABLE_TEXT.test(v)) throw badRequest('Strings must not contain NUL characters or unpaired surrogates', pathOf(node));
       continue;
     }
     if (v === null || typeof v !== 'object') continue;
-    if (depth > maxDepth) throw badRequest(`JSON nesting deeper than ${maxDepth} levels`);
+    if (node.depth > maxDepth) throw badRequest(`JSON nesting deeper than ${maxDepth} levels`, pathOf(node));
     if (Array.isArray(v)) {
-      for (const child of v) stack.push([child, depth + 1]);
+      if (v.length > maxArrayLength) {
+        throw tooCostly(413, `An array of ${v.length} elements exceeds the limit of ${maxArrayLength}`, pathOf(node));
+      }
+      for (let i = 0; i < v.length; i++) stack.push({ value: v[i], depth: node.depth + 1, parent: node, key: i });
     } else {
       for (const [k, child] of Object.entries(v)) {
         if (UNSTORABLE_TEXT.test(k)) throw badRequest('Property names must not contain NUL characters or unpaired surrogates');
-        stack.push([child, depth + 1]);
+        stack.push({ value: child, depth: node.depth + 1, parent: node, key: k });
       }
     }
   }
+}
+
+/** `name[0].given` for a node (a FHIRPath-like location; the root is the resource itself). */
+function pathOf(node: Node): string | undefined {
+  const parts: string[] = [];
+  for (let n: Node | undefined = node; n?.parent; n = n.parent) {
+    parts.push(typeof n.key === 'number' ? `[${n.key}]` : `.${String(n.key).slice(0, 64)}`);
+  }
+  const path = parts.reverse().join('').replace(/^\./, '');
+  return path === '' ? undefined : path.slice(0, 300);
 }

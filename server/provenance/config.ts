@@ -9,6 +9,9 @@
  *   HUREN_PLATFORM_ANCHORING           on (default) | off: anchor the reports of institutions that did not
  *   HUREN_PLATFORM_ANCHOR_DELAY_SECONDS   anchor them within this delay (default 600) — a late Provenance wins
  *   HUREN_ANCHOR_MAX_BATCH             records per tree and transaction (default 10000)
+ *   HUREN_ANCHOR_LEASE_SECONDS         a worker's hold on the batch it anchors (default 30): renewed by a heartbeat
+ *                                      every third of it while the worker lives; a crashed worker's batch is
+ *                                      taken over once it expires
  *   HUREN_ANCHOR_RETRY_SECONDS         first retry after a chain failure (default 5), doubling up to
  *   HUREN_ANCHOR_RETRY_MAX_SECONDS     (default 600)
  *   HUREN_VERIFY_GIVE_UP_HOURS         an anchor the chain still does not hold after this long is inconsistent
@@ -28,6 +31,7 @@ export interface ProvenanceConfig {
   platformAnchoring: boolean;
   platformAnchorDelaySeconds: number;
   maxBatch: number;
+  leaseSeconds: number;
   retrySeconds: number;
   retryMaxSeconds: number;
   verifyGiveUpHours: number;
@@ -58,6 +62,7 @@ export function loadProvenanceConfig(env: NodeJS.ProcessEnv = process.env): Prov
     platformAnchoring: onOff(env.HUREN_PLATFORM_ANCHORING, true, 'HUREN_PLATFORM_ANCHORING'),
     platformAnchorDelaySeconds: int(env.HUREN_PLATFORM_ANCHOR_DELAY_SECONDS, 600, 'HUREN_PLATFORM_ANCHOR_DELAY_SECONDS'),
     maxBatch: Math.max(1, int(env.HUREN_ANCHOR_MAX_BATCH, 10_000, 'HUREN_ANCHOR_MAX_BATCH')),
+    leaseSeconds: Math.max(1, int(env.HUREN_ANCHOR_LEASE_SECONDS, 30, 'HUREN_ANCHOR_LEASE_SECONDS')),
     retrySeconds: Math.max(1, int(env.HUREN_ANCHOR_RETRY_SECONDS, 5, 'HUREN_ANCHOR_RETRY_SECONDS')),
     retryMaxSeconds: Math.max(1, int(env.HUREN_ANCHOR_RETRY_MAX_SECONDS, 600, 'HUREN_ANCHOR_RETRY_MAX_SECONDS')),
     verifyGiveUpHours: int(env.HUREN_VERIFY_GIVE_UP_HOURS, 24, 'HUREN_VERIFY_GIVE_UP_HOURS'),

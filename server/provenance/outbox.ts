@@ -7,8 +7,10 @@
  *
  * A batch's tree is fixed when it is formed, and its chain batch id with it, so retrying a batch anchors the
  * same root: a retry after a lost answer finds the root already on the chain and takes that receipt
- * (EvmLedger.anchor). Batches are claimed with a lease, so a server that dies while anchoring leaves its batch
- * to another (or to itself after a restart). A chain outage only delays: a failed batch is retried with
+ * (EvmLedger.anchor). Batches are claimed with a short lease (HUREN_ANCHOR_LEASE_SECONDS) that a heartbeat
+ * renews while the worker lives — however long the chain takes to answer — so a server that dies while
+ * anchoring leaves its batch to another (or to itself after a restart) as soon as the lease runs out. The
+ * claim's attempt number fences the heartbeat: a worker whose batch was taken over cannot renew it. A chain outage only delays: a failed batch is retried with
  * exponential backoff, never dropped, and nothing on the write path waits for the chain.
  *
  * What goes to the chain per batch: the root (a digest), the record count and the batch id — a keyed hash
@@ -90,8 +92,6 @@ interface RecordRow {
   proof: MerkleProof;
 }
 
-/** Longest time a worker may hold a batch before another may take it over (covers the receipt wait). */
-const LEASE_SECONDS = 300;
 
 export class Anchorer {
   private retryTimer?: NodeJS.Timeout;
@@ -116,7 +116,13 @@ export class Anchorer {
       if (this.stopped) break;
       const batch = await this.claim(force);
       if (!batch) break;
-      const ok = await this.anchorBatch(batch);
+      const stopHeartbeat = this.heartbeat(batch);
+      let ok: boolean;
+      try {
+        ok = await this.anchorBatch(batch);
+      } finally {
+        stopHeartbeat();
+      }
       if (ok) {
         result.anchored++;
         result.records += batch.size;
@@ -176,9 +182,24 @@ export class Anchorer {
                      WHERE state = 'pending' AND (next_attempt_at <= now() OR $1::boolean) AND (lease_until IS NULL OR lease_until < now())
                      ORDER BY created_at, id LIMIT 1 FOR UPDATE SKIP LOCKED)
         RETURNING id, alg, root, size, chain_batch_id, attempts`,
-      [force, LEASE_SECONDS]
+      [force, this.config.leaseSeconds]
     );
     return rows[0];
+  }
+
+  /** Renews the lease on a claimed batch every third of it until stopped (fenced by the claim's attempt). */
+  private heartbeat(batch: BatchRow): () => void {
+    const renew = () =>
+      this.db
+        .query(`UPDATE anchor_batch SET lease_until = now() + make_interval(secs => $3) WHERE id = $1 AND attempts = $2 AND state = 'pending'`, [
+          batch.id,
+          batch.attempts,
+          this.config.leaseSeconds,
+        ])
+        .catch(() => undefined); // a missed beat only shortens the lease; the next one tries again
+    const timer = setInterval(renew, Math.max(200, (this.config.leaseSeconds * 1000) / 3));
+    timer.unref();
+    return () => clearInterval(timer);
   }
 
   /** One anchor transaction for a batch; false when it failed (and was rescheduled). */

@@ -9,7 +9,7 @@ import { randomUUID } from 'node:crypto';
 import type { Bundle, Resource } from '@medplum/fhirtypes';
 import type { Database } from '../../db/database.ts';
 import type { Principal } from '../principal.ts';
-import { notFound, outcome, statusOf } from '../errors.ts';
+import { asFhirError, notFound, outcome, statusOf } from '../errors.ts';
 import { OperationOutcomeError } from '@medplum/core';
 import type { FhirRequest, FhirResponse } from '../router.ts';
 
@@ -164,8 +164,9 @@ export class AsyncJobs {
     try {
       const res = await this.execute(claimed.request, claimed.principal, claimed.base_url, this.reporter(claimed.id));
       result = { status: res.status, ...(res.body ? { body: res.body } : {}), ...(res.location ? { location: res.location } : {}) };
-    } catch (err) {
+    } catch (thrown) {
       // a failing request is a finished job too; its answer is the error
+      const err = asFhirError(thrown);
       result = { status: statusOf(err), body: err instanceof OperationOutcomeError ? err.outcome : outcome('fatal', 'exception', 'Internal error') };
     }
     // a job cancelled while it ran stays cancelled

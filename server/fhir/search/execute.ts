@@ -7,17 +7,24 @@ import type { Bundle, BundleEntry, BundleLink, Resource } from '@medplum/fhirtyp
 import type { Sql } from '../../db/database.ts';
 import { isSummaryElement } from '../definitions.ts';
 import type { IncludeSpec, SearchRequest } from './parse.ts';
+import { encodeCursor } from './parse.ts';
 import { orderBySql, Params, whereSql } from './sql.ts';
+import { limits, tooCostly } from '../limits.ts';
 
 interface Row {
   content: Resource;
+}
+
+interface PageRow extends Row {
+  created: string;
+  id: string;
 }
 
 /** The ids matching a request (used by conditional operations), at most `limit`. */
 export async function findIds(sql: Sql, req: SearchRequest, limit: number): Promise<string[]> {
   const p = new Params();
   const where = whereSql(req, p);
-  const rows = await sql.query<{ id: string }>(`SELECT r.id FROM resource r WHERE ${where} LIMIT ${limit}`, p.values);
+  const rows = await sql.query<{ id: string }>(`SELECT r.id FROM resource r WHERE ${where} LIMIT ${Math.trunc(limit)}`, p.values);
   return rows.map((r) => r.id);
 }
 
@@ -34,9 +41,11 @@ export async function runSearch(sql: Sql, req: SearchRequest, baseUrl: string): 
   }
 
   const orderBy = orderBySql(req.sort, p);
-  const rows = req.count === 0 ? [] : await sql.query<Row>(
-    `SELECT r.content FROM resource r WHERE ${where} ORDER BY ${orderBy} LIMIT ${req.count + 1} OFFSET ${req.offset}`,
-    p.values
+  // a deep page continues after its cursor's row, in the default order (created, id)
+  const after = req.cursor ? ` AND (r.created, r.id) > (${p.add(req.cursor.created)}::timestamptz, ${p.add(req.cursor.id)})` : '';
+  const rows = req.count === 0 ? [] : await sql.query<PageRow>(
+    `SELECT r.content, r.created::text AS created, r.id FROM resource r WHERE ${where}${after} ORDER BY ${orderBy} LIMIT $${p.values.length + 1} OFFSET $${p.values.length + 2}`,
+    [...p.values, req.count + 1, req.offset]
   );
   const hasNext = rows.length > req.count;
   const matches = rows.slice(0, req.count).map((r) => r.content);
@@ -55,7 +64,16 @@ export async function runSearch(sql: Sql, req: SearchRequest, baseUrl: string): 
   ];
 
   const link: BundleLink[] = [{ relation: 'self', url: pageUrl(baseUrl, req, req.offset, req.snapshot) }];
-  if (hasNext) link.push({ relation: 'next', url: pageUrl(baseUrl, req, req.offset + req.count, snapshot) });
+  if (hasNext) {
+    const nextOffset = req.offset + req.count;
+    if (!req.cursor && nextOffset <= limits().maxOffset) link.push({ relation: 'next', url: pageUrl(baseUrl, req, nextOffset, snapshot) });
+    else if (req.sort.length === 0) {
+      // beyond the largest _offset, pages go on by keyset: after the last row of this page
+      const last = rows[req.count - 1];
+      link.push({ relation: 'next', url: pageUrl(baseUrl, req, 0, snapshot, encodeCursor(last.created, last.id)) });
+    }
+    // (with _sort, paging stops at the largest _offset: docs/fhir-api.md "Limits")
+  }
   if (req.offset > 0) link.push({ relation: 'previous', url: pageUrl(baseUrl, req, Math.max(0, req.offset - req.count), snapshot) });
 
   return { resourceType: 'Bundle', type: 'searchset', ...(total !== undefined ? { total } : {}), link, entry: entries };
@@ -82,7 +100,10 @@ async function fetchIncludes(sql: Sql, req: SearchRequest, matches: Resource[]):
         found.push(r);
       }
     }
-    out.push(...found);
+    for (const r of found) out.push(r);
+    if (matches.length + out.length > limits().maxAnswerEntries) {
+      throw tooCostly(422, `The page with its included resources would hold more than ${limits().maxAnswerEntries} resources; ask for fewer (smaller _count, fewer _include)`, '_include');
+    }
     frontier = found;
     if (!req.includes.some((s) => s.iterate)) break;
   }
@@ -147,12 +168,14 @@ function selfUrl(baseUrl: string, req: SearchRequest): string {
   return pageUrl(baseUrl, req, req.offset, req.snapshot);
 }
 
-function pageUrl(baseUrl: string, req: SearchRequest, offset: number, snapshot: string | undefined): string {
+function pageUrl(baseUrl: string, req: SearchRequest, offset: number, snapshot: string | undefined, cursor?: string): string {
   const params = new URLSearchParams();
   for (const [k, v] of req.original ?? []) {
-    if (k !== '_offset' && k !== '_snapshot') params.append(k, v);
+    if (k !== '_offset' && k !== '_snapshot' && k !== '_cursor') params.append(k, v);
   }
   if (offset > 0) params.set('_offset', String(offset));
+  if (cursor) params.set('_cursor', cursor);
+  else if (req.cursor && offset === req.offset) params.set('_cursor', encodeCursor(req.cursor.created, req.cursor.id));
   if (snapshot) params.set('_snapshot', snapshot);
   const qs = params.toString();
   return `${baseUrl}/${req.resourceType}${qs ? `?${qs}` : ''}`;

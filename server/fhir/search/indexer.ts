@@ -13,6 +13,7 @@ import type { Resource } from '@medplum/fhirtypes';
 import { searchParams, type ParamDef } from '../definitions.ts';
 import { dateRange, toSqlTimestamp } from './ranges.ts';
 import { parseReference } from './references.ts';
+import { limits, tooCostly } from '../limits.ts';
 
 export interface IndexRows {
   token: [string, string, string, string | null, string | null, string | null][];
@@ -72,7 +73,12 @@ export function indexResource(resource: Resource, into: IndexRows = emptyRows())
     }
   }
   dedupe(rows);
-  for (const table of INDEX_TABLES) (into[table] as unknown[][]).push(...(rows[table] as unknown[][]));
+  const total = INDEX_TABLES.reduce((n, table) => n + rows[table].length, 0);
+  if (total > limits().maxIndexRows) {
+    throw tooCostly(422, `${type} would need ${total} search-index rows; at most ${limits().maxIndexRows} are kept per resource`, type);
+  }
+  // one push per row: a spread of a long list into push() overflows the stack
+  for (const table of INDEX_TABLES) for (const row of rows[table] as unknown[][]) (into[table] as unknown[][]).push(row);
   return into;
 }
 

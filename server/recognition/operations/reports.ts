@@ -7,6 +7,7 @@ import { patientReports } from '../service.ts';
 import type { Operation } from '../../fhir/operations/registry.ts';
 import { loadDefinition } from '../../fhir/operations/registry.ts';
 import { RecognitionInput } from './params.ts';
+import { limits } from '../../fhir/limits.ts';
 import { REPORTS_DEFAULT_COUNT, REPORTS_MAX_COUNT, reportParts, parameters } from './report-parts.ts';
 
 let reportsDefinition: OperationDefinition | undefined;
@@ -23,7 +24,7 @@ export const reportsOperation: Operation = {
     const categories = input.tokens('category');
     const requester = input.reference('requester');
     const count = input.integer('_count', { min: 0, max: REPORTS_MAX_COUNT }) ?? REPORTS_DEFAULT_COUNT;
-    const offset = input.integer('_offset', { min: 0 }) ?? 0;
+    const offset = input.integer('_offset', { min: 0, max: limits().maxOffset }) ?? 0;
     const result = await input.guard(() =>
       patientReports({ repo: ctx.repo, principal: ctx.principal }, { patientId: target.id as string, requester, kinds, categories, count, offset })
     );
