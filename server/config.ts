@@ -6,6 +6,12 @@ import { loadLedgerConfig, type LedgerConfig } from './ledger/config.ts';
 import { loadProvenanceConfig, type ProvenanceConfig } from './provenance/config.ts';
 
 export interface Config {
+  /**
+   * `production` (HUREN_MODE=production): HUREN_PUBLIC_URL (https) is required, key URLs must be https.
+   * `development` (the default, tests and `npm start`): without HUREN_PUBLIC_URL the JWT audiences are the
+   * listen address; http key URLs are accepted on loopback only.
+   */
+  mode: 'production' | 'development';
   port: number;
   host: string;
   /** PGlite files, the bootstrap token and (later) the embedded chain live here. */
@@ -19,7 +25,11 @@ export interface Config {
   maxBodyBytes: number;
   /** Deepest accepted JSON nesting (default 64). */
   maxJsonDepth: number;
-  /** Public base URL of the server, if it sits behind a proxy; otherwise derived from the request. */
+  /**
+   * Public base URL of the server (HUREN_PUBLIC_URL): the only source of the audience (`aud`) expected in
+   * client assertions and CDS client JWTs; required in production. Without it (development) the audience is
+   * the listen address; links in answers are then derived from the request.
+   */
   publicUrl?: string;
   logLevel: string;
   /** Asynchronous requests: results kept this long (seconds), jobs run at once (0: no worker). */
@@ -33,11 +43,23 @@ export interface Config {
   cdsClients: CdsClient[];
   /** The hospital systems that get access tokens (SMART Backend Services; HUREN_CLIENTS; server/auth/backend.ts). */
   clients: BackendClient[];
+  /** Throttles, per minute (server/auth/throttle.ts): token requests per source address and per client, failed bearer tokens per source and per client. */
+  rateLimits: RateLimits;
+}
+
+export interface RateLimits {
+  tokenPerSource: number;
+  tokenPerClient: number;
+  badTokenPerSource: number;
+  badTokenPerClient: number;
 }
 
 export function loadConfig(env: NodeJS.ProcessEnv = process.env, overrides: Partial<Config> = {}): Config {
   const dataDir = resolve(overrides.dataDir ?? env.HUREN_DATA_DIR ?? './data');
+  const mode = env.HUREN_MODE ?? 'development';
+  if (mode !== 'production' && mode !== 'development') throw new Error(`HUREN_MODE must be 'production' or 'development', not '${mode.slice(0, 40)}'`);
   return {
+    mode,
     port: intEnv(env.PORT, 8080),
     host: env.HOST ?? '0.0.0.0',
     dataDir,
@@ -54,8 +76,27 @@ export function loadConfig(env: NodeJS.ProcessEnv = process.env, overrides: Part
     provenance: overrides.provenance ?? loadProvenanceConfig(env),
     cdsClients: overrides.cdsClients ?? loadCdsClients(env.HUREN_CDS_CLIENTS),
     clients: overrides.clients ?? loadBackendClients(env.HUREN_CLIENTS),
+    rateLimits: {
+      tokenPerSource: positiveEnv(env.HUREN_RATE_TOKEN_PER_SOURCE, 120),
+      tokenPerClient: positiveEnv(env.HUREN_RATE_TOKEN_PER_CLIENT, 60),
+      badTokenPerSource: positiveEnv(env.HUREN_RATE_BAD_TOKEN_PER_SOURCE, 60),
+      badTokenPerClient: positiveEnv(env.HUREN_RATE_BAD_TOKEN_PER_CLIENT, 30),
+    },
     ...overrides,
   };
+}
+
+/** What the server refuses to start with (checked by start()). */
+export function checkConfig(config: Config): void {
+  if (config.mode !== 'production') return;
+  if (!config.publicUrl) throw new Error('HUREN_MODE=production needs HUREN_PUBLIC_URL (the https base URL clients call; the expected JWT audience)');
+  if (!/^https:\/\/[^/]+/.test(config.publicUrl)) throw new Error('HUREN_MODE=production: HUREN_PUBLIC_URL must be an https URL');
+}
+
+function positiveEnv(value: string | undefined, fallback: number): number {
+  const n = intEnv(value, fallback);
+  if (n === 0) throw new Error('Expected a positive integer, got 0');
+  return n;
 }
 
 function intEnv(value: string | undefined, fallback: number): number {

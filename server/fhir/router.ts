@@ -11,7 +11,7 @@ import { parseSearch, DEFAULT_COUNT, MAX_COUNT } from './search/parse.ts';
 import { capabilityStatement } from './capability.ts';
 import { findOperation } from './operations/registry.ts';
 import type { Principal } from '../http/auth.ts';
-import { allows, needed } from '../auth/scopes.ts';
+import { missing, refusalText, requirements } from '../auth/scopes.ts';
 import { ASYNC_PATH, type AsyncJobs, type ProgressReporter } from './async/jobs.ts';
 
 export interface FhirRequest {
@@ -150,11 +150,8 @@ async function dispatch(ctx: FhirContext, req: FhirRequest): Promise<FhirRespons
 
 /** The caller's scopes must allow the interaction (SMART system scopes; the bootstrap token has system/*.*). */
 export function authorize(principal: Principal, method: string, segments: string[]): void {
-  const need = needed(method, segments);
-  if (need && !allows(principal.scopes, need.type, need.action)) {
-    const what = { c: 'create', r: 'read', u: 'update or run this operation on', d: 'delete', s: 'search' }[need.action];
-    throw fail(403, 'forbidden', `The caller's scopes do not allow it to ${what} ${need.type ?? 'the whole server'} (needs system/${need.type ?? '*'}.${need.action})`);
-  }
+  const need = missing(principal.scopes, requirements(method, segments));
+  if (need) throw fail(403, 'forbidden', refusalText(need));
 }
 
 async function create(ctx: FhirContext, type: string, req: FhirRequest): Promise<FhirResponse> {
