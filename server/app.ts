@@ -114,7 +114,8 @@ export async function start(config: Config, options: StartOptions = {}): Promise
 }
 
 export function createApp(config: Config, db: Database, logger: Logger, bootstrapToken: string, jobs?: AsyncJobs, base = () => config.publicUrl ?? `http://${config.host}:${config.port}`): Koa {
-  const app = new Koa({ proxy: !!config.publicUrl });
+  // behind a proxy, the source address is the X-Forwarded-For entry the proxy added (the last), not one a client wrote
+  const app = new Koa({ proxy: config.trustProxy, maxIpsCount: 1 });
   const metrics = createMetrics();
   const repo = new Repository(db);
 

@@ -31,6 +31,11 @@ export interface Config {
    * the listen address; links in answers are then derived from the request.
    */
   publicUrl?: string;
+  /**
+   * Behind a reverse proxy (HUREN_TRUST_PROXY, default: on when HUREN_PUBLIC_URL is set): X-Forwarded-Proto
+   * and -Host are believed, and the source address is the last X-Forwarded-For entry (the one the proxy added).
+   */
+  trustProxy: boolean;
   logLevel: string;
   /** Asynchronous requests: results kept this long (seconds), jobs run at once (0: no worker). */
   asyncRetentionSeconds: number;
@@ -69,6 +74,7 @@ export function loadConfig(env: NodeJS.ProcessEnv = process.env, overrides: Part
     maxBodyBytes: intEnv(env.HUREN_MAX_BODY_BYTES, 16 * 1024 * 1024),
     maxJsonDepth: intEnv(env.HUREN_MAX_JSON_DEPTH, 64),
     publicUrl: env.HUREN_PUBLIC_URL?.replace(/\/$/, '') || undefined,
+    trustProxy: flagEnv(env.HUREN_TRUST_PROXY, 'HUREN_TRUST_PROXY') ?? (!!env.HUREN_PUBLIC_URL || !!overrides.publicUrl),
     logLevel: env.LOG_LEVEL ?? 'info',
     asyncRetentionSeconds: intEnv(env.HUREN_ASYNC_RETENTION_SECONDS, 24 * 3600),
     asyncConcurrency: intEnv(env.HUREN_ASYNC_CONCURRENCY, 2),
@@ -91,6 +97,12 @@ export function checkConfig(config: Config): void {
   if (config.mode !== 'production') return;
   if (!config.publicUrl) throw new Error('HUREN_MODE=production needs HUREN_PUBLIC_URL (the https base URL clients call; the expected JWT audience)');
   if (!/^https:\/\/[^/]+/.test(config.publicUrl)) throw new Error('HUREN_MODE=production: HUREN_PUBLIC_URL must be an https URL');
+}
+
+function flagEnv(value: string | undefined, name: string): boolean | undefined {
+  if (value === undefined || value === '') return undefined;
+  if (value !== '0' && value !== '1') throw new Error(`${name} must be 0 or 1, not '${value.slice(0, 20)}'`);
+  return value === '1';
 }
 
 function positiveEnv(value: string | undefined, fallback: number): number {

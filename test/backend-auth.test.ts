@@ -266,8 +266,6 @@ const platformKeys = () => TokenKeys.open(s.huren.config.dataDir, 360_000);
 const register = (clients: BackendClient[], production = false) => new BackendAuth(clients, { db: s.huren.db, keys: platformKeys(), production });
 
 test.serial('the signing key is the platform’s own: not derived from the bootstrap token; no token lives longer than 300 s', async (t) => {
-  const file = join(s.huren.config.dataDir, SIGNING_KEY_FILE);
-  t.is(statSync(file).mode & 0o777, 0o600, 'the key file is readable by its owner only');
   const now = Math.floor(Date.now() / 1000);
   const claims = { scope: 'system/*.rs' };
   const mint = (key: Uint8Array, kid: string | undefined, lifetime: number) =>
@@ -286,6 +284,8 @@ test.serial('the signing key is the platform’s own: not derived from the boots
   for (const forged of [await mint(derived, undefined, 300), await mint(derived, kid, 300)]) {
     t.is((await fhir(forged, 'Patient?_count=1')).status, 401);
   }
+  const file = join(s.huren.config.dataDir, SIGNING_KEY_FILE);
+  t.is(statSync(file).mode & 0o777, 0o600, 'the key file (in the data directory) is readable by its owner only');
   // nor does a ten-year token pass, even under the platform's own key
   const own = new Uint8Array(Buffer.from(JSON.parse(readFileSync(file, 'utf8')).keys.at(-1).k, 'base64url'));
   t.is((await fhir(await mint(own, kid, 10 * 365 * 86400), 'Patient?_count=1')).status, 401, 'a ten-year token');

@@ -1,8 +1,10 @@
 /**
  * The authorisation seam: one middleware resolves the principal of every request; nothing behind it runs
- * without one. Two kinds of credentials today: the static bootstrap token (full rights), and — for the CDS
- * Hooks calls only — a registered CDS client's signed JWT (server/cds/trust.ts), which makes the call on
- * behalf of the client's institution. Users, clients and scopes slot in here.
+ * without one. Credentials: the static bootstrap token (full rights), a backend client's access token
+ * (server/auth/backend.ts), and — for the CDS Hooks calls only — a registered CDS client's signed JWT
+ * (server/cds/trust.ts), which makes the call on behalf of the client's institution; its audience is the
+ * server's own base URL (`base()`: HUREN_PUBLIC_URL or the listen address), never the request's Host.
+ * Refused bearer tokens are throttled per source address and per claimed client (server/auth/throttle.ts).
  */
 import { randomBytes, timingSafeEqual, createHash } from 'node:crypto';
 import { existsSync, mkdirSync, readFileSync, writeFileSync } from 'node:fs';
