@@ -9,7 +9,7 @@ import type { AddressInfo } from 'node:net';
 import Koa from 'koa';
 import Router from '@koa/router';
 import { OperationOutcomeError } from '@medplum/core';
-import type { Config } from './config.ts';
+import { checkConfig, type Config } from './config.ts';
 import { analyzeGrownTables, openDatabase, type Database } from './db/database.ts';
 import { migrate } from './db/migrate.ts';
 import { loadDefinitions } from './fhir/definitions.ts';
@@ -21,9 +21,12 @@ import { route, type FhirContext, type FhirRequest, type Prefer } from './fhir/r
 import { processBundle } from './fhir/bundle.ts';
 import { limits, setLimits, tooCostly } from './fhir/limits.ts';
 import { AsyncJobs } from './fhir/async/jobs.ts';
-import { BackendAuth } from './auth/backend.ts';
+import { BackendAuth, TOKEN_LIFETIME_SECONDS } from './auth/backend.ts';
+import { CLOCK_TOLERANCE_SECONDS } from './auth/keys.ts';
 import { scopeAccessPolicy } from './auth/policy.ts';
 import { authRoutes } from './auth/routes.ts';
+import { TokenKeys } from './auth/signing.ts';
+import { AuthThrottle } from './auth/throttle.ts';
 import { CdsTrust } from './cds/trust.ts';
 import { authMiddleware, resolveBootstrapToken, type Principal } from './http/auth.ts';
 import { cors } from './http/cors.ts';
@@ -69,6 +72,7 @@ export interface StartOptions {
 }
 
 export async function start(config: Config, options: StartOptions = {}): Promise<Huren> {
+  checkConfig(config);
   const logger = createLogger(config.logLevel, options.logStream);
   setLimits(config.limits);
   loadDefinitions();
@@ -100,7 +104,9 @@ export async function start(config: Config, options: StartOptions = {}): Promise
     pollMs: 500,
     concurrency: config.asyncConcurrency,
   });
-  const app = createApp(config, db, logger, token, modules, jobs);
+  // the JWT audiences: HUREN_PUBLIC_URL, else the address listened on (known once listening)
+  let listening = '';
+  const app = createApp(config, db, logger, token, modules, jobs, () => config.publicUrl ?? listening);
   // long FHIR search URLs are normal: allow 64 KiB of request line + headers (Node's default is 16 KiB)
   const server = createServer({ maxHeaderSize: 64 * 1024 }, app.callback());
   server.keepAliveTimeout = 65_000;
@@ -113,6 +119,7 @@ export async function start(config: Config, options: StartOptions = {}): Promise
   scheduler.start();
   const address = server.address() as AddressInfo;
   const host = config.host === '0.0.0.0' || config.host === '::' ? '127.0.0.1' : config.host;
+  listening = `http://${host}:${address.port}`;
   return {
     config,
     db,
@@ -138,8 +145,17 @@ export async function start(config: Config, options: StartOptions = {}): Promise
   };
 }
 
-export function createApp(config: Config, db: Database, logger: Logger, bootstrapToken: string, modules: readonly HurenModule[], jobs?: AsyncJobs): Koa {
-  const app = new Koa({ proxy: !!config.publicUrl });
+export function createApp(
+  config: Config,
+  db: Database,
+  logger: Logger,
+  bootstrapToken: string,
+  modules: readonly HurenModule[],
+  jobs?: AsyncJobs,
+  base = () => config.publicUrl ?? `http://${config.host}:${config.port}`
+): Koa {
+  // behind a proxy, the source address is the X-Forwarded-For entry the proxy added (the last), not one a client wrote
+  const app = new Koa({ proxy: config.trustProxy, maxIpsCount: 1 });
   const metrics = createMetrics();
   ProvenanceService.of(db)?.registerMetrics(metrics.registry);
   const repo = new Repository(db);
@@ -152,9 +168,12 @@ export function createApp(config: Config, db: Database, logger: Logger, bootstra
     await next();
   });
   app.use(cors(config.corsOrigins));
-  const backend = new BackendAuth(config.clients, bootstrapToken);
-  app.use(authMiddleware(bootstrapToken, { cds: new CdsTrust(config.cdsClients), backend, publicUrl: config.publicUrl }));
-  app.use(authRoutes(backend, config.publicUrl));
+  const production = config.mode === 'production';
+  const keys = TokenKeys.open(config.dataDir, (TOKEN_LIFETIME_SECONDS + CLOCK_TOLERANCE_SECONDS) * 1000);
+  const backend = new BackendAuth(config.clients, { db, keys, production });
+  const throttle = new AuthThrottle(config.rateLimits);
+  app.use(authMiddleware(bootstrapToken, { cds: new CdsTrust(config.cdsClients, { db, production }), backend, base, throttle }));
+  app.use(authRoutes({ backend, keys, throttle, base }));
 
   const router = new Router();
   router.get('/', root(config.publicUrl));

@@ -8,6 +8,12 @@ import { parseCorsOrigins } from './http/cors.ts';
 import { DEFAULT_LIMITS, type Limits } from './fhir/limits.ts';
 
 export interface Config {
+  /**
+   * `production` (HUREN_MODE=production): HUREN_PUBLIC_URL (https) is required, key URLs must be https.
+   * `development` (the default, tests and `npm start`): without HUREN_PUBLIC_URL the JWT audiences are the
+   * listen address; http key URLs are accepted on loopback only.
+   */
+  mode: 'production' | 'development';
   port: number;
   /** Listen address: 127.0.0.1 by default (this machine only); `HOST=0.0.0.0` accepts connections from the network. */
   host: string;
@@ -26,8 +32,17 @@ export interface Config {
   limits: Limits;
   /** Longest a single SQL statement may run before it is cancelled and the request answered 503 (0: no limit). */
   statementTimeoutMs: number;
-  /** Public base URL of the server, if it sits behind a proxy; otherwise derived from the request. */
+  /**
+   * Public base URL of the server (HUREN_PUBLIC_URL): the only source of the audience (`aud`) expected in
+   * client assertions and CDS client JWTs; required in production. Without it (development) the audience is
+   * the listen address; links in answers are then derived from the request.
+   */
   publicUrl?: string;
+  /**
+   * Behind a reverse proxy (HUREN_TRUST_PROXY, default: on when HUREN_PUBLIC_URL is set): X-Forwarded-Proto
+   * and -Host are believed, and the source address is the last X-Forwarded-For entry (the one the proxy added).
+   */
+  trustProxy: boolean;
   logLevel: string;
   /** Asynchronous requests: results kept this long (seconds), jobs run at once (0: no worker). */
   asyncRetentionSeconds: number;
@@ -44,11 +59,23 @@ export interface Config {
   clients: BackendClient[];
   /** Browser origins allowed to call the server (CORS; HUREN_CORS_ORIGINS, comma-separated; none by default; server/http/cors.ts). */
   corsOrigins: string[];
+  /** Throttles, per minute (server/auth/throttle.ts): token requests per source address and per client, failed bearer tokens per source and per client. */
+  rateLimits: RateLimits;
+}
+
+export interface RateLimits {
+  tokenPerSource: number;
+  tokenPerClient: number;
+  badTokenPerSource: number;
+  badTokenPerClient: number;
 }
 
 export function loadConfig(env: NodeJS.ProcessEnv = process.env, overrides: Partial<Config> = {}): Config {
   const dataDir = resolve(overrides.dataDir ?? env.HUREN_DATA_DIR ?? './data');
+  const mode = env.HUREN_MODE ?? 'development';
+  if (mode !== 'production' && mode !== 'development') throw new Error(`HUREN_MODE must be 'production' or 'development', not '${mode.slice(0, 40)}'`);
   return {
+    mode,
     port: intEnv(env.PORT, 8080),
     host: env.HOST || '127.0.0.1',
     dataDir,
@@ -68,6 +95,7 @@ export function loadConfig(env: NodeJS.ProcessEnv = process.env, overrides: Part
     },
     statementTimeoutMs: intEnv(env.HUREN_STATEMENT_TIMEOUT_MS, 30_000),
     publicUrl: env.HUREN_PUBLIC_URL?.replace(/\/$/, '') || undefined,
+    trustProxy: flagEnv(env.HUREN_TRUST_PROXY, 'HUREN_TRUST_PROXY') ?? (!!env.HUREN_PUBLIC_URL || !!overrides.publicUrl),
     logLevel: env.LOG_LEVEL ?? 'info',
     asyncRetentionSeconds: intEnv(env.HUREN_ASYNC_RETENTION_SECONDS, 24 * 3600),
     asyncConcurrency: intEnv(env.HUREN_ASYNC_CONCURRENCY, 2),
@@ -77,8 +105,33 @@ export function loadConfig(env: NodeJS.ProcessEnv = process.env, overrides: Part
     cdsClients: overrides.cdsClients ?? loadCdsClients(env.HUREN_CDS_CLIENTS),
     clients: overrides.clients ?? loadBackendClients(env.HUREN_CLIENTS),
     corsOrigins: overrides.corsOrigins ?? parseCorsOrigins(env.HUREN_CORS_ORIGINS),
+    rateLimits: {
+      tokenPerSource: positiveEnv(env.HUREN_RATE_TOKEN_PER_SOURCE, 120),
+      tokenPerClient: positiveEnv(env.HUREN_RATE_TOKEN_PER_CLIENT, 60),
+      badTokenPerSource: positiveEnv(env.HUREN_RATE_BAD_TOKEN_PER_SOURCE, 60),
+      badTokenPerClient: positiveEnv(env.HUREN_RATE_BAD_TOKEN_PER_CLIENT, 30),
+    },
     ...overrides,
   };
+}
+
+/** What the server refuses to start with (checked by start()). */
+export function checkConfig(config: Config): void {
+  if (config.mode !== 'production') return;
+  if (!config.publicUrl) throw new Error('HUREN_MODE=production needs HUREN_PUBLIC_URL (the https base URL clients call; the expected JWT audience)');
+  if (!/^https:\/\/[^/]+/.test(config.publicUrl)) throw new Error('HUREN_MODE=production: HUREN_PUBLIC_URL must be an https URL');
+}
+
+function flagEnv(value: string | undefined, name: string): boolean | undefined {
+  if (value === undefined || value === '') return undefined;
+  if (value !== '0' && value !== '1') throw new Error(`${name} must be 0 or 1, not '${value.slice(0, 20)}'`);
+  return value === '1';
+}
+
+function positiveEnv(value: string | undefined, fallback: number): number {
+  const n = intEnv(value, fallback);
+  if (n === 0) throw new Error('Expected a positive integer, got 0');
+  return n;
 }
 
 function intEnv(value: string | undefined, fallback: number): number {

@@ -1,5 +1,6 @@
 import test from 'ava';
-import { allows, needed, parseScope } from '../server/auth/scopes.ts';
+import { allows, missing, needed, parseScope, requirements } from '../server/auth/scopes.ts';
+import { RateLimiter } from '../server/auth/throttle.ts';
 
 test('SMART v1 and v2 system scopes parse; anything else does not', (t) => {
   t.deepEqual([...parseScope('system/*.read')!.actions].sort(), ['r', 's']);
@@ -51,4 +52,33 @@ test('needed: each REST interaction and operation maps to one letter', (t) => {
     ['POST', '$validate', { action: 'r' }],
   ];
   for (const [method, path, want] of cases) t.deepEqual(needed(method, path.split('/').filter(Boolean)), want, `${method} ${path}`);
+});
+
+test('requirements: the recognition checks also need to read reports and create their reminder', (t) => {
+  t.deepEqual(requirements('GET', ['Patient', '1', '$recognition-check']), [
+    { type: 'Patient', action: 'r' },
+    { type: 'DiagnosticReport', action: 'r' },
+    { type: 'DetectedIssue', action: 'c' },
+  ]);
+  t.deepEqual(requirements('POST', ['ServiceRequest', '$duplicate-check']).slice(1), [
+    { type: 'DiagnosticReport', action: 'r' },
+    { type: 'DetectedIssue', action: 'c' },
+  ]);
+  t.deepEqual(requirements('GET', ['Patient', '1']), [{ type: 'Patient', action: 'r' }]);
+  t.deepEqual(requirements('GET', ['metadata']), []);
+  const check = requirements('GET', ['Patient', '$recognition-check']);
+  t.deepEqual(missing(['system/*.read'], check), { type: 'DetectedIssue', action: 'c' }, 'a read-only token');
+  t.is(missing(['system/*.read', 'system/DetectedIssue.c'], check), undefined);
+  t.deepEqual(missing(['system/ValueSet.rs'], check), { type: 'Patient', action: 'r' });
+});
+
+test('the rate limiter: a bucket of attempts a minute, refilled at that rate, with the wait when empty', (t) => {
+  const limiter = new RateLimiter(6); // one attempt every 10 s
+  const t0 = 1_000_000;
+  for (let i = 0; i < 6; i++) t.is(limiter.take('a', t0), 0, `attempt ${i + 1}`);
+  t.is(limiter.take('a', t0), 10, 'empty: the next attempt in 10 s');
+  t.is(limiter.peek('a', t0 + 4_000), 6, 'peeking takes nothing');
+  t.is(limiter.take('b', t0), 0, 'another key has its own bucket');
+  t.is(limiter.take('a', t0 + 10_000), 0, 'refilled');
+  t.is(limiter.take('a', t0 + 10_000), 10);
 });

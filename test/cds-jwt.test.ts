@@ -2,8 +2,10 @@
  * Trusting CDS clients (CDS Hooks 2.0): a registered hospital CDS client calls with its own signed JWT instead
  * of the platform token; the call is made for the client's institution (the default requester). Every way a
  * JWT can be wrong is refused with 401 and writes nothing; a JWT opens the CDS calls only, never the FHIR API.
+ * The audience is the server's own address (never the request's Host), keys come from the registration only
+ * (by kid), and a used jti is kept in the database.
  */
-import { createServer, type Server } from 'node:http';
+import { createServer, request as httpRequest, type Server } from 'node:http';
 import type { AddressInfo } from 'node:net';
 import test from 'ava';
 import { exportJWK, generateKeyPair, SignJWT, type JWK } from 'jose';
@@ -20,21 +22,25 @@ let d: Seeded;
 let jwksServer: Server;
 let es: Awaited<ReturnType<typeof generateKeyPair>>;
 let rs: Awaited<ReturnType<typeof generateKeyPair>>;
+let rs2: Awaited<ReturnType<typeof generateKeyPair>>;
+let jwksUrl: string;
 let stranger: Awaited<ReturnType<typeof generateKeyPair>>;
 
 test.before(async () => {
   es = await generateKeyPair('ES384', { extractable: true });
   rs = await generateKeyPair('RS384', { extractable: true });
+  rs2 = await generateKeyPair('RS384', { extractable: true });
   stranger = await generateKeyPair('ES384', { extractable: true });
   const esJwk: JWK = { ...(await exportJWK(es.publicKey)), kid: 'liwan-1', alg: 'ES384', use: 'sig' };
   const rsJwk: JWK = { ...(await exportJWK(rs.publicKey)), kid: 'foshan-1', alg: 'RS384', use: 'sig' };
-  // the Foshan client publishes its keys at a URL
+  const rs2Jwk: JWK = { ...(await exportJWK(rs2.publicKey)), kid: 'foshan-2', alg: 'RS384', use: 'sig' };
+  // the Foshan client publishes its keys at a URL (plain http: loopback, outside production), rotating: two keys
   jwksServer = createServer((req, res) => {
     res.setHeader('content-type', 'application/json');
-    res.end(JSON.stringify({ keys: [rsJwk] }));
+    res.end(JSON.stringify({ keys: [rsJwk, rs2Jwk] }));
   });
   await new Promise<void>((resolve) => jwksServer.listen(0, '127.0.0.1', resolve));
-  const jwksUrl = `http://127.0.0.1:${(jwksServer.address() as AddressInfo).port}/jwks.json`;
+  jwksUrl = `http://127.0.0.1:${(jwksServer.address() as AddressInfo).port}/jwks.json`;
   s = await startTestServer({
     cdsClients: [
       { iss: ISS, organization: `Organization?identifier=${ORG_ID}|req-gz-${TAG}`, jwks: { keys: [esJwk] } },
@@ -59,13 +65,14 @@ interface JwtOptions {
   jti?: string | null;
   exp?: number;
   iat?: number;
+  header?: Record<string, unknown>;
 }
 
 async function jwt(path: string, o: JwtOptions = {}): Promise<string> {
   const now = Math.floor(Date.now() / 1000);
   const claims: Record<string, unknown> = { ...(o.jti === null ? {} : { jti: o.jti ?? crypto.randomUUID() }) };
   return new SignJWT(claims)
-    .setProtectedHeader({ alg: o.alg ?? 'ES384', kid: o.kid ?? 'liwan-1', typ: 'JWT' })
+    .setProtectedHeader({ alg: o.alg ?? 'ES384', kid: o.kid ?? 'liwan-1', typ: 'JWT', ...o.header })
     .setIssuer(o.iss ?? ISS)
     .setAudience(o.aud ?? endpoint(path))
     .setIssuedAt(o.iat ?? now)
@@ -146,6 +153,10 @@ test.serial('every wrong JWT is refused with 401, says why without echoing it, a
     ['HMAC', await new SignJWT({ jti: 'x' }).setProtectedHeader({ alg: 'HS256' }).setIssuer(ISS).setAudience(endpoint(path)).setIssuedAt().setExpirationTime('5m').sign(new TextEncoder().encode('a shared secret of 32 bytes!!!!!')), /algorithm/],
     ['unsigned (alg none)', `${Buffer.from('{"alg":"none"}').toString('base64url')}.${Buffer.from(JSON.stringify({ iss: ISS, aud: endpoint(path), jti: 'y', iat: now, exp: now + 60 })).toString('base64url')}.`, /algorithm|not a JWT|verified/],
     ['not a JWT', 'aaa.bbb.ccc', /not a JWT/],
+    ['issued in the future', await jwt(path, { iat: now + 600, exp: now + 900 }), /future/],
+    ['a jku header', await jwt(path, { header: { jku: 'https://attacker.example/jwks.json' } }), /header 'jku' is not accepted/],
+    ['an x5u header', await jwt(path, { header: { x5u: 'https://attacker.example/cert.pem' } }), /header 'x5u' is not accepted/],
+    ['another client’s key URL as jku', await jwt(path, { header: { jku: jwksUrl } }), /header 'jku' is not accepted/],
   ];
   for (const [name, token, why] of cases) {
     const res = await call(path, token, orderSign());
@@ -170,13 +181,58 @@ test.serial('a CDS client JWT opens the CDS calls only, never the FHIR API', asy
   t.is(res.status, 200);
 });
 
+/** A POST with the Host header of another server (fetch does not let one set it). */
+function postWithHost(path: string, host: string, token: string, body: unknown): Promise<number> {
+  const url = new URL(s.huren.url);
+  return new Promise((resolve, reject) => {
+    httpRequest({ host: url.hostname, port: url.port, path, method: 'POST', headers: { host, authorization: `Bearer ${token}`, 'content-type': 'application/json' } }, (res) => {
+      res.resume();
+      res.on('end', () => resolve(res.statusCode!));
+    })
+      .on('error', reject)
+      .end(JSON.stringify(body));
+  });
+}
+
+test.serial('the audience is the server’s own address: a JWT made for another server is refused whatever the Host', async (t) => {
+  const host = 'cds.other-city.example';
+  const path = 'duplicate-order-sign';
+  t.is(await postWithHost(`/cds-services/${path}`, host, await jwt(path, { aud: `http://${host}/cds-services/${path}` }), orderSign()), 401);
+  t.is(await postWithHost(`/cds-services/${path}`, host, await jwt(path), orderSign()), 200, 'a JWT for this server');
+});
+
+test.serial('keys by kid: a client publishing two keys is verified under each; the registered key URL may be named as jku', async (t) => {
+  const body = { hook: 'patient-view', hookInstance: crypto.randomUUID(), context: { userId: 'Practitioner/x', patientId: d.patient } };
+  const path = 'recognition-reminder';
+  const remote = (o: JwtOptions) => jwt(path, { iss: REMOTE_ISS, alg: 'RS384', ...o });
+  t.is((await call(path, await remote({ key: rs2.privateKey, kid: 'foshan-2' }), body)).status, 200, 'the new key');
+  t.is((await call(path, await remote({ key: rs.privateKey, kid: 'foshan-1', header: { jku: jwksUrl } }), body)).status, 200, 'jku = the registered URL');
+  const crossed = await call(path, await remote({ key: rs2.privateKey, kid: 'foshan-1' }), body);
+  t.is(crossed.status, 401, 'the new key under the old kid');
+  t.regex(crossed.body.issue[0].details.text, /signature/);
+});
+
+test.serial('a used jti is kept in the database: another server of the database refuses it', async (t) => {
+  const path = 'duplicate-order-sign';
+  const token = await jwt(path);
+  t.is((await call(path, token, orderSign())).status, 200);
+  const other = new CdsTrust(s.huren.config.cdsClients, { db: s.huren.db });
+  await t.throwsAsync(other.verify(token, [endpoint(path)]), { message: /already used/ });
+  const fresh = await jwt(path);
+  t.truthy(await other.verify(fresh, [endpoint(path)]), 'a new JWT is accepted there');
+  t.is((await call(path, fresh, orderSign())).status, 401, 'and then refused here');
+});
+
 test('the client register refuses bad entries at start', (t) => {
   t.deepEqual(loadCdsClients(undefined), []);
   t.throws(() => loadCdsClients('[{'), { message: /not valid JSON/ });
   t.throws(() => loadCdsClients('{}'), { message: /JSON array|ENOENT/ });
   t.throws(() => new CdsTrust([{ iss: 'a', organization: 'Patient/1', jwks: { keys: [] } }]), { message: /organization/ });
   t.throws(() => new CdsTrust([{ iss: 'a', organization: 'Organization/1' }]), { message: /exactly one of jwks and jwksUrl/ });
-  t.throws(() => new CdsTrust([{ iss: 'a', organization: 'Organization/1', jwksUrl: 'file:///etc/passwd' }]), { message: /http/ });
+  t.throws(() => new CdsTrust([{ iss: 'a', organization: 'Organization/1', jwksUrl: 'file:///etc/passwd' }]), { message: /https/ });
+  t.throws(() => new CdsTrust([{ iss: 'a', organization: 'Organization/1', jwksUrl: 'http://his.example/jwks.json' }]), { message: /https/ }, 'http only on loopback');
+  t.throws(() => new CdsTrust([{ iss: 'a', organization: 'Organization/1', jwksUrl: 'http://127.0.0.1:9/jwks.json' }], { production: true }), { message: /https/ }, 'not even there in production');
+  t.notThrows(() => new CdsTrust([{ iss: 'a', organization: 'Organization/1', jwksUrl: 'https://his.example/jwks.json' }], { production: true }));
   t.throws(
     () => new CdsTrust([{ iss: 'a', organization: 'Organization/1', jwks: { keys: [] } }, { iss: 'a', organization: 'Organization/2', jwks: { keys: [] } }]),
     { message: /twice/ }

@@ -4,14 +4,32 @@
  * for a short-lived access token by sending a JWT signed with its own key; with that token it calls the FHIR
  * API as its institution (the default requester of the recognition checks) within its scopes.
  *
- *   client_assertion: iss = sub = client_id, aud = the token endpoint URL, exp (≤ 5 min), jti (once), ES384/RS384
- *   access token:     a JWT (HS256 under a key derived from the bootstrap token), 300 s, re-checked against the
- *                     registration on every use (a removed client or scope stops working at once)
+ *   client_assertion: iss = sub = client_id (the form's client_id, when sent, too), aud = the token endpoint URL
+ *                     of HUREN_PUBLIC_URL (never the request's Host), exp (≤ 5 min), iat (if sent) not in the
+ *                     future, jti (once: kept in the database), ES384/RS384, kid picks the key; no jku/x5u
+ *                     but the registered key URL
+ *   access token:     a JWT (HS256 under the platform's own signing key, server/auth/signing.ts, by kid), 300 s,
+ *                     re-checked on every use against the registration (a removed client or scope stops working
+ *                     at once) and the revocation list (POST /auth/revoke: every token of a client so far)
  */
-import { createHmac, randomUUID } from 'node:crypto';
-import { decodeJwt, jwtVerify, SignJWT, type JSONWebKeySet, type JWTVerifyGetKey } from 'jose';
-import { checkOrganization, CLIENT_ALGORITHMS, CLOCK_TOLERANCE_SECONDS, keyResolver, loadRegistrations, MAX_AGE_SECONDS, refusal, ReplayGuard } from './keys.ts';
+import { randomUUID } from 'node:crypto';
+import { decodeJwt, decodeProtectedHeader, jwtVerify, SignJWT, type JSONWebKeySet } from 'jose';
+import type { Database } from '../db/database.ts';
+import { isSupportedResourceType } from '../fhir/definitions.ts';
+import {
+  checkOrganization,
+  CLIENT_ALGORITHMS,
+  CLOCK_TOLERANCE_SECONDS,
+  keyResolver,
+  loadRegistrations,
+  MAX_AGE_SECONDS,
+  refusal,
+  ReplayGuard,
+  verifyClientJwt,
+  type KeySource,
+} from './keys.ts';
 import { parseScope } from './scopes.ts';
+import type { TokenKeys } from './signing.ts';
 
 export interface BackendClient {
   clientId: string;
@@ -52,27 +70,43 @@ const TOKEN_ISSUER = 'huren-auth';
 const TOKEN_AUDIENCE = 'huren-fhir';
 export const TOKEN_LIFETIME_SECONDS = 300;
 
-export class BackendAuth {
-  private readonly clients = new Map<string, { client: BackendClient; keys: JWTVerifyGetKey; scopes: string[] }>();
-  private readonly replays = new ReplayGuard();
-  private readonly key: Uint8Array;
+export interface BackendOptions {
+  db: Database;
+  /** The platform's token signing keys. */
+  keys: TokenKeys;
+  /** Production mode: key URLs must be https. */
+  production?: boolean;
+}
 
-  constructor(clients: BackendClient[], bootstrapToken: string) {
-    this.key = createHmac('sha256', bootstrapToken).update('huren access token v1').digest();
+export class BackendAuth {
+  private readonly clients = new Map<string, { client: BackendClient; keys: KeySource; scopes: string[] }>();
+  private readonly replays: ReplayGuard;
+  private readonly db: Database;
+  private readonly keys: TokenKeys;
+
+  constructor(clients: BackendClient[], options: BackendOptions) {
+    this.db = options.db;
+    this.keys = options.keys;
+    this.replays = new ReplayGuard(options.db, 'client-assertion');
     for (const client of clients) {
       if (!client || typeof client.clientId !== 'string' || client.clientId === '') throw new Error('HUREN_CLIENTS: every client needs a clientId');
       const what = `HUREN_CLIENTS: client '${client.clientId}'`;
       checkOrganization(client.organization, what);
       const scopes = typeof client.scope === 'string' ? client.scope.split(/\s+/).filter(Boolean) : [];
-      const bad = scopes.find((s) => !parseScope(s));
-      if (scopes.length === 0 || bad) throw new Error(`${what}: scope must list SMART system scopes (system/<Type|*>.<cruds|read|write>)${bad ? `, not '${bad}'` : ''}`);
+      const bad = scopes.find((s) => !knownScope(s));
+      if (scopes.length === 0 || bad) throw new Error(`${what}: scope must list SMART system scopes (system/<Type|*>.<cruds|read|write>) of FHIR R4 resource types${bad ? `, not '${bad}'` : ''}`);
       if (this.clients.has(client.clientId)) throw new Error(`HUREN_CLIENTS: '${client.clientId}' is listed twice`);
-      this.clients.set(client.clientId, { client, keys: keyResolver(client, what), scopes });
+      this.clients.set(client.clientId, { client, keys: keyResolver(client, what, options.production), scopes });
     }
   }
 
   get size(): number {
     return this.clients.size;
+  }
+
+  /** Whether `clientId` is registered. */
+  has(clientId: string): boolean {
+    return this.clients.has(clientId);
   }
 
   /** `POST /auth/token` with the form fields; `tokenUrl` is the endpoint's own URL (the assertion's audience). */
@@ -91,39 +125,45 @@ export class BackendAuth {
     }
     const entry = iss !== undefined ? this.clients.get(iss) : undefined;
     if (!entry) throw new OAuthError(401, 'invalid_client', 'the client (iss) is not registered with the platform');
+    const formClient = form.get('client_id');
+    if (formClient !== null && formClient !== entry.client.clientId) {
+      throw new OAuthError(401, 'invalid_client', 'client_id must be the client assertion’s iss and sub');
+    }
     let payload;
     try {
-      ({ payload } = await jwtVerify(assertion, entry.keys, {
+      payload = await verifyClientJwt(assertion, entry.keys, {
         issuer: entry.client.clientId,
         subject: entry.client.clientId,
         audience: tokenUrl,
-        algorithms: CLIENT_ALGORITHMS,
         requiredClaims: ['iss', 'sub', 'aud', 'exp', 'jti'],
-        clockTolerance: CLOCK_TOLERANCE_SECONDS,
         currentDate: now,
-      }));
+      });
     } catch (err) {
       throw new OAuthError(401, 'invalid_client', refusal(err));
     }
     if (Number(payload.exp) > now.getTime() / 1000 + MAX_AGE_SECONDS + CLOCK_TOLERANCE_SECONDS) {
       throw new OAuthError(401, 'invalid_client', 'the client assertion must expire within 5 minutes (exp)');
     }
-    if (!this.replays.accept(entry.client.clientId, String(payload.jti), Number(payload.exp), now.getTime())) {
-      throw new OAuthError(401, 'invalid_client', 'the client assertion was already used (jti replayed)');
-    }
+    // the scopes are checked before the assertion is spent (its jti), so that a refused request can be corrected
     const requested = (form.get('scope') ?? '').split(/\s+/).filter(Boolean);
     if (requested.length === 0) throw new OAuthError(400, 'invalid_scope', 'scope is required (e.g. "system/*.rs")');
+    const unknown = requested.find((s) => !knownScope(s));
+    if (unknown) throw new OAuthError(400, 'invalid_scope', `'${unknown.slice(0, 80)}' is not a SMART system scope of a FHIR R4 resource type`);
     const granted = requested.filter((s) => covered(s, entry.scopes));
     if (granted.length === 0) throw new OAuthError(400, 'invalid_scope', 'none of the requested scopes is granted to this client');
+    if (!(await this.replays.accept(entry.client.clientId, String(payload.jti), Number(payload.exp), now.getTime()))) {
+      throw new OAuthError(401, 'invalid_client', 'the client assertion was already used (jti replayed)');
+    }
+    const signing = this.keys.current();
     const accessToken = await new SignJWT({ scope: granted.join(' ') })
-      .setProtectedHeader({ alg: 'HS256', typ: 'at+jwt' })
+      .setProtectedHeader({ alg: 'HS256', typ: 'at+jwt', kid: signing.kid })
       .setIssuer(TOKEN_ISSUER)
       .setAudience(TOKEN_AUDIENCE)
       .setSubject(entry.client.clientId)
       .setJti(randomUUID())
       .setIssuedAt(Math.floor(now.getTime() / 1000))
       .setExpirationTime(Math.floor(now.getTime() / 1000) + TOKEN_LIFETIME_SECONDS)
-      .sign(this.key);
+      .sign(signing.secret);
     return { access_token: accessToken, token_type: 'bearer', expires_in: TOKEN_LIFETIME_SECONDS, scope: granted.join(' ') };
   }
 
@@ -131,17 +171,52 @@ export class BackendAuth {
   async principal(accessToken: string, now = new Date()): Promise<ClientPrincipal | undefined> {
     let payload;
     try {
-      ({ payload } = await jwtVerify(accessToken, this.key, { issuer: TOKEN_ISSUER, audience: TOKEN_AUDIENCE, algorithms: ['HS256'], currentDate: now }));
+      const { kid } = decodeProtectedHeader(accessToken);
+      const secret = typeof kid === 'string' ? this.keys.verifying(kid, now) : undefined;
+      if (!secret) return undefined;
+      ({ payload } = await jwtVerify(accessToken, secret, {
+        issuer: TOKEN_ISSUER,
+        audience: TOKEN_AUDIENCE,
+        algorithms: ['HS256'],
+        requiredClaims: ['sub', 'iat', 'exp'],
+        currentDate: now,
+      }));
     } catch {
       return undefined;
     }
+    // never longer-lived than the platform issues them
+    if (Number(payload.exp) - Number(payload.iat) > TOKEN_LIFETIME_SECONDS) return undefined;
     const entry = this.clients.get(String(payload.sub));
     if (!entry) return undefined;
+    const [revoked] = await this.db.query<{ before: string | Date }>('SELECT revoked_before AS before FROM auth_revocation WHERE client_id = $1', [entry.client.clientId]);
+    if (revoked && Number(payload.iat) * 1000 < new Date(revoked.before).getTime()) return undefined;
     const scopes = String(payload.scope ?? '')
       .split(' ')
       .filter((s) => covered(s, entry.scopes));
     return { clientId: entry.client.clientId, organization: entry.client.organization, scopes };
   }
+
+  /**
+   * Revokes every access token issued to `clientId` so far (checked on each use, on every server of the
+   * database). Tokens it asks for afterwards work. `by`: the principal id of the administrator.
+   */
+  async revoke(clientId: string, by: string, now = new Date()): Promise<{ revokedBefore: string }> {
+    if (!this.clients.has(clientId)) throw new OAuthError(400, 'invalid_request', 'client_id is not a registered client');
+    // whole seconds, like a token's iat: every token of this second so far is covered
+    const before = new Date((Math.floor(now.getTime() / 1000) + 1) * 1000).toISOString();
+    await this.db.query(
+      `INSERT INTO auth_revocation (client_id, revoked_before, revoked_at, revoked_by) VALUES ($1, $2, $3, $4)
+       ON CONFLICT (client_id) DO UPDATE SET revoked_before = EXCLUDED.revoked_before, revoked_at = EXCLUDED.revoked_at, revoked_by = EXCLUDED.revoked_by`,
+      [clientId, before, now.toISOString(), by]
+    );
+    return { revokedBefore: before };
+  }
+}
+
+/** A SMART system scope naming a FHIR R4 resource type (or `*`). */
+function knownScope(scope: string): boolean {
+  const grant = parseScope(scope);
+  return !!grant && (grant.type === '*' || isSupportedResourceType(grant.type));
 }
 
 /** Whether a requested scope asks for no more than one registered scope gives (same or wider type, superset of letters). */

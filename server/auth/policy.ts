@@ -5,14 +5,11 @@
  */
 import { fail } from '../fhir/errors.ts';
 import type { AccessPolicy } from '../fhir/engine.ts';
-import { allows, needed } from './scopes.ts';
+import { missing, refusalText, requirements } from './scopes.ts';
 
 export const scopeAccessPolicy: AccessPolicy = {
   authorize(principal, method, segments) {
-    const need = needed(method, segments);
-    if (need && !allows(principal.scopes, need.type, need.action)) {
-      const what = { c: 'create', r: 'read', u: 'update or run this operation on', d: 'delete', s: 'search' }[need.action];
-      throw fail(403, 'forbidden', `The caller's scopes do not allow it to ${what} ${need.type ?? 'the whole server'} (needs system/${need.type ?? '*'}.${need.action})`);
-    }
+    const need = missing(principal.scopes, requirements(method, segments));
+    if (need) throw fail(403, 'forbidden', refusalText(need));
   },
 };

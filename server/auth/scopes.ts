@@ -4,10 +4,18 @@
  * A scope is `system/<Type|*>.<permissions>`: SMART v1 `read` (read + search), `write` (create, update,
  * delete) or `*`, or SMART v2 letters `c r u d s` (in that order, e.g. `rs`, `cruds`). The FHIR interaction a
  * request makes is one letter on one resource type; operations that only look (the recognition checks, the
- * report views, terminology, $verify, $trace …) need `r`, every other operation `u`.
+ * report views, terminology, $verify, $trace …) need `r`, every other operation `u`. The recognition checks
+ * also write a reminder (a DetectedIssue) and answer with reports, so they need `DetectedIssue.c` and
+ * `DiagnosticReport.r` besides (requirements()); the CDS Hooks calls ask the same (server/cds/router.ts).
  */
 
 export type Action = 'c' | 'r' | 'u' | 'd' | 's';
+
+export interface Need {
+  /** A resource type; undefined for a system-level interaction. */
+  type?: string;
+  action: Action;
+}
 
 export interface Grant {
   /** A resource type, or `*`. */
@@ -83,4 +91,34 @@ export function needed(method: string, segments: readonly string[]): { type?: st
     return { type, action: byMethod[m] ?? 'r' };
   }
   return { type, action: 'r' };
+}
+
+/** What the recognition checks need besides their own letter: they answer with reports and write a reminder. */
+export const RECOGNITION_NEEDS: readonly Need[] = [
+  { type: 'DiagnosticReport', action: 'r' },
+  { type: 'DetectedIssue', action: 'c' },
+];
+
+const ALSO_NEEDED: Record<string, readonly Need[]> = {
+  'recognition-check': RECOGNITION_NEEDS,
+  'duplicate-check': RECOGNITION_NEEDS,
+};
+
+/** Everything a FHIR REST request needs of the scopes: needed() and what its operation also reads or writes. */
+export function requirements(method: string, segments: readonly string[]): Need[] {
+  const need = needed(method, segments);
+  if (!need) return [];
+  const op = segments.find((s) => s.startsWith('$'));
+  return [need, ...(op ? (ALSO_NEEDED[op.slice(1)] ?? []) : [])];
+}
+
+/** The first of `needs` that `scopes` do not allow, if any. */
+export function missing(scopes: readonly string[], needs: readonly Need[]): Need | undefined {
+  return needs.find((n) => !allows(scopes, n.type, n.action));
+}
+
+/** The words of a refusal for a need the scopes do not meet. */
+export function refusalText(need: Need): string {
+  const what = { c: 'create', r: 'read', u: 'update or run this operation on', d: 'delete', s: 'search' }[need.action];
+  return `The caller's scopes do not allow it to ${what} ${need.type ?? 'the whole server'} (needs system/${need.type ?? '*'}.${need.action})`;
 }

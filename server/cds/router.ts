@@ -7,9 +7,12 @@
  *
  * Calls and feedback need `Authorization: Bearer …` — the seam in server/http/auth.ts: the platform token,
  * or a registered CDS client's signed JWT (CDS Hooks 2.0 "Trusting CDS Clients", server/cds/trust.ts), which
- * makes the call for the client's institution. Errors are 4xx OperationOutcomes whose expression is the JSON path of the input at fault.
+ * makes the call for the client's institution. A CDS client's JWT opens exactly these calls; any other token
+ * needs the scopes of the recognition checks the calls make: Patient, DiagnosticReport read and DetectedIssue
+ * create for a hook call, DetectedIssue update for feedback. Errors are 4xx OperationOutcomes whose expression is the JSON path of the input at fault.
  */
 import type Koa from 'koa';
+import { missing, RECOGNITION_NEEDS, refusalText, type Need } from '../auth/scopes.ts';
 import type { Repository } from '../fhir/repository.ts';
 import { badRequest, fail } from '../fhir/errors.ts';
 import type { Principal } from '../http/auth.ts';
@@ -26,6 +29,8 @@ export interface CdsOptions {
 }
 
 const PREFIX = '/cds-services';
+const CALL_NEEDS: readonly Need[] = [{ type: 'Patient', action: 'r' }, ...RECOGNITION_NEEDS];
+const FEEDBACK_NEEDS: readonly Need[] = [{ type: 'DetectedIssue', action: 'u' }];
 
 export function cdsHooks(options: CdsOptions): Koa.Middleware {
   return async (ctx, next) => {
@@ -48,11 +53,16 @@ export function cdsHooks(options: CdsOptions): Koa.Middleware {
       json(ctx, discovery());
       return;
     }
+    const principal = ctx.state.principal as Principal | undefined;
+    if (!principal?.scopes.includes('cds-hooks')) {
+      const need = missing(principal?.scopes ?? [], segments.length === 1 ? CALL_NEEDS : FEEDBACK_NEEDS);
+      if (need) throw fail(403, 'forbidden', refusalText(need));
+    }
     const body = await readBody(ctx, options.limits);
     if (body === undefined) throw badRequest('The request has no body: send the CDS Hooks JSON (Content-Type: application/json)');
     const env: CdsEnv = {
       repo: options.repo,
-      principal: ctx.state.principal as Principal | undefined,
+      principal,
       publicBase: options.publicUrl ?? `${ctx.protocol}://${ctx.host}`,
     };
     json(ctx, segments.length === 1 ? await callService(env, service, body) : await recordFeedback(env, service, body));

@@ -6,11 +6,14 @@
  * default requester of the check.
  *
  * Checks: signature (ES384 or RS384, the algorithms the specification names; never `none` or HMAC), issuer
- * known, audience = this endpoint, expiry and issue time (at most 5 minutes old, 60 s clock skew), and a
- * `jti` that was not seen before (replays are refused until the token expires).
+ * known, audience = this endpoint under HUREN_PUBLIC_URL (never the request's Host), expiry and issue time (at
+ * most 5 minutes old, not in the future, 60 s clock skew), the key picked by `kid` (no `jku`/`x5u` but the
+ * registered key URL), and a `jti` that was not seen before (kept in the database until the token expires,
+ * so a replay is refused after a restart and on every server of the database).
  */
-import { decodeJwt, jwtVerify, type JSONWebKeySet, type JWTVerifyGetKey } from 'jose';
-import { checkOrganization, CLIENT_ALGORITHMS, CLOCK_TOLERANCE_SECONDS, keyResolver, loadRegistrations, MAX_AGE_SECONDS, refusal, ReplayGuard } from '../auth/keys.ts';
+import { decodeJwt, type JSONWebKeySet } from 'jose';
+import type { Database } from '../db/database.ts';
+import { checkOrganization, keyResolver, loadRegistrations, MAX_AGE_SECONDS, refusal, ReplayGuard, verifyClientJwt, type KeySource } from '../auth/keys.ts';
 
 export interface CdsClient {
   /** The client's `iss`. */
@@ -19,7 +22,7 @@ export interface CdsClient {
   organization: string;
   /** The client's public keys, inline … */
   jwks?: JSONWebKeySet;
-  /** … or where it publishes them (fetched and cached; https in production). */
+  /** … or where it publishes them (fetched and cached; https — plain http only on loopback outside production). */
   jwksUrl?: string;
 }
 
@@ -33,16 +36,18 @@ export interface CdsCaller {
 }
 
 export class CdsTrust {
-  private readonly clients = new Map<string, { client: CdsClient; keys: JWTVerifyGetKey }>();
-  private readonly replays = new ReplayGuard();
+  private readonly clients = new Map<string, { client: CdsClient; keys: KeySource }>();
+  private readonly replays: ReplayGuard | undefined;
 
-  constructor(clients: CdsClient[]) {
+  /** `db` keeps the replay record; without it (checking a register only) nothing can be verified. */
+  constructor(clients: CdsClient[], options: { db?: Database; production?: boolean } = {}) {
+    this.replays = options.db ? new ReplayGuard(options.db, 'cds-jwt') : undefined;
     for (const client of clients) {
       if (!client || typeof client.iss !== 'string' || client.iss === '') throw new Error('HUREN_CDS_CLIENTS: every client needs an iss');
       const what = `HUREN_CDS_CLIENTS: client '${client.iss}'`;
       checkOrganization(client.organization, what);
       if (this.clients.has(client.iss)) throw new Error(`HUREN_CDS_CLIENTS: '${client.iss}' is listed twice`);
-      this.clients.set(client.iss, { client, keys: keyResolver(client, what) });
+      this.clients.set(client.iss, { client, keys: keyResolver(client, what, options.production) });
     }
   }
 
@@ -62,19 +67,18 @@ export class CdsTrust {
     if (!entry) throw new CdsTrustError('the JWT issuer (iss) is not a CDS client registered with the platform');
     let payload;
     try {
-      ({ payload } = await jwtVerify(token, entry.keys, {
+      payload = await verifyClientJwt(token, entry.keys, {
         issuer: entry.client.iss,
         audience: audiences,
-        algorithms: CLIENT_ALGORITHMS,
         requiredClaims: ['iss', 'aud', 'exp', 'iat', 'jti'],
         maxTokenAge: MAX_AGE_SECONDS,
-        clockTolerance: CLOCK_TOLERANCE_SECONDS,
         currentDate: now,
-      }));
+      });
     } catch (err) {
       throw new CdsTrustError(refusal(err));
     }
-    if (!this.replays.accept(entry.client.iss, String(payload.jti), Number(payload.exp), now.getTime())) {
+    if (!this.replays) throw new Error('CdsTrust was built without a database');
+    if (!(await this.replays.accept(entry.client.iss, String(payload.jti), Number(payload.exp), now.getTime()))) {
       throw new CdsTrustError('the JWT was already used (jti replayed)');
     }
     return { iss: entry.client.iss, organization: entry.client.organization, ...(typeof payload.tenant === 'string' ? { tenant: payload.tenant } : {}) };

@@ -1,8 +1,10 @@
 /**
  * The authorisation seam: one middleware resolves the principal of every request; nothing behind it runs
- * without one. Two kinds of credentials today: the static bootstrap token (full rights), and — for the CDS
- * Hooks calls only — a registered CDS client's signed JWT (server/cds/trust.ts), which makes the call on
- * behalf of the client's institution. Users, clients and scopes slot in here.
+ * without one. Credentials: the static bootstrap token (full rights), a backend client's access token
+ * (server/auth/backend.ts), and — for the CDS Hooks calls only — a registered CDS client's signed JWT
+ * (server/cds/trust.ts), which makes the call on behalf of the client's institution; its audience is the
+ * server's own base URL (`base()`: HUREN_PUBLIC_URL or the listen address), never the request's Host.
+ * Refused bearer tokens are throttled per source address and per claimed client (server/auth/throttle.ts).
  */
 import { randomBytes, timingSafeEqual, createHash } from 'node:crypto';
 import { existsSync, mkdirSync, readFileSync, writeFileSync } from 'node:fs';
@@ -13,6 +15,7 @@ import { ANONYMOUS, type Principal } from '../fhir/principal.ts';
 import { CdsTrustError, type CdsTrust } from '../cds/trust.ts';
 import type { BackendAuth } from '../auth/backend.ts';
 import { TOKEN_PATH } from '../auth/routes.ts';
+import type { AuthThrottle } from '../auth/throttle.ts';
 
 export { ANONYMOUS, type Principal } from '../fhir/principal.ts';
 
@@ -47,8 +50,10 @@ export interface AuthOptions {
   cds?: CdsTrust;
   /** The registered backend clients (SMART Backend Services), whose access tokens are accepted everywhere else. */
   backend?: BackendAuth;
-  /** The server's public base URL (else taken from the request), for the JWT audience. */
-  publicUrl?: string;
+  /** The server's own base URL for the JWT audience: HUREN_PUBLIC_URL, else the listen address — never the request's Host. */
+  base?: () => string;
+  /** Refused bearer tokens are throttled per source address and per claimed client (server/auth/throttle.ts). */
+  throttle?: AuthThrottle;
 }
 
 export function authMiddleware(bootstrapToken: string, options: AuthOptions = {}): Koa.Middleware {
@@ -61,27 +66,41 @@ export function authMiddleware(bootstrapToken: string, options: AuthOptions = {}
     const client = options.backend?.size ? await options.backend.principal(token) : undefined;
     if (client) return { kind: 'client', id: `client:${client.clientId}`, scopes: client.scopes, institution: client.organization };
     // … or, on a CDS Hooks call, a CDS client's own signed JWT (server/cds/trust.ts)
-    const audiences = options.cds?.size ? cdsAudiences(ctx.method, ctx.path, options.publicUrl ?? `${ctx.protocol}://${ctx.host}`) : undefined;
+    const audiences = options.cds?.size && options.base ? cdsAudiences(ctx.method, ctx.path, options.base()) : undefined;
     if (audiences) {
       try {
         const caller = await options.cds!.verify(token, audiences);
         return { kind: 'cds-client', id: `cds-client:${caller.iss}`, scopes: ['cds-hooks'], institution: caller.organization };
       } catch (err) {
         if (!(err instanceof CdsTrustError)) throw err;
-        ctx.set('WWW-Authenticate', 'Bearer error="invalid_token"');
-        throw fail(401, 'login', `CDS client JWT refused: ${err.message}`);
+        refused(ctx, token, `CDS client JWT refused: ${err.message}`);
       }
     }
     return undefined;
   };
+  /** A refused bearer token: 401, or 429 once its source or its claimed client has been refused too often. */
+  const refused = (ctx: Koa.Context, token: string, message: string): never => {
+    const wait = options.throttle?.bearerRefused(ctx.ip, token) ?? 0;
+    if (wait > 0) {
+      ctx.set('Retry-After', String(wait));
+      throw fail(429, 'throttled', `Too many refused bearer tokens: retry after ${wait} s`);
+    }
+    ctx.set('WWW-Authenticate', 'Bearer error="invalid_token"');
+    throw fail(401, 'login', message);
+  };
   return async (ctx, next) => {
     const header = ctx.get('authorization');
     const token = /^Bearer\s+(\S+)$/i.exec(header)?.[1];
-    const principal = (token && (await resolve(ctx, token))) || ANONYMOUS;
-    if (principal.kind === 'anonymous' && header && !isPublic(ctx.method, ctx.path)) {
-      ctx.set('WWW-Authenticate', 'Bearer error="invalid_token"');
-      throw fail(401, 'login', 'Invalid or expired bearer token');
+    if (header && !isPublic(ctx.method, ctx.path)) {
+      // a source that sent too many refused tokens waits, whatever it sends now
+      const wait = options.throttle?.bearerAllowed(ctx.ip) ?? 0;
+      if (wait > 0) {
+        ctx.set('Retry-After', String(wait));
+        throw fail(429, 'throttled', `Too many refused bearer tokens from this address: retry after ${wait} s`);
+      }
     }
+    const principal = (token && (await resolve(ctx, token))) || ANONYMOUS;
+    if (principal.kind === 'anonymous' && header && !isPublic(ctx.method, ctx.path)) refused(ctx, token ?? header, 'Invalid or expired bearer token');
     if (principal.kind === 'anonymous' && !isPublic(ctx.method, ctx.path)) {
       ctx.set('WWW-Authenticate', 'Bearer');
       throw fail(401, 'login', 'A bearer token is required (Authorization: Bearer …)');
