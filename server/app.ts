@@ -4,6 +4,7 @@
  * processes, the Koa application (error mapping, observability, the authorisation seam, the modules' routes,
  * FHIR REST, health and metrics), and its HTTP server. docs/architecture.md draws it.
  */
+import { randomBytes } from 'node:crypto';
 import { createServer, type Server } from 'node:http';
 import type { AddressInfo } from 'node:net';
 import Koa from 'koa';
@@ -24,7 +25,7 @@ import { BackendAuth } from './auth/backend.ts';
 import { scopeAccessPolicy } from './auth/policy.ts';
 import { authRoutes } from './auth/routes.ts';
 import { CdsTrust } from './cds/trust.ts';
-import { authMiddleware, resolveBootstrapToken, type Principal } from './http/auth.ts';
+import { authMiddleware, resolveBootstrapToken, type BootstrapToken, type Principal } from './http/auth.ts';
 import { readBody, UNSTORABLE_TEXT } from './http/body.ts';
 import { createLogger, createMetrics, observe, type Logger } from './http/observability.ts';
 import { Scheduler } from './scheduler/scheduler.ts';
@@ -35,13 +36,14 @@ import { profilesModule } from './profiles/module.ts';
 import { dictionaryModule } from './dictionary/module.ts';
 import { provenanceModule } from './provenance/module.ts';
 import { cdsModule } from './cds/module.ts';
+import { accountsModule } from './accounts/module.ts';
 import { ProvenanceService } from './provenance/service.ts';
 
 /**
  * The domains, in order: `init` runs in this order before the server takes requests (the terminology before
  * the profiles that validate against it), `stop` in reverse. A new domain is a folder with a module.ts and a line here.
  */
-export const MODULES: readonly ModuleFactory[] = [terminologyModule, recognitionModule, profilesModule, dictionaryModule, provenanceModule, cdsModule];
+export const MODULES: readonly ModuleFactory[] = [terminologyModule, recognitionModule, profilesModule, dictionaryModule, provenanceModule, cdsModule, accountsModule];
 
 export interface Huren {
   config: Config;
@@ -50,6 +52,7 @@ export interface Huren {
   server: Server;
   /** Base URL actually listened on, e.g. http://127.0.0.1:8080 */
   url: string;
+  /** The bootstrap token ('' when there is none: a generated one was used up on this data directory). */
   bootstrapToken: string;
   generatedToken: boolean;
   modules: readonly HurenModule[];
@@ -66,12 +69,16 @@ export interface StartOptions {
 
 export async function start(config: Config, options: StartOptions = {}): Promise<Huren> {
   const logger = createLogger(config.logLevel, options.logStream);
+  // before anything opens: production mode refuses an operator-set bootstrap token
+  const bootstrap = resolveBootstrapToken(config.bootstrapToken, config.dataDir, config.mode);
+  if (bootstrap.source === 'operator') logger.warn({ mode: config.mode }, 'the operator-set bootstrap token (HUREN_BOOTSTRAP_TOKEN) is on: full rights for whoever holds it; unset it once accounts are set up');
+  if (bootstrap.source === 'generated' && bootstrap.active) logger.warn('a generated bootstrap token is on until the first security administrator is created with it (POST /api/accounts)');
   loadDefinitions();
   loadValidation();
   const db = await openDatabase({ url: config.databaseUrl, dataDir: config.inMemory ? undefined : `${config.dataDir}/pglite` });
   const applied = await migrate(db);
   if (applied.length > 0) logger.info({ applied, engine: db.engine }, 'migrations applied');
-  const context: ModuleContext = { config, db, logger, limits: { maxBytes: config.maxBodyBytes, maxDepth: config.maxJsonDepth } };
+  const context: ModuleContext = { config, db, logger, limits: { maxBytes: config.maxBodyBytes, maxDepth: config.maxJsonDepth }, bootstrap };
   const modules = MODULES.map((factory) => factory(context));
   installEngine(db, {
     operations: modules.flatMap((m) => m.operations ?? []),
@@ -87,7 +94,6 @@ export async function start(config: Config, options: StartOptions = {}): Promise
   // planner statistics for the engines that keep none themselves (database.ts)
   scheduler.register({ name: 'db.analyze', cron: config.analyzeCron, run: () => analyzeGrownTables(db) });
   for (const m of modules) for (const job of m.jobs ?? []) scheduler.register(job);
-  const { token, generated } = resolveBootstrapToken(config.bootstrapToken, config.dataDir);
   const repo = new Repository(db);
   const jobs = new AsyncJobs(db, (request, principal, baseUrl, progress) => route({ repo, baseUrl, principal, processBundle, progress }, request), {
     retentionSeconds: config.asyncRetentionSeconds,
@@ -95,7 +101,7 @@ export async function start(config: Config, options: StartOptions = {}): Promise
     pollMs: 500,
     concurrency: config.asyncConcurrency,
   });
-  const app = createApp(config, db, logger, token, modules, jobs);
+  const app = createApp(config, db, logger, bootstrap, modules, jobs);
   // long FHIR search URLs are normal: allow 64 KiB of request line + headers (Node's default is 16 KiB)
   const server = createServer({ maxHeaderSize: 64 * 1024 }, app.callback());
   server.keepAliveTimeout = 65_000;
@@ -114,8 +120,8 @@ export async function start(config: Config, options: StartOptions = {}): Promise
     logger,
     server,
     url: `http://${host}:${address.port}`,
-    bootstrapToken: token,
-    generatedToken: generated,
+    bootstrapToken: bootstrap.token ?? '',
+    generatedToken: bootstrap.generated,
     modules,
     scheduler,
     provenance: ProvenanceService.of(db) as ProvenanceService,
@@ -133,7 +139,7 @@ export async function start(config: Config, options: StartOptions = {}): Promise
   };
 }
 
-export function createApp(config: Config, db: Database, logger: Logger, bootstrapToken: string, modules: readonly HurenModule[], jobs?: AsyncJobs): Koa {
+export function createApp(config: Config, db: Database, logger: Logger, bootstrap: BootstrapToken, modules: readonly HurenModule[], jobs?: AsyncJobs): Koa {
   const app = new Koa({ proxy: !!config.publicUrl });
   const metrics = createMetrics();
   const repo = new Repository(db);
@@ -145,8 +151,9 @@ export function createApp(config: Config, db: Database, logger: Logger, bootstra
     ctx.set('Cache-Control', 'no-store');
     await next();
   });
-  const backend = new BackendAuth(config.clients, bootstrapToken);
-  app.use(authMiddleware(bootstrapToken, { cds: new CdsTrust(config.cdsClients), backend, publicUrl: config.publicUrl }));
+  const backend = new BackendAuth(config.clients, bootstrap.token ?? randomBytes(32).toString('hex'));
+  const authenticators = modules.flatMap((m) => m.authenticators ?? []);
+  app.use(authMiddleware(bootstrap, { cds: new CdsTrust(config.cdsClients), backend, publicUrl: config.publicUrl, authenticators }));
   app.use(authRoutes(backend, config.publicUrl));
 
   const router = new Router();

@@ -2,6 +2,7 @@
 import { resolve } from 'node:path';
 import { loadBackendClients, type BackendClient } from './auth/backend.ts';
 import { loadCdsClients, type CdsClient } from './cds/trust.ts';
+import { loadAccountsConfig, type AccountsConfig } from './accounts/config.ts';
 import { loadLedgerConfig, type LedgerConfig } from './ledger/config.ts';
 import { loadProvenanceConfig, type ProvenanceConfig } from './provenance/config.ts';
 
@@ -15,6 +16,10 @@ export interface Config {
   /** Use an in-memory PGlite (tests). */
   inMemory: boolean;
   bootstrapToken?: string;
+  /** `production` (HUREN_MODE=production) refuses an operator-set bootstrap token; anything else is development. */
+  mode: 'production' | 'development';
+  /** Human accounts: password policy, lockout, sessions (HUREN_ACCOUNT_…, HUREN_SESSION_…; server/accounts/config.ts). */
+  accounts: AccountsConfig;
   /** Largest accepted request body, in bytes (default 16 MiB). */
   maxBodyBytes: number;
   /** Deepest accepted JSON nesting (default 64). */
@@ -46,6 +51,8 @@ export function loadConfig(env: NodeJS.ProcessEnv = process.env, overrides: Part
     databaseUrl: env.DATABASE_URL || undefined,
     inMemory: env.HUREN_IN_MEMORY === '1',
     bootstrapToken: env.HUREN_BOOTSTRAP_TOKEN || undefined,
+    mode: env.HUREN_MODE === 'production' ? 'production' : 'development',
+    accounts: overrides.accounts ?? loadAccountsConfig(env),
     maxBodyBytes: intEnv(env.HUREN_MAX_BODY_BYTES, 16 * 1024 * 1024),
     maxJsonDepth: intEnv(env.HUREN_MAX_JSON_DEPTH, 64),
     publicUrl: env.HUREN_PUBLIC_URL?.replace(/\/$/, '') || undefined,
