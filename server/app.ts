@@ -4,6 +4,7 @@
  * processes, the Koa application (error mapping, observability, the authorisation seam, the modules' routes,
  * FHIR REST, health and metrics), and its HTTP server. docs/architecture.md draws it.
  */
+import { randomBytes } from 'node:crypto';
 import { createServer, type Server } from 'node:http';
 import type { AddressInfo } from 'node:net';
 import Koa from 'koa';
@@ -28,7 +29,7 @@ import { authRoutes } from './auth/routes.ts';
 import { TokenKeys } from './auth/signing.ts';
 import { AuthThrottle } from './auth/throttle.ts';
 import { CdsTrust } from './cds/trust.ts';
-import { authMiddleware, resolveBootstrapToken, type Principal } from './http/auth.ts';
+import { authMiddleware, resolveBootstrapToken, type BootstrapToken, type Principal } from './http/auth.ts';
 import { cors } from './http/cors.ts';
 import { root } from './http/root.ts';
 import { readBody, UNSTORABLE_TEXT } from './http/body.ts';
@@ -42,13 +43,14 @@ import { dictionaryModule } from './dictionary/module.ts';
 import { provenanceModule } from './provenance/module.ts';
 import { cdsModule } from './cds/module.ts';
 import { webappModule } from './webapp/module.ts';
+import { accountsModule } from './accounts/module.ts';
 import { ProvenanceService } from './provenance/service.ts';
 
 /**
  * The domains, in order: `init` runs in this order before the server takes requests (the terminology before
  * the profiles that validate against it), `stop` in reverse. A new domain is a folder with a module.ts and a line here.
  */
-export const MODULES: readonly ModuleFactory[] = [terminologyModule, recognitionModule, profilesModule, dictionaryModule, provenanceModule, cdsModule, webappModule];
+export const MODULES: readonly ModuleFactory[] = [terminologyModule, recognitionModule, profilesModule, dictionaryModule, provenanceModule, cdsModule, accountsModule, webappModule];
 
 export interface Huren {
   config: Config;
@@ -57,6 +59,7 @@ export interface Huren {
   server: Server;
   /** Base URL actually listened on, e.g. http://127.0.0.1:8080 */
   url: string;
+  /** The bootstrap token ('' when there is none: a generated one was used up on this data directory). */
   bootstrapToken: string;
   generatedToken: boolean;
   modules: readonly HurenModule[];
@@ -75,12 +78,16 @@ export async function start(config: Config, options: StartOptions = {}): Promise
   checkConfig(config);
   const logger = createLogger(config.logLevel, options.logStream);
   setLimits(config.limits);
+  // before anything opens: production mode refuses an operator-set bootstrap token
+  const bootstrap = resolveBootstrapToken(config.bootstrapToken, config.dataDir, config.mode);
+  if (bootstrap.source === 'operator') logger.warn({ mode: config.mode }, 'the operator-set bootstrap token (HUREN_BOOTSTRAP_TOKEN) is on: full rights for whoever holds it; unset it once accounts are set up');
+  if (bootstrap.source === 'generated' && bootstrap.active) logger.warn('a generated bootstrap token is on until the first security administrator is created with it (POST /api/accounts)');
   loadDefinitions();
   loadValidation();
   const db = await openDatabase({ url: config.databaseUrl, dataDir: config.inMemory ? undefined : `${config.dataDir}/pglite`, statementTimeoutMs: config.statementTimeoutMs });
   const applied = await migrate(db);
   if (applied.length > 0) logger.info({ applied, engine: db.engine }, 'migrations applied');
-  const context: ModuleContext = { config, db, logger, limits: { maxBytes: config.maxBodyBytes, maxDepth: config.maxJsonDepth } };
+  const context: ModuleContext = { config, db, logger, limits: { maxBytes: config.maxBodyBytes, maxDepth: config.maxJsonDepth }, bootstrap };
   const modules = MODULES.map((factory) => factory(context));
   installEngine(db, {
     operations: modules.flatMap((m) => m.operations ?? []),
@@ -96,7 +103,6 @@ export async function start(config: Config, options: StartOptions = {}): Promise
   // planner statistics for the engines that keep none themselves (database.ts)
   scheduler.register({ name: 'db.analyze', cron: config.analyzeCron, run: () => analyzeGrownTables(db) });
   for (const m of modules) for (const job of m.jobs ?? []) scheduler.register(job);
-  const { token, generated } = resolveBootstrapToken(config.bootstrapToken, config.dataDir);
   const repo = new Repository(db);
   const jobs = new AsyncJobs(db, (request, principal, baseUrl, progress) => route({ repo, baseUrl, principal, processBundle, progress }, request), {
     retentionSeconds: config.asyncRetentionSeconds,
@@ -106,7 +112,7 @@ export async function start(config: Config, options: StartOptions = {}): Promise
   });
   // the JWT audiences: HUREN_PUBLIC_URL, else the address listened on (known once listening)
   let listening = '';
-  const app = createApp(config, db, logger, token, modules, jobs, () => config.publicUrl ?? listening);
+  const app = createApp(config, db, logger, bootstrap, modules, jobs, () => config.publicUrl ?? listening);
   // long FHIR search URLs are normal: allow 64 KiB of request line + headers (Node's default is 16 KiB)
   const server = createServer({ maxHeaderSize: 64 * 1024 }, app.callback());
   server.keepAliveTimeout = 65_000;
@@ -126,8 +132,8 @@ export async function start(config: Config, options: StartOptions = {}): Promise
     logger,
     server,
     url: `http://${host}:${address.port}`,
-    bootstrapToken: token,
-    generatedToken: generated,
+    bootstrapToken: bootstrap.token ?? '',
+    generatedToken: bootstrap.generated,
     modules,
     scheduler,
     provenance: ProvenanceService.of(db) as ProvenanceService,
@@ -149,7 +155,7 @@ export function createApp(
   config: Config,
   db: Database,
   logger: Logger,
-  bootstrapToken: string,
+  bootstrap: BootstrapToken,
   modules: readonly HurenModule[],
   jobs?: AsyncJobs,
   base = () => config.publicUrl ?? `http://${config.host}:${config.port}`
@@ -172,7 +178,8 @@ export function createApp(
   const keys = TokenKeys.open(config.dataDir, (TOKEN_LIFETIME_SECONDS + CLOCK_TOLERANCE_SECONDS) * 1000);
   const backend = new BackendAuth(config.clients, { db, keys, production });
   const throttle = new AuthThrottle(config.rateLimits);
-  app.use(authMiddleware(bootstrapToken, { cds: new CdsTrust(config.cdsClients, { db, production }), backend, base, throttle }));
+  const authenticators = modules.flatMap((m) => m.authenticators ?? []);
+  app.use(authMiddleware(bootstrap, { cds: new CdsTrust(config.cdsClients, { db, production }), backend, base, throttle, authenticators }));
   app.use(authRoutes({ backend, keys, throttle, base }));
 
   const router = new Router();

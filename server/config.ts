@@ -2,6 +2,7 @@
 import { resolve } from 'node:path';
 import { loadBackendClients, type BackendClient } from './auth/backend.ts';
 import { loadCdsClients, type CdsClient } from './cds/trust.ts';
+import { loadAccountsConfig, type AccountsConfig } from './accounts/config.ts';
 import { loadLedgerConfig, type LedgerConfig } from './ledger/config.ts';
 import { loadProvenanceConfig, type ProvenanceConfig } from './provenance/config.ts';
 import { parseCorsOrigins } from './http/cors.ts';
@@ -11,7 +12,8 @@ export interface Config {
   /**
    * `production` (HUREN_MODE=production): HUREN_PUBLIC_URL (https) is required, key URLs must be https.
    * `development` (the default, tests and `npm start`): without HUREN_PUBLIC_URL the JWT audiences are the
-   * listen address; http key URLs are accepted on loopback only.
+   * listen address; http key URLs are accepted on loopback only. Production also refuses an operator-set
+   * bootstrap token (HUREN_BOOTSTRAP_TOKEN).
    */
   mode: 'production' | 'development';
   port: number;
@@ -24,6 +26,8 @@ export interface Config {
   /** Use an in-memory PGlite (tests). */
   inMemory: boolean;
   bootstrapToken?: string;
+  /** Human accounts: password policy, lockout, sessions (HUREN_ACCOUNT_…, HUREN_SESSION_…; server/accounts/config.ts). */
+  accounts: AccountsConfig;
   /** Largest accepted request body, in bytes (default 16 MiB). */
   maxBodyBytes: number;
   /** Deepest accepted JSON nesting (default 64). */
@@ -82,6 +86,7 @@ export function loadConfig(env: NodeJS.ProcessEnv = process.env, overrides: Part
     databaseUrl: env.DATABASE_URL || undefined,
     inMemory: env.HUREN_IN_MEMORY === '1',
     bootstrapToken: env.HUREN_BOOTSTRAP_TOKEN || undefined,
+    accounts: overrides.accounts ?? loadAccountsConfig(env),
     maxBodyBytes: intEnv(env.HUREN_MAX_BODY_BYTES, 16 * 1024 * 1024),
     maxJsonDepth: intEnv(env.HUREN_MAX_JSON_DEPTH, 64),
     limits: overrides.limits ?? {

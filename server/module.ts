@@ -13,6 +13,7 @@ import type { Config } from './config.ts';
 import type { Database } from './db/database.ts';
 import type { EngineParts } from './fhir/engine.ts';
 import type { Logger } from './http/observability.ts';
+import type { Authenticator, BootstrapToken } from './http/auth.ts';
 import type { BodyLimits } from './http/body.ts';
 import type { ScheduledJob } from './scheduler/scheduler.ts';
 
@@ -22,6 +23,8 @@ export interface ModuleContext {
   logger: Logger;
   /** The request-body limits every JSON endpoint applies. */
   limits: BodyLimits;
+  /** The bootstrap token (server/http/auth.ts): the accounts module disables a generated one after first use. */
+  bootstrap: BootstrapToken;
 }
 
 export interface HurenModule extends Omit<EngineParts, 'access'> {
@@ -29,6 +32,8 @@ export interface HurenModule extends Omit<EngineParts, 'access'> {
   name: string;
   /** Koa middleware for the module's routes outside `/fhir` (mounted in list order, after authentication). */
   routes?: readonly Koa.Middleware<any, any>[];
+  /** Bearer tokens of the module's own (a person's session): tried by the authorisation seam, server/http/auth.ts. */
+  authenticators?: readonly Authenticator[];
   /** Periodic jobs; names are prefixed with the module's name by convention (`provenance.anchor`). */
   jobs?: readonly ScheduledJob[];
   /** Before the server takes requests, in list order (load reference data, publish resources). */

@@ -4,12 +4,14 @@
  * keep asynchronous results for their owner.
  */
 export interface Principal {
-  kind: 'anonymous' | 'bootstrap' | 'cds-client' | 'client';
+  kind: 'anonymous' | 'bootstrap' | 'cds-client' | 'client' | 'user';
   /** A stable, non-personal identifier for logs and audit. */
   id: string;
   scopes: string[];
   /** The institution the caller speaks for ("Organization/[id]" or "Organization?identifier=…"), if bound to one. */
   institution?: string;
+  /** A signed-in person's roles (kind 'user'); their scopes above are what the roles grant. */
+  roles?: string[];
 }
 
 export const ANONYMOUS: Principal = { kind: 'anonymous', id: 'anonymous', scopes: [] };

@@ -5,9 +5,13 @@
  * (server/cds/trust.ts), which makes the call on behalf of the client's institution; its audience is the
  * server's own base URL (`base()`: HUREN_PUBLIC_URL or the listen address), never the request's Host.
  * Refused bearer tokens are throttled per source address and per claimed client (server/auth/throttle.ts).
+ * Besides: the bootstrap token (full rights; see BootstrapToken), the modules'
+ * authenticators (a signed-in person's session, server/accounts/), a backend client's access token, and — for
+ * the CDS Hooks calls only — a registered CDS client's signed JWT (server/cds/trust.ts), which makes the call
+ * on behalf of the client's institution.
  */
 import { randomBytes, timingSafeEqual, createHash } from 'node:crypto';
-import { existsSync, mkdirSync, readFileSync, writeFileSync } from 'node:fs';
+import { existsSync, mkdirSync, readFileSync, renameSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import type Koa from 'koa';
 import { fail } from '../fhir/errors.ts';
@@ -22,6 +26,8 @@ export { ANONYMOUS, type Principal } from '../fhir/principal.ts';
 /** Paths anyone may call (DESIGN.md §6a). */
 export function isPublic(method: string, path: string): boolean {
   if (path === TOKEN_PATH) return true;
+  // the two sign-in steps of a person (server/accounts/): the password, then the second factor
+  if (method === 'POST' && (path === '/api/session/login' || path === '/api/session/second-factor')) return true;
   if (method !== 'GET' && method !== 'HEAD' && method !== 'OPTIONS') return false;
   return (
     path === '/' ||
@@ -54,13 +60,25 @@ export interface AuthOptions {
   base?: () => string;
   /** Refused bearer tokens are throttled per source address and per claimed client (server/auth/throttle.ts). */
   throttle?: AuthThrottle;
+  /** The modules' own bearer tokens (a person's session): each answers the principal of a token it knows. */
+  authenticators?: readonly Authenticator[];
 }
 
-export function authMiddleware(bootstrapToken: string, options: AuthOptions = {}): Koa.Middleware {
-  const expected = digest(bootstrapToken);
+/** A module's bearer-token check: the principal the token stands for, or undefined when it is not one of its own. */
+export type Authenticator = (token: string) => Promise<Principal | undefined>;
+
+export function authMiddleware(bootstrap: BootstrapToken, options: AuthOptions = {}): Koa.Middleware {
+  const expected = digest(bootstrap.token ?? randomBytes(32).toString('hex'));
   /** The principal a bearer token stands for here, or undefined when it stands for none. */
   const resolve = async (ctx: Koa.Context, token: string): Promise<Principal | undefined> => {
-    if (timingSafeEqual(digest(token), expected)) return { kind: 'bootstrap', id: 'bootstrap', scopes: ['system/*.*'] };
+    if (timingSafeEqual(digest(token), expected)) {
+      if (!bootstrap.active) return undefined;
+      return { kind: 'bootstrap', id: bootstrap.source === 'generated' ? 'bootstrap:generated' : 'bootstrap', scopes: ['system/*.*'] };
+    }
+    for (const authenticate of options.authenticators ?? []) {
+      const principal = await authenticate(token);
+      if (principal) return principal;
+    }
     if (token.split('.').length !== 3) return undefined;
     // a backend client's access token (server/auth/backend.ts) …
     const client = options.backend?.size ? await options.backend.principal(token) : undefined;
@@ -115,15 +133,55 @@ function digest(token: string): Buffer {
 }
 
 /**
- * The bootstrap token: `HUREN_BOOTSTRAP_TOKEN`, else the one kept in the data directory, else a new one
- * (written there with mode 0600). `generated` tells the caller to print it once.
+ * The bootstrap token, in one of two forms:
+ * - set by the operator (`HUREN_BOOTSTRAP_TOKEN`, for automation and tests): full rights, accepted only outside
+ *   production mode (`HUREN_MODE=production` refuses to start with it), and the server warns at start while it is on;
+ * - generated on a fresh install (kept in `<data dir>/bootstrap-token`, mode 0600, printed once): it serves to
+ *   create the first security administrator (server/accounts/) and is then disabled — the file is renamed to
+ *   `bootstrap-token.used` without the token in it, and no token is generated again on that data directory.
  */
-export function resolveBootstrapToken(configured: string | undefined, dataDir: string): { token: string; generated: boolean } {
-  if (configured) return { token: configured, generated: false };
+export class BootstrapToken {
+  private disabled = false;
+  constructor(
+    readonly token: string | undefined,
+    readonly source: 'operator' | 'generated' | 'none',
+    /** True when this start generated the token (print it once). */
+    readonly generated = false,
+    private readonly file?: string
+  ) {}
+
+  /** Accepted now: a generated token only while its file is there (another process may have disabled it). */
+  get active(): boolean {
+    if (this.token === undefined || this.disabled) return false;
+    if (this.source === 'generated' && this.file && !existsSync(this.file)) this.disabled = true;
+    return !this.disabled;
+  }
+
+  /** Disables a generated token for good (the operator's token is switched off by unsetting it). */
+  disable(at = new Date()): void {
+    if (this.source !== 'generated' || !this.file) return;
+    this.disabled = true;
+    if (existsSync(this.file)) {
+      writeFileSync(this.file, `used ${at.toISOString()}: the first security administrator was created with it\n`, { mode: 0o600 });
+      renameSync(this.file, `${this.file}.used`);
+    }
+  }
+}
+
+/**
+ * The bootstrap token: `HUREN_BOOTSTRAP_TOKEN` (refused in production mode), else the generated one kept in the
+ * data directory, else — unless one was generated and used there before — a new one (mode 0600).
+ */
+export function resolveBootstrapToken(configured: string | undefined, dataDir: string, mode: 'production' | 'development' = 'development'): BootstrapToken {
+  if (configured) {
+    if (mode === 'production') throw new Error('HUREN_BOOTSTRAP_TOKEN is refused in production mode (HUREN_MODE=production): unset it and sign in as a security administrator');
+    return new BootstrapToken(configured, 'operator');
+  }
   const file = join(dataDir, 'bootstrap-token');
-  if (existsSync(file)) return { token: readFileSync(file, 'utf8').trim(), generated: false };
+  if (existsSync(file)) return new BootstrapToken(readFileSync(file, 'utf8').trim(), 'generated', false, file);
+  if (existsSync(`${file}.used`)) return new BootstrapToken(undefined, 'none');
   mkdirSync(dataDir, { recursive: true });
   const token = randomBytes(32).toString('base64url');
   writeFileSync(file, `${token}\n`, { mode: 0o600 });
-  return { token, generated: true };
+  return new BootstrapToken(token, 'generated', true, file);
 }
