@@ -349,7 +349,7 @@ test('production mode refuses an operator-set bootstrap token at start; outside 
   const dataDir = mkdtempSync(join(tmpdir(), 'huren-prod-'));
   try {
     t.throws(() => resolveBootstrapToken('operator-token', dataDir, 'production'), { message: /refused in production mode/ });
-    await t.throwsAsync(start(loadConfig({}, { port: 0, host: '127.0.0.1', dataDir, inMemory: true, bootstrapToken: 'operator-token', mode: 'production', logLevel: 'warn' })), {
+    await t.throwsAsync(start(loadConfig({}, { port: 0, host: '127.0.0.1', dataDir, inMemory: true, bootstrapToken: 'operator-token', mode: 'production', publicUrl: 'https://huren.example', logLevel: 'warn' })), {
       message: /HUREN_BOOTSTRAP_TOKEN is refused/,
     });
     t.is(loadConfig({ HUREN_MODE: 'production' }).mode, 'production');
