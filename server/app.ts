@@ -44,13 +44,14 @@ import { provenanceModule } from './provenance/module.ts';
 import { cdsModule } from './cds/module.ts';
 import { webappModule } from './webapp/module.ts';
 import { accountsModule } from './accounts/module.ts';
+import { auditModule } from './audit/module.ts';
 import { ProvenanceService } from './provenance/service.ts';
 
 /**
  * The domains, in order: `init` runs in this order before the server takes requests (the terminology before
  * the profiles that validate against it), `stop` in reverse. A new domain is a folder with a module.ts and a line here.
  */
-export const MODULES: readonly ModuleFactory[] = [terminologyModule, recognitionModule, profilesModule, dictionaryModule, provenanceModule, cdsModule, accountsModule, webappModule];
+export const MODULES: readonly ModuleFactory[] = [terminologyModule, recognitionModule, profilesModule, dictionaryModule, provenanceModule, cdsModule, accountsModule, auditModule, webappModule];
 
 export interface Huren {
   config: Config;
@@ -167,6 +168,8 @@ export function createApp(
   const repo = new Repository(db);
 
   app.use(observe(logger, metrics));
+  // the modules' edge middleware (the audit trail) wraps everything below, so it sees every request's final answer
+  for (const m of modules) for (const middleware of m.edge ?? []) app.use(middleware);
   app.use(errors(logger));
   app.use(async (ctx, next) => {
     ctx.set('X-Content-Type-Options', 'nosniff');

@@ -30,6 +30,12 @@ export interface ModuleContext {
 export interface HurenModule extends Omit<EngineParts, 'access'> {
   /** Short and unique: `recognition`, `provenance`… */
   name: string;
+  /**
+   * Koa middleware mounted before the error mapping and authentication (in list order): it sees every request,
+   * refused ones included, with its final status, principal (`ctx.state.principal`) and account event
+   * (`ctx.state.audit`). For the audit trail; routes belong in `routes`.
+   */
+  edge?: readonly Koa.Middleware<any, any>[];
   /** Koa middleware for the module's routes outside `/fhir` (mounted in list order, after authentication). */
   routes?: readonly Koa.Middleware<any, any>[];
   /** Bearer tokens of the module's own (a person's session): tried by the authorisation seam, server/http/auth.ts. */

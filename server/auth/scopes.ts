@@ -64,6 +64,7 @@ const READING_OPERATIONS = new Set([
   'entries',
   'entry-history',
   'dictionary-qc',
+  'verify-chain',
 ]);
 
 /**
