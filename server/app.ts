@@ -35,13 +35,14 @@ import { profilesModule } from './profiles/module.ts';
 import { dictionaryModule } from './dictionary/module.ts';
 import { provenanceModule } from './provenance/module.ts';
 import { cdsModule } from './cds/module.ts';
+import { monitoringModule } from './monitoring/module.ts';
 import { ProvenanceService } from './provenance/service.ts';
 
 /**
  * The domains, in order: `init` runs in this order before the server takes requests (the terminology before
  * the profiles that validate against it), `stop` in reverse. A new domain is a folder with a module.ts and a line here.
  */
-export const MODULES: readonly ModuleFactory[] = [terminologyModule, recognitionModule, profilesModule, dictionaryModule, provenanceModule, cdsModule];
+export const MODULES: readonly ModuleFactory[] = [terminologyModule, recognitionModule, profilesModule, dictionaryModule, provenanceModule, monitoringModule, cdsModule];
 
 export interface Huren {
   config: Config;

@@ -80,19 +80,26 @@ export const ALWAYS: Baseline = { slots: new Array(168).fill(true), source: 'def
  */
 export function learnBaseline(uploads: readonly number[], now: number, options: BaselineOptions = DEFAULT_BASELINE): Baseline {
   const from = now - options.weeks * WEEK;
-  const inRange = uploads.filter((t) => t >= from && t < now);
-  const first = Math.min(...uploads.filter((t) => t < now));
-  if (inRange.length === 0 || !Number.isFinite(first) || now - first < options.minHistoryDays * 24 * HOUR) return ALWAYS;
-  const span = Math.min(options.weeks, Math.max(1, Math.floor((now - Math.max(first, from)) / WEEK)));
   const seen = new Map<number, Set<number>>();
-  for (const t of inRange) {
+  for (const t of uploads) {
+    if (t < from || t >= now) continue;
     const slot = slotOf(t);
-    const week = Math.floor((now - t) / WEEK);
     if (!seen.has(slot)) seen.set(slot, new Set());
-    seen.get(slot)!.add(week);
+    seen.get(slot)!.add(Math.floor((now - t) / WEEK));
   }
+  const first = Math.min(...uploads.filter((t) => t < now));
+  return baselineFromSlots(new Map([...seen].map(([slot, weeks]) => [slot, weeks.size])), Number.isFinite(first) ? first : undefined, now, options);
+}
+
+/**
+ * The same from counts already made (in SQL): for each slot, in how many of the last `weeks` weeks (week n =
+ * the n-th 7 days before `now`) uploads came in it; `first` is the first upload ever.
+ */
+export function baselineFromSlots(weeksPerSlot: ReadonlyMap<number, number>, first: number | undefined, now: number, options: BaselineOptions = DEFAULT_BASELINE): Baseline {
+  if (first === undefined || weeksPerSlot.size === 0 || now - first < options.minHistoryDays * 24 * HOUR) return ALWAYS;
+  const span = Math.min(options.weeks, Math.max(1, Math.floor((now - Math.max(first, now - options.weeks * WEEK)) / WEEK)));
   const slots = new Array(168).fill(false);
-  for (const [slot, weeks] of seen) if (weeks.size / span >= options.minShare) slots[slot] = true;
+  for (const [slot, weeks] of weeksPerSlot) if (weeks / span >= options.minShare) slots[slot] = true;
   if (!slots.some(Boolean)) return ALWAYS;
   return { slots, source: 'learned' };
 }
