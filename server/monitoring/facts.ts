@@ -1,0 +1,246 @@
+/**
+ * The facts the monitors read (docs/monitoring.md "Facts"), recorded as they happen:
+ *
+ * - the write observer, in the transaction of every write: DiagnosticReport versions (performer, flow, received =
+ *   the version's lastUpdated, issued) → monitoring_report; ServiceRequest writes whose requester is an
+ *   Organization → monitoring_event (kind `order`); recognition records (DetectedIssue with a record kind) and
+ *   their decisions → monitoring_record / monitoring_decision;
+ * - the call recorder, an HTTP middleware around `$recognition-check`, `$duplicate-check` and the CDS Hooks
+ *   services: after the answer, one monitoring_event (kind `call`) with the HTTP status — so calls that failed
+ *   with a 4xx, which write nothing in the FHIR store, are counted too;
+ * - a live event bus (this process's writes) for the Server-Sent Events stream: counts only, per district.
+ *
+ * Own tables rather than reading report_version/resource_history: the issued time and the flow live in the
+ * resource's JSON, so reading them back means parsing every stored version; one narrow insert per upload in
+ * the transaction that stores it is cheaper and keeps the monitors' queries on their own indexes.
+ */
+import { EventEmitter } from 'node:events';
+import type Koa from 'koa';
+import type { DetectedIssue, DiagnosticReport, Organization, Resource, ServiceRequest } from '@medplum/fhirtypes';
+import type { Database, Sql } from '../db/database.ts';
+import { statusOf } from '../fhir/errors.ts';
+import type { TxWrites, WriteObserver } from '../fhir/repository.ts';
+import type { Principal } from '../http/auth.ts';
+import { EXT } from '../profiles/canonical.ts';
+import { DECISION_SYSTEM, REASON_SYSTEM, RECORD_KIND_SYSTEM } from '../terminology/canonical.ts';
+
+export type Flow = 'lab' | 'exam';
+export const FLOWS: readonly Flow[] = ['lab', 'exam'];
+const V2_0074 = 'http://terminology.hl7.org/CodeSystem/v2-0074';
+
+/** The counters of the live stream. */
+export type Counter = 'reports' | 'checks' | 'recognitions' | 'anchors' | 'alerts';
+
+export interface LiveEvent {
+  /** GB/T 2260 district code, or `unknown` for an institution without one. */
+  district: string;
+  counts: Partial<Record<Counter, number>>;
+}
+
+const orgId = (reference: string | undefined): string | undefined => {
+  const m = reference ? /^Organization\/([A-Za-z0-9\-.]{1,64})$/.exec(reference) : null;
+  return m ? `Organization/${m[1]}` : undefined;
+};
+
+export function flowOf(report: DiagnosticReport): Flow {
+  const codes = (report.category ?? []).flatMap((c) => c.coding ?? []).filter((c) => c.system === V2_0074).map((c) => c.code);
+  return codes.length === 0 || codes.includes('LAB') ? 'lab' : 'exam';
+}
+
+export function districtOfOrganization(org: Organization | undefined): string | undefined {
+  const code = org?.extension?.find((e) => e.url === EXT.district)?.valueCoding?.code;
+  return code && /^\d{6}$/.test(code) ? code : undefined;
+}
+
+/** Facts recorded, the bus of live events, and the institution → district lookup. */
+export class MonitoringFacts {
+  readonly bus = new EventEmitter();
+  private readonly districts = new Map<string, string>();
+
+  constructor(private readonly db: Database) {
+    this.bus.setMaxListeners(1000);
+  }
+
+  /** The district of each institution (`Organization/<id>`); cached for the process once known. */
+  async districtsOf(sql: Sql, institutions: readonly string[]): Promise<Map<string, string>> {
+    const missing = [...new Set(institutions)].filter((i) => !this.districts.has(i));
+    if (missing.length > 0) {
+      const rows = await sql.query<{ id: string; content: Organization }>(
+        `SELECT id, content FROM resource WHERE type = 'Organization' AND NOT deleted AND id = ANY($1::text[])`,
+        [missing.map((m) => m.slice('Organization/'.length))]
+      );
+      for (const r of rows) {
+        const content = typeof r.content === 'string' ? (JSON.parse(r.content) as Organization) : r.content;
+        const d = districtOfOrganization(content);
+        if (d) this.districts.set(`Organization/${r.id}`, d);
+      }
+    }
+    return new Map(institutions.map((i) => [i, this.districts.get(i) ?? 'unknown']));
+  }
+
+  /** Forget a cached district (an Organization changed). */
+  forget(institution: string): void {
+    this.districts.delete(institution);
+  }
+
+  emit(district: string, counts: Partial<Record<Counter, number>>): void {
+    this.bus.emit('event', { district, counts } satisfies LiveEvent);
+  }
+
+  /** Emits counts per institution once the districts are known (never throws: the stream is best effort). */
+  emitFor(perInstitution: Map<string, Partial<Record<Counter, number>>>): void {
+    if (perInstitution.size === 0 || this.bus.listenerCount('event') === 0) return;
+    this.districtsOf(this.db, [...perInstitution.keys()])
+      .then((districts) => {
+        for (const [institution, counts] of perInstitution) this.emit(districts.get(institution) ?? 'unknown', counts);
+      })
+      .catch(() => undefined);
+  }
+
+  readonly observer: WriteObserver = {
+    beforeCommit: (sql, writes) => this.record(sql, writes),
+    afterCommit: (writes) => this.announce(writes),
+  };
+
+  private async record(sql: Sql, writes: TxWrites): Promise<void> {
+    const reports: unknown[][] = [];
+    for (const { resource, method } of writes.versions) {
+      if (method === 'DELETE') continue;
+      if (resource.resourceType === 'DiagnosticReport') {
+        const r = resource as DiagnosticReport;
+        const institution = (r.performer ?? []).map((p) => orgId(p.reference)).find(Boolean);
+        if (!institution) continue;
+        reports.push([r.id, Number(r.meta?.versionId ?? 1), institution, flowOf(r), r.meta?.lastUpdated ?? new Date().toISOString(), validTime(r.issued)]);
+      } else if (resource.resourceType === 'ServiceRequest') {
+        const s = resource as ServiceRequest;
+        const institution = orgId(s.requester?.reference);
+        if (institution) {
+          await sql.query(`INSERT INTO monitoring_event (institution, kind, operation, at, status) VALUES ($1, 'order', 'ServiceRequest', $2, 201)`, [institution, s.meta?.lastUpdated ?? new Date().toISOString()]);
+        }
+      } else if (resource.resourceType === 'DetectedIssue') {
+        await this.recordIssue(sql, resource as DetectedIssue);
+      } else if (resource.resourceType === 'Organization') {
+        this.forget(`Organization/${resource.id}`);
+      }
+    }
+    for (const r of reports) {
+      await sql.query(
+        `INSERT INTO monitoring_report (report_id, version, institution, flow, received_at, issued_at) VALUES ($1, $2, $3, $4, $5, $6) ON CONFLICT DO NOTHING`,
+        r
+      );
+    }
+  }
+
+  private async recordIssue(sql: Sql, issue: DetectedIssue): Promise<void> {
+    const kind = issue.code?.coding?.find((c) => c.system === RECORD_KIND_SYSTEM)?.code;
+    const institution = orgId(issue.extension?.find((e) => e.url === EXT.requestingInstitution)?.valueReference?.reference);
+    if (!kind || !institution) return;
+    await sql.query(
+      `INSERT INTO monitoring_record (id, institution, kind, at, implicated) VALUES ($1, $2, $3, $4, $5)
+       ON CONFLICT (id) DO UPDATE SET implicated = EXCLUDED.implicated`,
+      [issue.id, institution, kind, validTime(issue.identifiedDateTime) ?? issue.meta?.lastUpdated ?? new Date().toISOString(), issue.implicated?.length ?? 0]
+    );
+    await sql.query(`DELETE FROM monitoring_decision WHERE record_id = $1`, [issue.id]);
+    let idx = 0;
+    for (const m of issue.mitigation ?? []) {
+      const codings = m.action?.coding ?? [];
+      const decision = codings.find((c) => c.system === DECISION_SYSTEM)?.code;
+      if (!decision) continue;
+      const reason = codings.find((c) => c.system === REASON_SYSTEM)?.code ?? null;
+      const item = m.extension?.find((e) => e.url === EXT.decisionReport)?.valueReference?.reference ?? null;
+      await sql.query(`INSERT INTO monitoring_decision (record_id, idx, decision, reason, item, at) VALUES ($1, $2, $3, $4, $5, $6)`, [issue.id, idx++, decision, reason, item, validTime(m.date) ?? null]);
+    }
+  }
+
+  private announce(writes: TxWrites): void {
+    const per = new Map<string, Partial<Record<Counter, number>>>();
+    const add = (institution: string | undefined, counter: Counter) => {
+      if (!institution) return;
+      const c = per.get(institution) ?? {};
+      c[counter] = (c[counter] ?? 0) + 1;
+      per.set(institution, c);
+    };
+    for (const { resource, method, isNew } of writes.versions) {
+      if (method === 'DELETE') continue;
+      const r = resource as Resource;
+      if (r.resourceType === 'DiagnosticReport') add((r.performer ?? []).map((p) => orgId(p.reference)).find(Boolean), 'reports');
+      else if (r.resourceType === 'DetectedIssue') {
+        const institution = orgId(r.extension?.find((e) => e.url === EXT.requestingInstitution)?.valueReference?.reference);
+        if (isNew) add(institution, 'checks');
+        else if ((r.mitigation ?? []).length > 0) add(institution, 'recognitions');
+      } else if (r.resourceType === 'Provenance') {
+        const target = r.target?.find((t) => t.reference?.startsWith('DiagnosticReport/'));
+        if (target) add(orgId(r.agent?.find((a) => a.who?.reference?.startsWith('Organization/'))?.who?.reference), 'anchors');
+      } else if (r.resourceType === 'Flag' && r.status === 'active') add(orgId(r.subject?.reference), 'alerts');
+    }
+    this.emitFor(per);
+  }
+
+  /** HTTP middleware: records each recognition call with its status once it answered (or failed). */
+  callRecorder(): Koa.Middleware {
+    return async (ctx, next) => {
+      const operation = recognitionCall(ctx.method, ctx.path);
+      if (!operation) return next();
+      let status = 500;
+      try {
+        await next();
+        status = ctx.status;
+      } catch (err) {
+        status = statusOf(err);
+        throw err;
+      } finally {
+        // a 5xx is the platform's failure, not the institution's: not counted against it
+        if (status < 500) {
+          const institution = await this.callerInstitution(ctx).catch(() => undefined);
+          if (institution) {
+            await this.db
+              .query(`INSERT INTO monitoring_event (institution, kind, operation, at, status) VALUES ($1, 'call', $2, now(), $3)`, [institution, operation, status])
+              .catch(() => undefined);
+          }
+        }
+      }
+    };
+  }
+
+  /** The institution a call is made for: the caller's own, else a literal `requester` query parameter. */
+  private async callerInstitution(ctx: Koa.Context): Promise<string | undefined> {
+    const principal = ctx.state.principal as Principal | undefined;
+    const bound = principal?.institution;
+    if (bound) return this.resolveInstitution(bound);
+    const requester = ctx.query.requester;
+    return typeof requester === 'string' ? orgId(requester) : undefined;
+  }
+
+  private readonly resolved = new Map<string, string>();
+
+  /** `Organization/<id>` of `Organization/<id>`, `<id>` or `Organization?identifier=system|value`. */
+  async resolveInstitution(ref: string): Promise<string | undefined> {
+    const literal = orgId(ref) ?? orgId(`Organization/${ref}`);
+    if (literal && !ref.includes('?')) return literal;
+    const cached = this.resolved.get(ref);
+    if (cached) return cached;
+    const m = /^Organization\?identifier=([^|]*)\|(.+)$/.exec(ref);
+    if (!m) return undefined;
+    const [row] = await this.db.query<{ id: string }>(
+      `SELECT t.id FROM idx_token t JOIN resource r ON r.type = t.type AND r.id = t.id AND NOT r.deleted
+        WHERE t.type = 'Organization' AND t.param = 'identifier' AND t.system = $1 AND t.code = $2 ORDER BY t.id LIMIT 1`,
+      [decodeURIComponent(m[1]), decodeURIComponent(m[2])]
+    );
+    if (!row) return undefined;
+    const out = `Organization/${row.id}`;
+    this.resolved.set(ref, out);
+    return out;
+  }
+}
+
+/** Which recognition call a request is, if any. */
+export function recognitionCall(method: string, path: string): string | undefined {
+  if (/^\/fhir\/Patient(\/[^/]+)?\/\$recognition-check$/.test(path)) return '$recognition-check';
+  if (/^\/fhir\/ServiceRequest\/\$duplicate-check$/.test(path)) return '$duplicate-check';
+  if (method === 'POST' && /^\/cds-services\/[^/]+$/.test(path)) return 'cds-hooks';
+  return undefined;
+}
+
+function validTime(v: string | undefined): string | null {
+  return v && !Number.isNaN(Date.parse(v)) ? new Date(v).toISOString() : null;
+}
