@@ -170,6 +170,8 @@ async function twoProcesses(t: import('ava').ExecutionContext): Promise<void> {
       HUREN_EVM_KEY: platform.privateKey,
       HUREN_EVM_CHAIN_ID: String(CHAIN_ID),
       HUREN_PLATFORM_ANCHOR_DELAY_SECONDS: '0',
+      HUREN_ANCHOR_RETRY_SECONDS: '1',
+      HUREN_ANCHOR_RETRY_MAX_SECONDS: '2',
       ...Object.fromEntries(Object.values(SCHEDULES)),
     };
     const procs: Proc[] = [];
@@ -189,8 +191,18 @@ async function twoProcesses(t: import('ava').ExecutionContext): Promise<void> {
         await new Promise((r) => setTimeout(r, 500));
       }
       t.true(uploads > 100, `${uploads} reports uploaded`);
-      // let the last anchors land, then stop both
-      await new Promise((r) => setTimeout(r, 5_000));
+      // let the last anchors land (the schedules keep running), then stop both
+      const probe = new pg.Client({ connectionString: url.toString() });
+      await probe.connect();
+      try {
+        for (let i = 0; i < 120; i++) {
+          const left = await probe.query<{ n: string }>(`SELECT count(*) AS n FROM anchor_outbox WHERE state <> 'anchored'`);
+          if (Number(left.rows[0]!.n) === 0) break;
+          await new Promise((r) => setTimeout(r, 1_000));
+        }
+      } finally {
+        await probe.end();
+      }
     } finally {
       await Promise.all(procs.map(stopProcess));
     }
@@ -224,13 +236,15 @@ async function twoProcesses(t: import('ava').ExecutionContext): Promise<void> {
       // the run log agrees with the processes' logs
       const runs = await db.query<{ job: string; tick: Date; holder: string }>('SELECT job, tick, holder FROM scheduled_run');
       for (const r of runs.rows) {
-        const seen = outcomes.get(`${r.job}@${r.tick.toISOString()}`) ?? [];
-        t.true(seen.some((x) => x.holder === r.holder && (x.outcome === 'ran' || x.outcome === 'failed')) || seen.length === 0, `${r.job}@${r.tick.toISOString()} ran where the log says`);
+        const tick = new Date(r.tick).toISOString();
+        const seen = outcomes.get(`${r.job}@${tick}`) ?? [];
+        t.true(seen.some((x) => x.holder === r.holder && (x.outcome === 'ran' || x.outcome === 'failed')) || seen.length === 0, `${r.job}@${tick} ran where the log says`);
       }
       // anchoring: every uploaded report's record was anchored, each batch exactly once on the chain
       const batches = await db.query<{ n: string; anchored: string }>(`SELECT count(*) AS n, count(*) FILTER (WHERE state = 'anchored') AS anchored FROM anchor_batch`);
-      const queued = await db.query<{ n: string }>(`SELECT count(*) AS n FROM anchor_outbox WHERE state <> 'anchored'`);
-      t.is(Number(queued.rows[0]!.n), 0, 'nothing is left in the outbox');
+      const queued = await db.query<{ state: string; n: string }>(`SELECT state, count(*) AS n FROM anchor_outbox WHERE state <> 'anchored' GROUP BY state`);
+      const errors = await db.query<{ state: string; last_error: string | null }>(`SELECT state, last_error FROM anchor_batch WHERE state <> 'anchored' LIMIT 5`);
+      t.deepEqual(queued.rows, [], `nothing is left in the outbox (batches not anchored: ${JSON.stringify(errors.rows)})`);
       const logs = (await (
         await fetch(node.url, { method: 'POST', headers: { 'content-type': 'application/json' }, body: JSON.stringify({ jsonrpc: '2.0', id: 1, method: 'eth_getLogs', params: [{ address: contract, fromBlock: '0x0', toBlock: 'latest', topics: [ANCHORED_TOPIC] }] }) })
       ).json()) as { result: { topics: string[] }[] };
