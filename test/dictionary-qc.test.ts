@@ -244,3 +244,49 @@ test.serial('an entry the upload drops is retired; listed with its status; $entr
   const viaApi = (await (await api(`/maps/${MAP}/entries?status=approved`)).json()) as any;
   t.deepEqual(viaApi.entries.map((e: any) => e.code), ['LIS001']);
 });
+
+test.serial("results of a report are attributed to the report's performer (the documented Bundle: performer on the DiagnosticReport only)", async (t) => {
+  await put(map([['LIS001', '血常规', CODES.cbc]]));
+  const bundle = {
+    resourceType: 'Bundle',
+    type: 'transaction',
+    entry: [
+      {
+        fullUrl: 'urn:uuid:6a1c2f0e-0000-4000-8000-000000000001',
+        resource: { resourceType: 'Observation', status: 'final', code: { coding: [{ system: LOCAL, code: 'LIS012', display: '白细胞计数' }] }, valueQuantity: { value: 6.1, unit: '10*9/L' } },
+        request: { method: 'POST', url: 'Observation' },
+      },
+      {
+        resource: {
+          resourceType: 'DiagnosticReport',
+          status: 'final',
+          performer: [{ reference: `Organization/${ORG}` }],
+          code: { coding: [{ system: LOCAL, code: 'LIS001' }] },
+          result: [{ reference: 'urn:uuid:6a1c2f0e-0000-4000-8000-000000000001' }],
+        },
+        request: { method: 'POST', url: 'DiagnosticReport' },
+      },
+      {
+        // another institution's report listing a result with a code of hospital-a's system: not hospital-a's
+        fullUrl: 'urn:uuid:6a1c2f0e-0000-4000-8000-000000000002',
+        resource: { resourceType: 'Observation', status: 'final', code: { coding: [{ system: LOCAL, code: 'LIS013' }] } },
+        request: { method: 'POST', url: 'Observation' },
+      },
+      {
+        resource: { resourceType: 'DiagnosticReport', status: 'final', performer: [{ reference: `Organization/${OTHER}` }], code: { text: 'x' }, result: [{ reference: 'urn:uuid:6a1c2f0e-0000-4000-8000-000000000002' }] },
+        request: { method: 'POST', url: 'DiagnosticReport' },
+      },
+    ],
+  };
+  const res = await s.fhir('', { method: 'POST', json: bundle });
+  t.is(res.status, 200, await res.clone().text());
+  const qc = await op(`Organization/${ORG}/$dictionary-qc`, [], 'GET');
+  t.is(qc.status, 200);
+  const unmapped = qc.body.parameter.filter((p: any) => p.name === 'issue').map(parts).filter((i: any) => i.kind === 'unmapped');
+  const lis012 = unmapped.find((i: any) => i.code.code === 'LIS012');
+  t.truthy(lis012, 'the result code is seen through the report performer');
+  t.is(lis012?.count, 1);
+  t.regex(lis012?.example.reference ?? '', /^Observation\//);
+  t.false(unmapped.some((i: any) => i.code.code === 'LIS013'), "a result of another institution's report is not counted");
+  t.false(unmapped.some((i: any) => i.code.code === 'LIS001'), 'the mapped report code is not a problem');
+});

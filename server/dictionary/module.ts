@@ -4,6 +4,7 @@
  */
 import type { ModuleFactory } from '../module.ts';
 import { dictionaryApi } from './api.ts';
+import { mappingsObserver } from './mappings.ts';
 import { dictionaryQcOperation } from './operations/dictionary-qc.ts';
 import { entriesOperation } from './operations/entries.ts';
 import { entryHistoryOperation } from './operations/entry-history.ts';
@@ -15,5 +16,6 @@ export const dictionaryModule: ModuleFactory = ({ db, limits }) => {
     name: 'dictionary',
     operations: [entriesOperation, entryStatusOperation, entryHistoryOperation, dictionaryQcOperation],
     routes: [api.routes(), api.allowedMethods()],
+    writeObservers: [mappingsObserver(db)],
   };
 };

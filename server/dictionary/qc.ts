@@ -3,7 +3,8 @@
  * to the platform catalogue needs attention.
  *
  * - `unmapped`: a local code seen in the institution's uploaded reports (DiagnosticReport / Observation codings
- *   in one of its local systems, performer = the institution) without a usable mapping: no entry, an entry
+ *   in one of its local systems, performed by the institution: its own performer, or for a result Observation the
+ *   performer of the DiagnosticReport that lists it) without a usable mapping: no entry, an entry
  *   mapped to nothing that was not approved as such, or an entry rejected / retired;
  * - `not-in-map`: an item of its dictionary (CodeSystem) that its map does not list;
  * - `retired-target`: an entry (pending or approved) mapped to a catalogue item that is retired;
@@ -86,10 +87,16 @@ export async function dictionaryQc(db: Database, organizationId: string, options
     systems.size === 0
       ? []
       : await db.query<{ system: string; code: string; n: number; example: string }>(
-          `SELECT t.system, t.code, count(DISTINCT t.type || '/' || t.id)::int AS n, min(t.type || '/' || t.id) AS example
-           FROM idx_token t JOIN idx_reference r ON r.type = t.type AND r.id = t.id
+          `WITH mine AS (
+             SELECT r.type, r.id FROM idx_reference r
+              WHERE r.type IN ('DiagnosticReport', 'Observation') AND r.param = 'performer' AND r.target_type = 'Organization' AND r.target_id = $2
+             UNION
+             SELECT 'Observation', res.target_id FROM idx_reference p
+               JOIN idx_reference res ON res.type = 'DiagnosticReport' AND res.id = p.id AND res.param = 'result' AND res.target_type = 'Observation'
+              WHERE p.type = 'DiagnosticReport' AND p.param = 'performer' AND p.target_type = 'Organization' AND p.target_id = $2)
+           SELECT t.system, t.code, count(DISTINCT t.type || '/' || t.id)::int AS n, min(t.type || '/' || t.id) AS example
+           FROM idx_token t JOIN mine m ON m.type = t.type AND m.id = t.id
            WHERE t.type IN ('DiagnosticReport', 'Observation') AND t.param = 'code' AND t.system = ANY($1::text[])
-             AND r.param = 'performer' AND r.target_type = 'Organization' AND r.target_id = $2
            GROUP BY t.system, t.code ORDER BY t.system, t.code`,
           [[...systems], organizationId]
         );

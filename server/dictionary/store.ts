@@ -18,6 +18,7 @@ import type { Database, Sql } from '../db/database.ts';
 import type { Principal } from '../http/auth.ts';
 import { CATALOGUE_SYSTEM, LEGACY_SYSTEM, NATIONAL_SYSTEM } from '../terminology/canonical.ts';
 import { terminology } from '../terminology/load.ts';
+import { invalidateMappings } from './mappings.ts';
 
 export const STATUSES = ['pending', 'approved', 'rejected', 'retired'] as const;
 export type EntryStatus = (typeof STATUSES)[number];
@@ -332,7 +333,7 @@ export async function setStatus(db: Database, mapId: string, change: StatusChang
   if (change.status === 'rejected' && !change.comment?.trim()) throw new DictionaryError(400, 'invalid', 'a rejection (已驳回) needs a comment saying what to correct', 'comment');
   if (change.comment && change.comment.length > 1000) throw new DictionaryError(400, 'invalid', 'the comment is longer than 1000 characters', 'comment');
   const { version } = await syncMap(db, mapId);
-  return db.transaction(async (sql) => {
+  const result = await db.transaction(async (sql) => {
     const out: { entry: Entry; changed: boolean }[] = [];
     for (const code of [...new Set(change.codes)]) {
       const row = await findEntry(sql, mapId, code, change.system, true);
@@ -360,6 +361,8 @@ export async function setStatus(db: Database, mapId: string, change: StatusChang
     }
     return out;
   });
+  if (result.some((r) => r.changed)) invalidateMappings(db); // what recognition resolves may have changed
+  return result;
 }
 
 /** An approved entry must point at active catalogue items. */

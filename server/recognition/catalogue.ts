@@ -6,6 +6,7 @@
  * Pure: no I/O.
  */
 import type { Coding } from '@medplum/fhirtypes';
+import { mappingKey, type ApprovedMapping, type ApprovedMappings } from '../dictionary/mappings.ts';
 import type { CodeSystemIndex, IndexedConcept } from '../terminology/codesystem.ts';
 import type { ConceptMapIndex } from '../terminology/conceptmap.ts';
 import { CATALOGUE_SYSTEM, LEGACY_MAP_URL, LEGACY_SYSTEM, NATIONAL_SYSTEM } from '../terminology/canonical.ts';
@@ -39,8 +40,11 @@ export interface Token {
   code: string;
 }
 
-/** Why a coding does not resolve: `invalid` for a code the platform's own systems reject. */
-export type Resolution = { items: CatalogueEntry[] } | { invalid: string };
+/**
+ * What a coding stands for: catalogue items (and, for an institution's local code, the approved dictionary
+ * entry that maps it), or `invalid` for a code the platform's own systems reject.
+ */
+export type Resolution = { items: CatalogueEntry[]; mapping?: ApprovedMapping } | { invalid: string };
 
 export class CatalogueView {
   readonly items = new Map<string, CatalogueEntry>();
@@ -105,17 +109,18 @@ export class CatalogueView {
    * Catalogue codes directly; national and legacy codes through the ConceptMap (and the items' own
    * properties); LOINC through the items' LOINC hint.
    */
-  itemsFor(coding: Coding): CatalogueEntry[] {
-    const r = this.resolve(coding);
+  itemsFor(coding: Coding, local?: ApprovedMappings): CatalogueEntry[] {
+    const r = this.resolve(coding, local);
     return 'items' in r ? r.items : [];
   }
 
   /**
    * Like itemsFor, but strict for the platform's own code systems: a code that is not in the catalogue,
    * a grouping concept, or a national/legacy code of the wrong shape is `invalid`. Codes of other systems
-   * (a hospital's local codes, LOINC codes the catalogue does not list) resolve to no item.
+   * (a hospital's local codes, LOINC codes the catalogue does not list) resolve to no item — unless `local`
+   * (the approved dictionary entries of the institution whose code it is) maps the local code to items.
    */
-  resolve(coding: Coding): Resolution {
+  resolve(coding: Coding, local?: ApprovedMappings): Resolution {
     const code = coding.code?.trim();
     if (!code) return { invalid: 'the coding has no code' };
     switch (coding.system) {
@@ -131,11 +136,21 @@ export class CatalogueView {
       case LEGACY_SYSTEM:
         if (!LEGACY_CODE_RE.test(code)) return { invalid: `'${code}' is not a legacy price code (9 or 11 digits)` };
         return { items: this.mapped(LEGACY_SYSTEM, code, this.byLegacy) };
-      case LOINC_SYSTEM:
-        return { items: this.byLoinc.get(code) ?? [] };
+      case LOINC_SYSTEM: {
+        const items = this.byLoinc.get(code) ?? [];
+        return items.length > 0 ? { items } : this.local(coding.system, code, local);
+      }
       default:
-        return { items: [] };
+        return this.local(coding.system, code, local);
     }
+  }
+
+  /** A local code through the institution's approved dictionary entry, if it has one. */
+  private local(system: string | undefined, code: string, local: ApprovedMappings | undefined): Resolution {
+    const mapping = system && local?.get(mappingKey(system, code));
+    if (!mapping) return { items: [] };
+    const items = mapping.targets.map((t) => this.items.get(t)).filter((i): i is CatalogueEntry => !!i);
+    return items.length > 0 ? { items, mapping } : { items: [] };
   }
 
   private mapped(system: string, code: string, byProperty: Map<string, CatalogueEntry[]>): CatalogueEntry[] {

@@ -3,6 +3,7 @@
  * cover it, or why the near-matches do not count; writes the duplicate-order reminder.
  */
 import type { CodeableConcept, Coding, DetectedIssue, OperationOutcomeIssue, Reference, ServiceRequest } from '@medplum/fhirtypes';
+import { approvedMappingsOf, type ApprovedMapping, type ApprovedMappings } from '../dictionary/mappings.ts';
 import { checkResource } from '../fhir/validate.ts';
 import { CatalogueView, currentCatalogue, type CatalogueEntry } from './catalogue.ts';
 import { RecognitionError } from './errors.ts';
@@ -19,6 +20,8 @@ interface ParsedOrder {
   items: CatalogueEntry[];
   /** The ordered coding shown when no catalogue item was found. */
   firstCoding: Coding;
+  /** Set when the items come from a local code through the requester's approved dictionary entry. */
+  mapping?: ApprovedMapping;
 }
 
 export async function duplicateCheck(ctx: ServiceContext, input: DuplicateCheckInput): Promise<DuplicateCheckResult> {
@@ -29,6 +32,11 @@ export async function duplicateCheck(ctx: ServiceContext, input: DuplicateCheckI
   const parsed = input.orders.map((o, i) => parseOrder(catalogue, o, i));
   const selector = sameSubject(parsed);
   const { patients, requester, loaded } = await patientRequesterReports(ctx.repo, selector, requesterRef, { param: 'order', index: 0, path: 'resource.subject' });
+  // orders coded with the requester's local codes: through its approved dictionary entries
+  if (parsed.some((p) => p.items.length === 0)) {
+    const local = await approvedMappingsOf(ctx.repo.db, requester.institution.id);
+    for (const p of parsed) if (p.items.length === 0) Object.assign(p, localItems(catalogue, p.order, local));
+  }
   const candidates = candidatesOf(loaded, catalogue, requester.institution, now);
   const byItem = new Map<string, Candidate[]>();
   for (const c of candidates) byItem.set(c.item.code, [...(byItem.get(c.item.code) ?? []), c]);
@@ -52,6 +60,7 @@ export async function duplicateCheck(ctx: ServiceContext, input: DuplicateCheckI
         order: orderKey,
         orderIndex: p.index,
         code: item.coding,
+        ...(p.mapping ? { orderMapping: p.mapping } : {}),
         duplicate: matches.length > 0,
         matches: matches.map((c) => summaryOf.get(c) as ResultSummary),
         ...(matches.length > 0 ? {} : { reason: near.length > 0 ? near.map(whyNot).join('。') : '未找到该患者此项目的既往结果' }),
@@ -97,6 +106,15 @@ function parseOrder(catalogue: CatalogueView, raw: unknown, index: number): Pars
     for (const item of r.items) items.set(item.code, item);
   });
   return { index, order, items: [...items.values()], firstCoding: pick(codings[0]) };
+}
+
+/** The items an order names by the requester's local codes (the first coding its approved entries map). */
+function localItems(catalogue: CatalogueView, order: ServiceRequest, local: ApprovedMappings): { items: CatalogueEntry[]; mapping?: ApprovedMapping } {
+  for (const coding of order.code?.coding ?? []) {
+    const r = catalogue.resolve(coding, local);
+    if ('items' in r && r.items.length > 0 && r.mapping) return { items: r.items, mapping: r.mapping };
+  }
+  return { items: [] };
 }
 
 function sameSubject(orders: ParsedOrder[]): PatientSelector {

@@ -1,9 +1,11 @@
 /**
  * Loading the facts the rules judge: a patient's reports with their Observations and performing institutions
- * (and, when named by id, the patient and the requester) in one statement.
+ * (and, when named by id, the patient and the requester) in one statement, and the performing institutions'
+ * approved local-code mappings (cached, dictionary/mappings.ts).
  */
 import type { DiagnosticReport, Observation, Organization, Patient, Reference, Resource } from '@medplum/fhirtypes';
 import { prepared } from '../db/database.ts';
+import { approvedMappings } from '../dictionary/mappings.ts';
 import type { Repository } from '../fhir/repository.ts';
 import { parseReference } from '../fhir/search/references.ts';
 import { RecognitionError } from './errors.ts';
@@ -66,6 +68,7 @@ export async function queryFacts(repo: Repository, patientIds: string[], options
     else if (kind === 3) patients.push(content as Patient);
     else requester = content as Organization;
   }
+  const local = await approvedMappings(repo.db, reports.map((r) => performerId(r) ?? ''));
   return {
     patients,
     requester,
@@ -73,6 +76,7 @@ export async function queryFacts(repo: Repository, patientIds: string[], options
       report,
       observations: resultIds(report).map((id) => obs.get(id)).filter((o): o is Observation => !!o),
       performer: orgs.get(performerId(report) ?? ''),
+      localCodes: local.get(performerId(report) ?? ''),
     })),
   };
 }

@@ -9,6 +9,7 @@
  * - Abnormal items are the Observations flagged H, L, A, HH, LL (or another abnormal / critical flag).
  */
 import type { Coding, DiagnosticReport, Extension, Observation, Organization, Reference } from '@medplum/fhirtypes';
+import type { ApprovedMapping, ApprovedMappings } from '../dictionary/mappings.ts';
 import { ADMIN_DIVISION_SYSTEM, EXT } from '../profiles/canonical.ts';
 import { CATALOGUE_SYSTEM } from '../terminology/canonical.ts';
 import { parseReference } from '../fhir/search/references.ts';
@@ -133,28 +134,31 @@ export function isCritical(obs: Observation): boolean {
 export interface ReportItem {
   item: CatalogueEntry;
   observations: Observation[];
+  /** When the item comes from a local code only: the performer's approved dictionary entry that maps it. */
+  mapping?: ApprovedMapping;
 }
 
 /**
  * The catalogue items of a report: those of DiagnosticReport.code (reported by all its Observations) and
- * those of each result Observation.code; one per item.
+ * those of each result Observation.code; one per item. Local codes count through `local`, the performing
+ * institution's approved dictionary entries; an item also carried by a platform code is not credited to a map.
  */
-export function itemsOfReport(report: DiagnosticReport, observations: Observation[], catalogue: CatalogueView): ReportItem[] {
+export function itemsOfReport(report: DiagnosticReport, observations: Observation[], catalogue: CatalogueView, local?: ApprovedMappings): ReportItem[] {
   const byCode = new Map<string, ReportItem>();
-  for (const coding of report.code?.coding ?? []) {
-    for (const item of catalogue.itemsFor(coding)) {
-      if (!byCode.has(item.code)) byCode.set(item.code, { item, observations: [...observations] });
-    }
-  }
-  for (const obs of observations) {
-    for (const coding of obs.code?.coding ?? []) {
-      for (const item of catalogue.itemsFor(coding)) {
-        const found = byCode.get(item.code);
-        if (!found) byCode.set(item.code, { item, observations: [obs] });
-        else if (!found.observations.includes(obs)) found.observations.push(obs);
+  const add = (coding: Coding, obs: Observation[]) => {
+    const r = catalogue.resolve(coding, local);
+    if (!('items' in r)) return;
+    for (const item of r.items) {
+      const found = byCode.get(item.code);
+      if (!found) byCode.set(item.code, { item, observations: [...obs], ...(r.mapping ? { mapping: r.mapping } : {}) });
+      else {
+        for (const o of obs) if (!found.observations.includes(o)) found.observations.push(o);
+        if (!r.mapping) delete found.mapping;
       }
     }
-  }
+  };
+  for (const coding of report.code?.coding ?? []) add(coding, observations);
+  for (const obs of observations) for (const coding of obs.code?.coding ?? []) add(coding, [obs]);
   return [...byCode.values()];
 }
 
@@ -163,6 +167,8 @@ export interface LoadedReport {
   report: DiagnosticReport;
   observations: Observation[];
   performer?: Organization;
+  /** The performing institution's approved dictionary entries (its local codes). */
+  localCodes?: ApprovedMappings;
 }
 
 /** One (report, item) judged for a requester. */
@@ -174,6 +180,8 @@ export interface Candidate {
   verdict: Verdict;
   hrMark?: string;
   abnormalCount: number;
+  /** The approved dictionary entry through which a local code stands for the item. */
+  mapping?: ApprovedMapping;
 }
 
 export interface Requester {
@@ -188,14 +196,14 @@ export function candidatesOf(reports: LoadedReport[], catalogue: CatalogueView, 
     const { report, performer } = loaded;
     const institution = institutionOf(performer, performerId(report));
     const hrMark = hrMarkOf(report);
-    for (const { item, observations } of itemsOfReport(report, loaded.observations, catalogue)) {
+    for (const { item, observations, mapping } of itemsOfReport(report, loaded.observations, catalogue, loaded.localCodes)) {
       const verdict = evaluate(
         { id: report.id as string, itemCode: item.code, status: report.status, issued: report.issued ?? '', hrMark, performer: institution },
         item,
         requester,
         now
       );
-      out.push({ report, item, performer, observations, verdict, hrMark, abnormalCount: observations.filter(isAbnormal).length });
+      out.push({ report, item, performer, observations, verdict, hrMark, abnormalCount: observations.filter(isAbnormal).length, ...(mapping ? { mapping } : {}) });
     }
   }
   return out;

@@ -3,6 +3,7 @@
  * status of reports, given by the chain provenance).
  */
 import type { Coding, DetectedIssue, DiagnosticReport, Reference } from '@medplum/fhirtypes';
+import type { ApprovedMapping } from '../dictionary/mappings.ts';
 import type { Principal } from '../fhir/principal.ts';
 import type { Repository } from '../fhir/repository.ts';
 import type { Token } from './catalogue.ts';
@@ -64,6 +65,8 @@ export interface ResultSummary {
   hrMark?: string;
   hashStatus: HashStatus;
   abnormalCount: number;
+  /** When the report carries the item by a local code only: the performer's approved dictionary entry used. */
+  mapping?: ApprovedMapping;
 }
 
 export interface RecognitionCheckInput {
@@ -96,6 +99,8 @@ export interface DuplicateItem {
   order: string;
   orderIndex: number;
   code: Coding;
+  /** When the order names the item by a local code: the requester's approved dictionary entry used. */
+  orderMapping?: ApprovedMapping;
   duplicate: boolean;
   matches: ResultSummary[];
   /** zh-CN: why the near-matches do not count (or that there is none); absent when duplicate. */

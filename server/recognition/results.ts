@@ -58,6 +58,7 @@ export async function summaries(repo: Repository, candidates: Candidate[]): Prom
     ...(c.hrMark ? { hrMark: c.hrMark } : {}),
     hashStatus: hashes.get(c.report.id as string) ?? 'unanchored',
     abnormalCount: c.abnormalCount,
+    ...(c.mapping ? { mapping: c.mapping } : {}),
   }));
 }
 

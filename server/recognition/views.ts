@@ -3,6 +3,7 @@
  * abnormal items, judged for the requester when one is known; each view writes an access record (AuditEvent).
  */
 import type { DiagnosticReport, Observation, Organization, Reference } from '@medplum/fhirtypes';
+import { approvedMappingsOf, type ApprovedMapping } from '../dictionary/mappings.ts';
 import { CatalogueView, currentCatalogue, type CatalogueEntry, type Token } from './catalogue.ts';
 import { RecognitionError } from './errors.ts';
 import {
@@ -28,6 +29,8 @@ import { categoryMatcher } from './results.ts';
 export interface ReportItemView {
   item: CatalogueEntry;
   verdict?: Verdict;
+  /** The performer's approved dictionary entry, when only a local code carries the item. */
+  mapping?: ApprovedMapping;
 }
 
 export interface ReportView {
@@ -89,7 +92,8 @@ export async function viewReport(ctx: ServiceContext, input: { reportId: string;
   ]);
   const order = resultIds(report);
   observations.sort((a, b) => order.indexOf(a.id as string) - order.indexOf(b.id as string));
-  const view = reportView({ report, observations, performer: orgs[0] }, currentCatalogue(), requester?.institution, now);
+  const localCodes = await approvedMappingsOf(ctx.repo.db, performerId(report));
+  const view = reportView({ report, observations, performer: orgs[0], localCodes }, currentCatalogue(), requester?.institution, now);
   const entities: Reference[] = [{ reference: `DiagnosticReport/${report.id}` }];
   const subject = refId(report.subject, 'Patient');
   if (subject) entities.push({ reference: `Patient/${subject}` });
@@ -102,9 +106,13 @@ export async function viewReport(ctx: ServiceContext, input: { reportId: string;
 }
 
 function reportView(l: LoadedReport, catalogue: CatalogueView, requester: Requester | undefined, now: Date): ReportView {
-  const items = itemsOfReport(l.report, l.observations, catalogue);
+  const items = itemsOfReport(l.report, l.observations, catalogue, l.localCodes);
   const judged = requester ? candidatesOf([l], catalogue, requester, now) : [];
-  const itemViews: ReportItemView[] = items.map(({ item }) => ({ item, ...(requester ? { verdict: judged.find((c) => c.item.code === item.code)?.verdict } : {}) }));
+  const itemViews: ReportItemView[] = items.map(({ item, mapping }) => ({
+    item,
+    ...(requester ? { verdict: judged.find((c) => c.item.code === item.code)?.verdict } : {}),
+    ...(mapping ? { mapping } : {}),
+  }));
   const recognisable = judged.filter((c) => c.verdict.recognisable);
   const days = recognisable.map((c) => c.verdict.daysRemaining).filter((d): d is number => d !== undefined);
   return {

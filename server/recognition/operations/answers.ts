@@ -2,6 +2,7 @@
  * Answer shapes shared by the recognition operations: the parts of a recognisable result, a Parameters answer.
  */
 import type { Parameters, ParametersParameter } from '@medplum/fhirtypes';
+import type { ApprovedMapping } from '../../dictionary/mappings.ts';
 import type { FhirResponse } from '../../fhir/router.ts';
 import { type ResultSummary } from '../service.ts';
 
@@ -16,7 +17,22 @@ export function resultParts(r: ResultSummary): ParametersParameter[] {
     ...(r.hrMark ? [{ name: 'hrMark', valueString: r.hrMark }] : []),
     { name: 'hashStatus', valueCode: r.hashStatus },
     { name: 'abnormalCount', valueInteger: r.abnormalCount },
+    ...(r.mapping ? [mappingParameter(r.mapping)] : []),
   ];
+}
+
+/**
+ * The approved dictionary entry through which a local code stands for a catalogue item: the map
+ * (ConceptMap/<id>) and the local code it maps.
+ */
+export function mappingParameter(m: ApprovedMapping, name = 'mapping'): ParametersParameter {
+  return {
+    name,
+    part: [
+      { name: 'map', valueReference: { reference: `ConceptMap/${m.map}` } },
+      { name: 'source', valueCoding: { system: m.system, code: m.code, ...(m.display ? { display: m.display } : {}) } },
+    ],
+  };
 }
 
 export function parameters(parameter: ParametersParameter[]): FhirResponse {

@@ -8,7 +8,7 @@ import { duplicateCheck } from '../service.ts';
 import type { Operation } from '../../fhir/operations/registry.ts';
 import { loadDefinition } from '../../fhir/operations/registry.ts';
 import { RecognitionInput } from './params.ts';
-import { resultParts, parameters } from './answers.ts';
+import { mappingParameter, resultParts, parameters } from './answers.ts';
 
 let duplicateDefinition: OperationDefinition | undefined;
 
@@ -30,6 +30,7 @@ export const duplicateCheckOperation: Operation = {
       part: [
         { name: 'order', valueString: item.order },
         { name: 'code', valueCoding: item.code },
+        ...(item.orderMapping ? [mappingParameter(item.orderMapping, 'orderMapping')] : []),
         { name: 'duplicate', valueBoolean: item.duplicate },
         ...item.matches.map((m) => ({ name: 'match', part: resultParts(m) })),
         ...(item.reason ? [{ name: 'reason', valueString: item.reason }] : []),

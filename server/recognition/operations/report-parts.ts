@@ -5,6 +5,7 @@ import type { Observation, Parameters, ParametersParameter } from '@medplum/fhir
 import type { FhirResponse } from '../../fhir/router.ts';
 import { type ReportItemView, type ReportView } from '../service.ts';
 import { interpretationCodes } from '../facts.ts';
+import { mappingParameter } from './answers.ts';
 
 export const REPORTS_DEFAULT_COUNT = 20;
 export const REPORTS_MAX_COUNT = 200;
@@ -35,6 +36,7 @@ export function itemParts(i: ReportItemView): ParametersParameter[] {
     ...(i.verdict ? [{ name: 'recognisable', valueBoolean: i.verdict.recognisable }] : []),
     ...(i.verdict?.daysRemaining !== undefined ? [{ name: 'daysRemaining', valueInteger: i.verdict.daysRemaining }] : []),
     ...(i.verdict?.reasons ?? []).map((r) => ({ name: 'reason', valueString: r.text })),
+    ...(i.mapping ? [mappingParameter(i.mapping)] : []),
   ];
 }
 
