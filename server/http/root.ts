@@ -13,6 +13,7 @@ interface Link {
 }
 
 const LINKS: Link[] = [
+  { rel: 'app', path: '/app', title: 'the monitoring app for the health commission and the report viewer for doctors (zh-CN)' },
   { rel: 'metadata', path: '/fhir/metadata', title: 'the FHIR R4 API: its CapabilityStatement (no token needed)' },
   { rel: 'fhir-base', path: '/fhir', title: 'the FHIR R4 base (needs a bearer token)' },
   { rel: 'smart-configuration', path: '/.well-known/smart-configuration', title: 'how hospital systems get an access token (SMART Backend Services)' },
