@@ -262,7 +262,7 @@ async function twoProcesses(t: import('ava').ExecutionContext): Promise<void> {
       await db.end();
       await admin.query(`DROP DATABASE IF EXISTS ${dbName} WITH (FORCE)`);
       await admin.end();
-      await node.stop();
+      await node.close();
       rmSync(dataDir, { recursive: true, force: true });
     }
   }
