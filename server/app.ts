@@ -4,7 +4,6 @@
  * processes, the Koa application (error mapping, observability, the authorisation seam, the modules' routes,
  * FHIR REST, health and metrics), and its HTTP server. docs/architecture.md draws it.
  */
-import { randomBytes } from 'node:crypto';
 import { createServer, type Server } from 'node:http';
 import type { AddressInfo } from 'node:net';
 import Koa from 'koa';

@@ -5,8 +5,9 @@
  * old ones stay to verify the entries made with them. Every server process on one database needs the same file.
  */
 import { randomBytes } from 'node:crypto';
-import { chmodSync, existsSync, mkdirSync, readFileSync, renameSync, writeFileSync } from 'node:fs';
-import { dirname, join } from 'node:path';
+import { existsSync, readFileSync } from 'node:fs';
+import { join } from 'node:path';
+import { createSecretFile, writeSecretFile } from '../secret-file.ts';
 
 export interface AuditKeys {
   current: string;
@@ -47,20 +48,11 @@ export function rotateAuditKey(file: string): string {
 /** A first key file; when another process creates it at the same moment, its file wins (`wx`). */
 function createOnce(file: string): void {
   const kid = newKid();
-  mkdirSync(dirname(file), { recursive: true });
-  try {
-    writeFileSync(file, `${JSON.stringify({ current: kid, keys: { [kid]: randomBytes(32).toString('base64') } }, null, 2)}\n`, { mode: 0o600, flag: 'wx' });
-  } catch (err) {
-    if ((err as NodeJS.ErrnoException).code !== 'EEXIST') throw err;
-  }
+  createSecretFile(file, `${JSON.stringify({ current: kid, keys: { [kid]: randomBytes(32).toString('base64') } }, null, 2)}\n`);
 }
 
 function write(file: string, content: KeyFile): void {
-  mkdirSync(dirname(file), { recursive: true });
-  const tmp = `${file}.${process.pid}.tmp`;
-  writeFileSync(tmp, `${JSON.stringify(content, null, 2)}\n`, { mode: 0o600 });
-  chmodSync(tmp, 0o600);
-  renameSync(tmp, file);
+  writeSecretFile(file, `${JSON.stringify(content, null, 2)}\n`);
 }
 
 function newKid(taken: string[] = []): string {

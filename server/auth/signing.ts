@@ -8,8 +8,9 @@
  * Nothing is derived from the bootstrap token: knowing it does not let anyone mint tokens.
  */
 import { randomBytes, randomUUID } from 'node:crypto';
-import { chmodSync, mkdirSync, readFileSync, renameSync, statSync, writeFileSync } from 'node:fs';
+import { chmodSync, readFileSync, statSync } from 'node:fs';
 import { join } from 'node:path';
+import { createSecretFile, writeSecretFile } from '../secret-file.ts';
 
 export const SIGNING_KEY_FILE = 'token-signing-keys.json';
 
@@ -35,14 +36,9 @@ export class TokenKeys {
 
   /** The keys of a data directory, generated there on first use. */
   static open(dataDir: string, graceMs: number): TokenKeys {
-    mkdirSync(dataDir, { recursive: true });
     const store = new TokenKeys(join(dataDir, SIGNING_KEY_FILE), graceMs);
-    try {
-      // exclusive create: two servers starting together on one data directory end up with one key
-      writeFileSync(store.file, serialise([newKey(new Date())]), { mode: 0o600, flag: 'wx' });
-    } catch (err) {
-      if ((err as NodeJS.ErrnoException).code !== 'EEXIST') throw err;
-    }
+    // exclusive create: two servers starting together on one data directory end up with one key
+    createSecretFile(store.file, serialise([newKey(new Date())]));
     store.load();
     return store;
   }
@@ -69,9 +65,7 @@ export class TokenKeys {
       .map((k) => (k.retired ? k : { ...k, retired: now.toISOString() }))
       .filter((k) => Date.parse(k.retired!) + this.graceMs >= now.getTime());
     const key = newKey(now);
-    const temp = `${this.file}.${process.pid}.tmp`;
-    writeFileSync(temp, serialise([...kept, key]), { mode: 0o600 });
-    renameSync(temp, this.file);
+    writeSecretFile(this.file, serialise([...kept, key]));
     this.load();
     return key.kid;
   }

@@ -6,8 +6,9 @@
  * Files: `${dataDir}/chain/db/` (ganache's LevelDB) and `${dataDir}/chain/ledger.json` (mode 0600: chain id,
  * the platform account's key — generated on first start — and the contract address).
  */
-import { chmodSync, existsSync, mkdirSync, readFileSync, renameSync, writeFileSync } from 'node:fs';
+import { existsSync, mkdirSync, readFileSync } from 'node:fs';
 import { join } from 'node:path';
+import { writeSecretFile } from '../secret-file.ts';
 import { Wallet, hexlify, randomBytes } from 'ethers';
 import { LedgerError } from './port.ts';
 import { EvmLedger } from './evm/adapter.ts';
@@ -87,8 +88,5 @@ export async function openEmbeddedLedger(opts: EmbeddedLedgerOptions): Promise<E
 }
 
 function saveState(path: string, state: EmbeddedState): void {
-  const tmp = `${path}.tmp`;
-  writeFileSync(tmp, JSON.stringify(state, null, 2) + '\n', { mode: 0o600 });
-  chmodSync(tmp, 0o600);
-  renameSync(tmp, path);
+  writeSecretFile(path, JSON.stringify(state, null, 2) + '\n');
 }

@@ -12,8 +12,8 @@
  * A key removed from the file makes its seals fail (`unknown-key`): remove one only after re-sealing.
  */
 import { createHmac, randomBytes, timingSafeEqual } from 'node:crypto';
-import { chmodSync, existsSync, mkdirSync, readFileSync, renameSync, writeFileSync } from 'node:fs';
-import { dirname } from 'node:path';
+import { existsSync, readFileSync } from 'node:fs';
+import { writeSecretFile } from '../secret-file.ts';
 
 interface KeyFile {
   version: 1;
@@ -54,11 +54,7 @@ export class RecordKeys {
   }
 
   private save(f: KeyFile): void {
-    mkdirSync(dirname(this.path), { recursive: true });
-    const tmp = `${this.path}.${process.pid}.tmp`;
-    writeFileSync(tmp, JSON.stringify(f, null, 2) + '\n', { mode: 0o600 });
-    chmodSync(tmp, 0o600);
-    renameSync(tmp, this.path);
+    writeSecretFile(this.path, JSON.stringify(f, null, 2) + '\n');
   }
 
   /** The current key id. */

@@ -5,8 +5,9 @@
  * each anchoring transaction.
  */
 import { createHmac, randomBytes } from 'node:crypto';
-import { chmodSync, existsSync, mkdirSync, readFileSync, renameSync, writeFileSync } from 'node:fs';
-import { dirname, join } from 'node:path';
+import { existsSync, readFileSync } from 'node:fs';
+import { join } from 'node:path';
+import { writeSecretFile } from '../secret-file.ts';
 
 const FILE = 'chain-secret';
 
@@ -23,12 +24,8 @@ export class PlatformSecret {
       if (!/^[0-9a-f]{64}$/.test(hex)) throw new Error(`${path} does not hold a 32-byte hex secret`);
       this.key = Buffer.from(hex, 'hex');
     } else {
-      mkdirSync(dirname(path), { recursive: true });
       const key = randomBytes(32);
-      const tmp = `${path}.${process.pid}.tmp`;
-      writeFileSync(tmp, key.toString('hex') + '\n', { mode: 0o600 });
-      chmodSync(tmp, 0o600);
-      renameSync(tmp, path);
+      writeSecretFile(path, key.toString('hex') + '\n');
       this.key = key;
     }
     return this.key;
