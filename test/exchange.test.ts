@@ -247,10 +247,13 @@ test.serial('the federated $duplicate-check: an order covered by a Foshan result
 test.serial('each exchange is audited on both sides', async (t) => {
   const count = async (c: City, code: string) =>
     (await c.s.huren.db.query<{ n: number }>("SELECT count(*)::int AS n FROM resource WHERE type = 'AuditEvent' AND content->'subtype'->0->>'code' = $1", [code]))[0]!.n;
-  t.true((await count(gz, 'outgoing-recognition-check')) >= 1);
-  t.true((await count(fs, 'incoming-recognition-check')) >= 1);
-  t.true((await count(gz, 'outgoing-duplicate-check')) >= 1);
-  t.true((await count(fs, 'incoming-duplicate-check')) >= 1);
+  for (const [c, code] of [[gz, 'outgoing-recognition-check'], [fs, 'incoming-recognition-check'], [gz, 'outgoing-duplicate-check'], [fs, 'incoming-duplicate-check']] as const) {
+    t.true((await count(c, code)) >= 1, code);
+  }
+  // the partner is named, the national ID is not
+  const [event] = await gz.s.huren.db.query<{ content: any }>("SELECT content FROM resource WHERE type = 'AuditEvent' AND content->'subtype'->0->>'code' = 'outgoing-recognition-check' LIMIT 1");
+  t.is(event!.content.agent[0].who.reference, 'Organization/partner-foshan');
+  t.false(JSON.stringify(event!.content).includes(nationalId));
 });
 
 test.serial('a partner that never answers: the check answers without it, with a warning', async (t) => {

@@ -78,15 +78,21 @@ export class Federation {
           const got = await Promise.race([work, deadline]);
           answer.results.push(...got.results);
           answer.issues.push(...got.issues);
-          void recordExchange(q.repo, { direction: 'outgoing', partner, patient: patientRef, kind: q.kind, outcome: 'success', detail: `${got.results.length} verified result(s), ${got.refused} refused` }).catch(() => undefined);
+          await recordExchange(q.repo, { direction: 'outgoing', partner, patient: patientRef, kind: q.kind, outcome: 'success', detail: `${got.results.length} verified result(s), ${got.refused} refused` }).catch((e: Error) =>
+            this.logger.error({ partner: partner.code, error: e.message.slice(0, 120) }, 'exchange audit event not written')
+          );
         } catch (e) {
-          const slow = e instanceof BudgetExceeded;
+          // the budget ran out: our deadline, or the fetch's own timeout (whichever fired first)
+          const slow = e instanceof BudgetExceeded || (e as Error)?.name === 'TimeoutError' || (e as Error)?.name === 'AbortError';
           const text = slow
             ? `partner platform ${partner.name} (${partner.code}) did not answer within ${this.config.budgetMs} ms: its results are missing from this answer`
             : `partner platform ${partner.name} (${partner.code}) could not be asked: ${(e as Error).message.slice(0, 160)}`;
           answer.issues.push({ severity: 'warning', code: slow ? 'timeout' : 'transient', diagnostics: text, details: { coding: [{ system: `${STEP_SYSTEM}`, code: slow ? 'timeout' : 'unavailable' }], text: partner.code } });
           this.logger.warn({ partner: partner.code, slow }, 'partner platform not answering');
-          void recordExchange(q.repo, { direction: 'outgoing', partner, patient: patientRef, kind: q.kind, outcome: 'failure', detail: slow ? 'timeout' : 'unavailable' }).catch(() => undefined);
+          // written after the answer (the budget is spent): not awaited
+          void recordExchange(q.repo, { direction: 'outgoing', partner, patient: patientRef, kind: q.kind, outcome: 'failure', detail: slow ? 'timeout' : 'unavailable' }).catch((err: Error) =>
+            this.logger.error({ partner: partner.code, error: err.message.slice(0, 120) }, 'exchange audit event not written')
+          );
           work.catch(() => undefined);
         } finally {
           clearTimeout(timer);
