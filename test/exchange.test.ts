@@ -279,7 +279,9 @@ test.serial('a partner that never answers: the check answers without it, with a 
 
 test.serial('a partner that is down: a partial answer with a warning, never a failure', async (t) => {
   await register(gz, fs, `http://127.0.0.1:${await freePort()}/fhir`);
+  const started = Date.now();
   const body = await check(gz);
+  t.log(`answered in ${Date.now() - started} ms (the local check alone, the partner refusing the connection at once)`);
   t.deepEqual(params(body, 'result').map(origin), ['guangzhou']);
   const w = warnings(body);
   t.is(w.length, 1);
@@ -429,3 +431,62 @@ async function gzToken(): Promise<string> {
   if (res.status !== 200) throw new Error(`token: ${res.status} ${JSON.stringify(body)}`);
   return body.access_token;
 }
+
+test.serial('no partner reached (a requester outside the agreement, or the partner switched off): the answer is the local one, unchanged', async (t) => {
+  const shenzhen = await transaction(fs.s, [{ fullUrl: `urn:uuid:${randomUUID()}`, resource: organization('sz-req', '深圳市福田区人民医院', '440304', []), request: { method: 'POST', url: 'Organization' } }]);
+  const res = await fs.s.fhir(`Patient/$recognition-check?identifier=${NATIONAL_ID}|${nationalId}&requester=Organization/${idOf(shenzhen.entry[0])}`);
+  const body = (await res.json()) as any;
+  t.is(res.status, 200);
+  t.true(params(body, 'result').every((r: any) => origin(r) === undefined));
+  t.is(param(body, 'outcome'), undefined);
+  // switched off: Foshan's requesters no longer reach Guangzhou
+  const identity = (await api(gz, 'GET', '/api/exchange/identity')).body;
+  const off = await api(fs, 'PUT', '/api/exchange/partners/guangzhou', { name: identity.name, city: identity.city, coverage: ['440600'], fhirBase: identity.fhirBase, tokenUrl: identity.tokenUrl, clientId: 'huren-foshan', partnerClientId: 'huren-guangzhou', vcKey: identity.vcKey, chain: identity.chain, idKey, active: false });
+  t.is(off.status, 200);
+  const after = await check(fs);
+  t.true(params(after, 'result').every((r: any) => origin(r) === undefined));
+  t.false(params(after, 'result').some((r: any) => part(r, 'item').valueCoding.code === ITEM.sodium));
+  // and Guangzhou's token no longer reaches Foshan's $exchange-check: its check warns
+  const refused = await check(gz);
+  t.deepEqual(params(refused, 'result').map(origin), ['guangzhou']);
+  t.regex(warnings(refused)[0].diagnostics, /could not be asked: it answered 403/);
+  await register(fs, gz);
+  t.is(params(await check(gz), 'result').filter((r: any) => origin(r) === 'foshan').length, 2);
+});
+
+test.serial('huren-verify: without a chain node the anchor step is skipped; without an identity it warns; a wrong command line is exit code 2', async (t) => {
+  const body = await check(gz);
+  const bundle = part(params(body, 'result').find((r: any) => origin(r) === 'foshan'), 'bundle').resource;
+  const noRpc = await huvenVerify(bundle, fs, false);
+  t.is(noRpc.code, 0);
+  t.deepEqual(noRpc.out.steps.at(-1).status, 'skipped');
+  const file = join(tmp, `shared-${randomUUID()}.json`);
+  writeFileSync(file, JSON.stringify(bundle));
+  const { stdout } = await run(process.execPath, [VERIFY_BIN, file]);
+  t.regex(stdout, /^! no --identity or --issuer-key/m);
+  t.regex(stdout, /^verified 核验通过/m);
+  const usage = await run(process.execPath, [VERIFY_BIN]).then(() => 0, (e) => e.code);
+  t.is(usage, 2);
+  const notJson = join(tmp, 'not-json.json');
+  writeFileSync(notJson, 'not json');
+  t.is(await run(process.execPath, [VERIFY_BIN, notJson]).then(() => 0, (e) => e.code), 2);
+});
+
+test.serial('the credential: a context that is not shipped is refused (the document loader never fetches)', async (t) => {
+  const body = await check(gz);
+  const bundle = structuredClone(part(params(body, 'result').find((r: any) => origin(r) === 'foshan'), 'bundle').resource);
+  const vc = JSON.parse(Buffer.from(bundle.entry[2].resource.data, 'base64').toString('utf8'));
+  vc['@context'] = [...vc['@context'], 'https://example.org/remote-context'];
+  bundle.entry[2].resource.data = Buffer.from(JSON.stringify(vc)).toString('base64');
+  const r = await verifySharedBundle(bundle, { issuer: { controller: platformId('foshan'), id: vcKeyId('foshan'), publicKeyMultibase: fs.keys.vc.publicKeyMultibase } });
+  t.is(r.failed, 'credential');
+  t.regex(r.steps.at(-1)!.detail, /does not fetch|credential/);
+});
+
+test('the exchange settings are checked', (t) => {
+  t.is(loadExchangeConfig({}).budgetMs, 300);
+  t.is(loadExchangeConfig({ HUREN_EXCHANGE_BUDGET_MS: '800' }).budgetMs, 800);
+  t.throws(() => loadExchangeConfig({ HUREN_EXCHANGE_BUDGET_MS: '5' }), { message: /HUREN_EXCHANGE_BUDGET_MS/ });
+  t.throws(() => loadExchangeConfig({ HUREN_EXCHANGE_CITY: '4401' }), { message: /HUREN_EXCHANGE_CITY/ });
+  t.throws(() => loadExchangeConfig({ HUREN_EXCHANGE_PLATFORM: 'Guang Zhou' }), { message: /HUREN_EXCHANGE_PLATFORM/ });
+});

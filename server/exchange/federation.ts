@@ -39,18 +39,18 @@ export class Federation {
     private readonly logger: Logger
   ) {}
 
-  /** The hook: ask every partner the requester's city reaches, within the budget. */
-  async ask(q: FederatedQuery): Promise<FederatedAnswer> {
+  /** The hook: ask every partner the requester's city reaches, within the budget; undefined when none is reached. */
+  async ask(q: FederatedQuery): Promise<FederatedAnswer | undefined> {
     const started = Date.now();
     const answer: FederatedAnswer = { origin: this.config.platform, results: [], issues: [] };
     const partners = (await this.registry.list()).filter((p) => p.active);
-    if (partners.length === 0) return answer;
+    if (partners.length === 0) return undefined;
     let city: string;
     let nationalIds: string[];
     let patientRef: string | undefined;
     try {
       const requesterRef = q.requester ?? defaultRequester(q.principal);
-      if (!requesterRef) return answer;
+      if (!requesterRef) return undefined;
       const requester = await resolveRequester(q.repo, requesterRef);
       city = requester.institution.city;
       const patients = await resolvePatients(q.repo, q.patient, 'patient');
@@ -58,10 +58,10 @@ export class Federation {
       nationalIds = [...new Set(patients.flatMap((p) => (p.identifier ?? []).filter((i) => i.system === NATIONAL_ID_SYSTEM && i.value).map((i) => i.value as string)))];
     } catch {
       // the local check reports a bad patient or requester itself
-      return answer;
+      return undefined;
     }
     const reached = partners.filter((p) => p.coverage.includes(city));
-    if (reached.length === 0) return answer;
+    if (reached.length === 0) return undefined;
     if (nationalIds.length === 0) {
       answer.issues.push({ severity: 'information', code: 'informational', diagnostics: 'the patient has no national ID: the partner platforms were not asked' });
       return answer;

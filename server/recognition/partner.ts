@@ -59,7 +59,8 @@ export interface FederatedAnswer {
   issues: OperationOutcomeIssue[];
 }
 
-export type Federation = (query: FederatedQuery) => Promise<FederatedAnswer>;
+/** What the partners answered, or undefined when no partner is reached (the answer is then the local one, unchanged). */
+export type Federation = (query: FederatedQuery) => Promise<FederatedAnswer | undefined>;
 
 /** Per database, so that several servers in one process (the tests) keep their own. */
 const federations = new WeakMap<object, Federation>();
