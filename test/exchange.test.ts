@@ -204,6 +204,8 @@ test.serial('a Guangzhou check finds the Foshan report through the federation, v
     t.is(part(r, 'verified').valueBoolean, true);
     t.is(part(r, 'originName').valueString, '佛山市互认平台');
     t.regex(part(r, 'report').valueReference.reference, new RegExp(`^${fs.s.base}/DiagnosticReport/`));
+    t.regex(part(r, 'performer').valueReference.reference, new RegExp(`^${fs.s.base}/Organization/`));
+    t.is(part(r, 'performer').valueReference.display, '佛山市第一人民医院');
     const steps = parts(r, 'verification').map((v: any) => [part(v, 'step').valueCode, part(v, 'status').valueCode]);
     t.deepEqual(steps, [['structure', 'ok'], ['credential', 'ok'], ['fingerprint', 'ok'], ['original', 'ok'], ['provenance', 'ok'], ['signature', 'ok'], ['inclusion-proof', 'ok'], ['anchor', 'ok']]);
     t.is(part(r, 'bundle').resource.resourceType, 'Bundle');

@@ -199,11 +199,17 @@ export class Federation {
 
 /** A verified partner result: the partner's parts (report as an absolute URL), origin, verification, the Bundle. */
 function partnerResultParts(partner: Partner, parts: ParametersParameter[], check: SharedVerification): ParametersParameter[] {
-  const keep = new Set(['item', 'issued', 'daysRemaining', 'hrMark', 'hashStatus', 'abnormalCount', 'performer']);
-  const report = parts.find((x) => x.name === 'report')?.valueReference;
+  const keep = new Set(['item', 'issued', 'daysRemaining', 'hrMark', 'hashStatus', 'abnormalCount']);
+  // the partner's references are to its own resources: made absolute, so they are never read as local ones
+  const absolute = (name: string): ParametersParameter[] => {
+    const ref = parts.find((x) => x.name === name)?.valueReference;
+    return ref?.reference && /^[A-Z][A-Za-z]+\/[A-Za-z0-9\-.]{1,64}$/.test(ref.reference) ? [{ name, valueReference: { ...ref, reference: `${partner.fhirBase.replace(/\/$/, '')}/${ref.reference}` } }] : [];
+  };
   return [
-    ...(report?.reference ? [{ name: 'report', valueReference: { ...report, reference: `${partner.fhirBase.replace(/\/$/, '')}/${report.reference}` } }] : []),
-    ...parts.filter((x) => keep.has(x.name)),
+    ...absolute('report'),
+    ...parts.filter((x) => x.name === 'item'),
+    ...absolute('performer'),
+    ...parts.filter((x) => keep.has(x.name) && x.name !== 'item'),
     { name: 'origin', valueCode: partner.code },
     { name: 'originName', valueString: partner.name },
     { name: 'verified', valueBoolean: true },
