@@ -492,3 +492,16 @@ test('the exchange settings are checked', (t) => {
   t.throws(() => loadExchangeConfig({ HUREN_EXCHANGE_CITY: '4401' }), { message: /HUREN_EXCHANGE_CITY/ });
   t.throws(() => loadExchangeConfig({ HUREN_EXCHANGE_PLATFORM: 'Guang Zhou' }), { message: /HUREN_EXCHANGE_PLATFORM/ });
 });
+
+test.serial('a patient written after the partner was registered is found by the hashed national ID; deleted, no longer', async (t) => {
+  const { idHash } = await import('../server/exchange/registry.ts');
+  const id = `44060419900909${String(Math.floor(Math.random() * 9000) + 1000)}`;
+  const res = await fs.s.fhir('Patient', { method: 'POST', json: { resourceType: 'Patient', identifier: [{ system: NATIONAL_ID, value: id }], name: [{ family: '新' }] } });
+  t.is(res.status, 201);
+  const patient = ((await res.json()) as any).id;
+  const lookup = () => fs.s.huren.db.query<{ patient_id: string }>('SELECT patient_id FROM exchange_patient_hash WHERE partner = $1 AND hash = $2', ['guangzhou', idHash(idKey, id)]);
+  t.deepEqual((await lookup()).map((r) => r.patient_id), [patient]);
+  t.deepEqual(await fs.s.huren.db.query("SELECT 1 FROM exchange_patient_hash WHERE hash LIKE $1", [`%${id}%`]), [], 'the hash, not the ID');
+  t.is((await fs.s.fhir(`Patient/${patient}`, { method: 'DELETE' })).status, 200);
+  t.deepEqual(await lookup(), []);
+});
