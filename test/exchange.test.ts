@@ -274,6 +274,10 @@ test.serial('a partner that never answers: the check answers without it, with a 
     t.is(w[0].severity, 'warning');
     t.is(w[0].code, 'timeout');
     t.regex(w[0].diagnostics, /did not answer within 300 ms/);
+    // the failure is audited too (after the answer)
+    const failures = async () => (await gz.s.huren.db.query<{ n: number }>("SELECT count(*)::int AS n FROM resource WHERE type = 'AuditEvent' AND content->>'outcomeDesc' = 'timeout'"))[0]!.n;
+    for (let i = 0; i < 50 && (await failures()) === 0; i++) await new Promise((r) => setTimeout(r, 100));
+    t.is(await failures(), 1);
   } finally {
     gz.s.huren.config.exchange.budgetMs = 5000;
   }

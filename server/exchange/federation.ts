@@ -89,10 +89,12 @@ export class Federation {
             : `partner platform ${partner.name} (${partner.code}) could not be asked: ${(e as Error).message.slice(0, 160)}`;
           answer.issues.push({ severity: 'warning', code: slow ? 'timeout' : 'transient', diagnostics: text, details: { coding: [{ system: `${STEP_SYSTEM}`, code: slow ? 'timeout' : 'unavailable' }], text: partner.code } });
           this.logger.warn({ partner: partner.code, slow }, 'partner platform not answering');
-          // written after the answer (the budget is spent): not awaited
-          void recordExchange(q.repo, { direction: 'outgoing', partner, patient: patientRef, kind: q.kind, outcome: 'failure', detail: slow ? 'timeout' : 'unavailable' }).catch((err: Error) =>
-            this.logger.error({ partner: partner.code, error: err.message.slice(0, 120) }, 'exchange audit event not written')
-          );
+          // the budget is spent: written after the answer has gone (not in its way on the database connection)
+          setTimeout(() => {
+            void recordExchange(q.repo, { direction: 'outgoing', partner, patient: patientRef, kind: q.kind, outcome: 'failure', detail: slow ? 'timeout' : 'unavailable' }).catch((err: Error) =>
+              this.logger.error({ partner: partner.code, error: err.message.slice(0, 120) }, 'exchange audit event not written')
+            );
+          }, 100);
           work.catch(() => undefined);
         } finally {
           clearTimeout(timer);
