@@ -85,7 +85,7 @@ export async function start(config: Config, options: StartOptions = {}): Promise
   if (bootstrap.source === 'generated' && bootstrap.active) logger.warn('a generated bootstrap token is on until the first security administrator is created with it (POST /api/accounts)');
   loadDefinitions();
   loadValidation();
-  const db = await openDatabase({ url: config.databaseUrl, dataDir: config.inMemory ? undefined : `${config.dataDir}/pglite`, statementTimeoutMs: config.statementTimeoutMs });
+  const db = await openDatabase({ url: config.databaseUrl, readUrl: config.databaseReadUrl, dataDir: config.inMemory ? undefined : `${config.dataDir}/pglite`, statementTimeoutMs: config.statementTimeoutMs });
   const applied = await migrate(db);
   if (applied.length > 0) logger.info({ applied, engine: db.engine }, 'migrations applied');
   const context: ModuleContext = { config, db, logger, limits: { maxBytes: config.maxBodyBytes, maxDepth: config.maxJsonDepth }, bootstrap };
@@ -261,6 +261,8 @@ export function createApp(
   return app;
 }
 
+const RETRY_AFTER_SECONDS = 2;
+
 /** Maps every error to an OperationOutcome; unknown errors are 500s, logged without their data. */
 function errors(logger: Logger): Koa.Middleware {
   return async (ctx, next) => {
@@ -284,6 +286,8 @@ function errors(logger: Logger): Koa.Middleware {
         }
       }
       ctx.status = status;
+      // a 503 is transient (statement timeout, failover, shortage): say when to come back
+      if (status === 503 && !ctx.response.get('Retry-After')) ctx.set('Retry-After', String(RETRY_AFTER_SECONDS));
       ctx.type = 'application/fhir+json; charset=utf-8';
       ctx.body = JSON.stringify(body);
     }
