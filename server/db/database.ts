@@ -154,6 +154,7 @@ class HostPool {
   private current: pg.Pool | undefined;
   private looking: Promise<pg.Pool> | undefined;
   private lastFailure = 0;
+  private closed = false;
 
   constructor(
     private readonly urls: string[],
@@ -162,6 +163,7 @@ class HostPool {
   ) {}
 
   pool(): Promise<pg.Pool> {
+    if (this.closed) return Promise.reject(new Error('The database is closed'));
     if (this.current) return Promise.resolve(this.current);
     if (this.urls.length === 1) return Promise.resolve((this.current = this.make(this.urls[0])));
     if (Date.now() - this.lastFailure < 500) return Promise.reject(this.unavailable());
@@ -177,6 +179,7 @@ class HostPool {
   }
 
   async end(): Promise<void> {
+    this.closed = true;
     const pool = this.current;
     this.current = undefined;
     await pool?.end();
