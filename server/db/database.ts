@@ -219,7 +219,8 @@ async function openPostgres(url: string, readUrl: string | undefined, poolSize: 
   // Dates and timestamps come back as ISO strings, as from PGlite after normalisation below.
   pg.types.setTypeParser(1184, (v) => v); // timestamptz
   pg.types.setTypeParser(20, (v) => Number(v)); // int8
-  const config: pg.PoolConfig = { max: poolSize, connectionTimeoutMillis: 5000, ...(statementTimeoutMs > 0 ? { statement_timeout: statementTimeoutMs } : {}) };
+  // no connection timeout: under load a request waits its turn for a pooled connection rather than failing
+  const config: pg.PoolConfig = { max: poolSize, ...(statementTimeoutMs > 0 ? { statement_timeout: statementTimeoutMs } : {}) };
   const primary = new HostPool(splitHosts(url), true, config);
   const readers = readUrl ? new HostPool(splitHosts(readUrl), false, config) : undefined;
   const run = async (client: pg.Pool | pg.PoolClient, text: string, params?: unknown[]) => {
