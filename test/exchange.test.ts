@@ -388,8 +388,11 @@ test.serial('through the proxy untouched, the results verify again (the proxy it
 });
 
 test.serial('the registry: only the security administrator manages it, through its API; FHIR writes are refused', async (t) => {
-  const identity = (await api(fs, 'GET', '/api/exchange/identity')).body;
+  // public keys, public: no token needed
+  const identity = (await (await fetch(`${fs.s.huren.url}/api/exchange/identity`)).json()) as any;
   t.is(identity.platform, 'foshan');
+  const jwks = (await (await fetch(`${fs.s.huren.url}/api/exchange/jwks`)).json()) as any;
+  t.deepEqual(jwks.keys, identity.jwks.keys);
   t.is(identity.vcKey.id, vcKeyId('foshan'));
   t.is(identity.vcKey.secretKeyMultibase, undefined);
   t.is(identity.jwks.keys[0].d, undefined);
