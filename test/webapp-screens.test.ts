@@ -292,15 +292,62 @@ test('an institution id the API refuses shows a Chinese error on its page', asyn
 
 test('the report viewer carries the patient’s health-record summary from the API', async (t) => {
   const w = await openPage(browser);
-  await signIn(w, `/reports/${seeded.report.cbc}`);
+  const requester = `Organization/${seeded.org['req-gz']}`;
+  await signIn(w, `/reports/${seeded.report.cbc}?requester=${encodeURIComponent(requester)}`);
   await w.page.waitForSelector('[data-test=summary-total]');
-  const body = await (await s.fhir(`Patient/${seeded.patient}/$reports?_count=200`)).json();
+  const body = await (await s.fhir(`Patient/${seeded.patient}/$reports?_count=200&requester=${requester}`)).json();
   const rows = body.parameter.filter((p: any) => p.name === 'report');
   const total = body.parameter.find((p: any) => p.name === 'total').valueInteger;
   const recognisable = rows.filter((p: any) => p.part.find((x: any) => x.name === 'recognisable')?.valueBoolean).length;
   t.is(Number(await text(w, '[data-test=summary-total]')), total);
   t.is(Number(await text(w, '[data-test=summary-recognisable]')), recognisable);
-  t.true(total > 0);
+  t.true(total > 0 && recognisable > 0);
   t.deepEqual(w.errors, []);
   await w.page.context().close();
+});
+
+test('the report viewer marks a high result, the HR mark and the days of validity left as $view gives them', async (t) => {
+  const w = await openPage(browser);
+  const requester = `Organization/${seeded.org['req-gz']}`;
+  await signIn(w, `/reports/${seeded.report.fresh}?requester=${encodeURIComponent(requester)}`);
+  await w.page.waitForSelector('[data-test=observations] tbody tr');
+  const view = await (await s.fhir(`DiagnosticReport/${seeded.report.fresh}/$view?requester=${requester}`)).json();
+  const value = (name: string) => view.parameter.find((p: any) => p.name === name);
+  const [observation] = view.parameter.filter((p: any) => p.name === 'observation').map((p: any) => p.resource);
+  t.is(await text(w, `[data-test=flag-${observation.id}]`), '偏高 ↑');
+  t.is(await w.page.locator('[data-test=observations] tr.abnormal').count(), 1);
+  t.is(await text(w, '[data-test=hr-mark]'), value('hrMark').valueString);
+  t.true(value('recognisable').valueBoolean);
+  t.is(await text(w, '[data-test=days]'), `可互认 · 剩余 ${value('daysRemaining').valueInteger} 天`);
+  // without a requester the viewer says it did not judge
+  await w.page.goto(app(`/reports/${seeded.report.fresh}`));
+  await w.page.waitForSelector('[data-test=observations] tbody tr');
+  t.regex(await text(w, '[data-test=days]'), /未判定互认/);
+  t.deepEqual(w.errors, []);
+  await w.page.context().close();
+});
+
+test('the app’s scripts are sent gzip-compressed to a client that accepts it, and plain to one that does not', async (t) => {
+  const html = await (await fetch(app('/screen'))).text();
+  const asset = /src="(\/app\/assets\/[^"]+\.js)"/.exec(html)?.[1] as string;
+  const { request } = await import('node:http');
+  const get = (encoding: string) =>
+    new Promise<{ headers: Record<string, unknown>; body: Buffer }>((resolve, reject) => {
+      request(`${s.huren.url}${asset}`, { headers: { 'accept-encoding': encoding } }, (res) => {
+        const chunks: Buffer[] = [];
+        res.on('data', (c) => chunks.push(c));
+        res.on('end', () => resolve({ headers: res.headers, body: Buffer.concat(chunks) }));
+      })
+        .on('error', reject)
+        .end();
+    });
+  const plain = await get('identity');
+  const zipped = await get('gzip, deflate, br');
+  t.is(plain.headers['content-encoding'], undefined);
+  t.is(zipped.headers['content-encoding'], 'gzip');
+  t.regex(String(zipped.headers.vary), /Accept-Encoding/i);
+  const { gunzipSync } = await import('node:zlib');
+  t.deepEqual(gunzipSync(zipped.body), plain.body);
+  t.true(zipped.body.length < plain.body.length / 2);
+  t.regex(String(zipped.headers['cache-control']), /immutable/);
 });

@@ -125,3 +125,13 @@ export function followLive(onCounts: (e: LiveCounts) => void, onReady: () => voi
     },
   };
 }
+
+/**
+ * The requesting institution a report link names (`?requester=Organization/<id>`, as the CDS cards and the HIS
+ * pass it), as a query suffix for $view / $reports; empty when none (a doctor's own institution is then the
+ * platform's default).
+ */
+export function requesterQuery(value: unknown, first: '?' | '&'): string {
+  const v = Array.isArray(value) ? value[0] : value;
+  return typeof v === 'string' && /^Organization\/[A-Za-z0-9\-.]{1,64}$/.test(v) ? `${first}requester=${encodeURIComponent(v)}` : '';
+}
