@@ -93,13 +93,14 @@ async function expectedScreen() {
   });
   const cityRows = city.rows.filter((r: any) => r.key === '440100');
   const rates: Record<string, string> = {};
-  const levels: Record<string, number> = {};
+  const levels: Record<string, number | null> = {};
   for (const code of Object.keys(GUANGZHOU)) {
     const rows = district.rows.filter((r: any) => r.key === code);
     const rec = rows.reduce((n: number, r: any) => n + r.usage.recognised, 0);
     const not = rows.reduce((n: number, r: any) => n + r.usage['not-recognised'], 0);
     rates[code] = pct(rec, rec + not);
-    levels[code] = Math.max(0, ...overview.institutions.filter((i: any) => i.district === code).map((i: any) => i.level));
+    const here = overview.institutions.filter((i: any) => i.district === code);
+    levels[code] = here.length ? Math.max(...here.map((i: any) => i.level)) : null;
   }
   return {
     today: sum(cityRows.filter((r: any) => r.day === to)),
@@ -164,7 +165,9 @@ test.serial('the big screen shows the figures the API returns: today, this month
   await w.page.waitForSelector('[data-test=district-level]');
   const levels = Object.fromEntries(await w.page.$$eval('[data-test=districts] li', (li) => li.map((l) => [l.getAttribute('data-code'), l.querySelector('b')?.textContent?.trim()])));
   const NAMES = ['正常', '一级', '二级', '三级', '四级'];
-  t.deepEqual(levels, Object.fromEntries(Object.entries(expected.levels).map(([c, l]) => [c, NAMES[l]])));
+  t.deepEqual(levels, Object.fromEntries(Object.entries(expected.levels).map(([c, l]) => [c, l === null ? '—' : NAMES[l]])));
+  t.true(Object.values(expected.levels).includes(null) && Object.values(expected.levels).some((l) => l !== null && l > 0), 'districts without institutions and with alerts');
+  await w.page.waitForTimeout(500); // the switch's transition, for the picture
   if (shots) await screenshot(w.page, 'big-screen-alerts');
   t.deepEqual(w.errors, []);
   await w.page.context().close();
@@ -217,6 +220,7 @@ test.serial('the QC page lists every institution with the levels the API returns
   t.deepEqual(await shown(), expected);
   t.true(Object.values(expected).some((l: any) => l[3] > 0), 'the generated data raised alerts');
   t.true(Object.values(expected).some((l: any) => l[2] > 0), 'a timeliness alert is among them');
+  await w.page.waitForFunction(() => !document.querySelector('.el-loading-mask'));
   if (shots) await screenshot(w.page, 'quality');
 
   // filter by district (越秀区 holds the first hospital)
@@ -269,6 +273,7 @@ test.serial('an institution’s page: its alerts, charts and late reports as the
   t.is(requests[0].status, 'requested');
   t.is(requests[0].alert, target.alerts[0].flag);
   t.is(await text(w, `[data-task="${requests[0].task}"] [data-test=request-status]`), '已下发');
+  await w.page.waitForFunction(() => !document.querySelector('.el-loading-mask'));
   if (shots) await screenshot(w.page, 'institution');
 
   // the platform closes it (cancels the open request)

@@ -30,7 +30,8 @@ export const DISTRICTS: Record<string, string> = {
 
 export function districtName(code: string | undefined): string {
   if (!code || code === 'unknown') return '未登记';
-  return DISTRICTS[code] ?? code;
+  if (DISTRICTS[code]) return DISTRICTS[code];
+  return code.startsWith('4406') ? `佛山市（${code}）` : code;
 }
 
 export const MONITORS: Record<string, string> = { interruption: '断传', 'recognition-disabled': '互认停用', timeliness: '及时性' };
