@@ -11,6 +11,7 @@ import type { Browser } from 'playwright-core';
 import { launch, openPage, screenshot, type WatchedPage } from './helpers/browser.ts';
 import { ORG_ID, reportEntries, seedScenario, transaction, CATALOGUE, ITEM, type Seeded } from './helpers/recognition-data.ts';
 import { startTestServer, storeKind, type TestServer } from './helpers/server.ts';
+import { loadProvenanceConfig } from '../server/provenance/config.ts';
 
 let s: TestServer;
 let browser: Browser;
@@ -34,7 +35,10 @@ const GUANGZHOU: Record<string, string> = {
 const day = (offset = 0) => new Date(Date.now() + 8 * 3_600_000 + offset * 86_400_000).toISOString().slice(0, 10);
 
 test.before(async () => {
-  s = await startTestServer();
+  // no schedules: the figures the page shows and those the test reads afterwards come from the same data
+  const provenance = { ...loadProvenanceConfig({}), anchorCron: undefined, sweepCron: undefined, deepSweepCron: undefined, statisticsCron: undefined };
+  process.env.HUREN_MONITORING_CRON = 'off'; // the monitoring module reads its settings from the environment
+  s = await startTestServer({ provenance });
   seeded = await seedScenario(s);
   // recognition activity: a check by a Guangzhou requester with a recognised decision, one by the Foshan requester
   for (const requester of ['req-gz', 'req-fs']) {
