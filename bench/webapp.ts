@@ -7,7 +7,7 @@
  *            chain's report_version rows, as the big screen's APIs read them), then opens the big screen
  *            `--screen-runs` times, each in a fresh browser context (empty cache: a first load), and measures
  *            the time from navigation to the counters rendered with the API's figures (the page marks its root
- *            `data-loaded=yes`), the page's own API calls (Resource Timing), and the bytes it fetched. The
+ *            `data-loaded=yes`), the page's own API calls and the bytes it fetched (Resource Timing). The
  *            bundle: every file of web/dist and its gzip size, and those the big screen loaded.
  *
  * Needs Debian's Chromium (HUREN_CHROMIUM, default /usr/bin/chromium) and a built app (npm run build:web).
@@ -97,7 +97,7 @@ export async function screenFirstLoad(client: Sender, server: { baseUrl: string;
 
   const origin = new URL(server.baseUrl).origin;
   const browser = await chromium.launch({ executablePath: CHROMIUM, headless: true, args: ['--no-sandbox', '--disable-gpu', '--disable-background-networking', '--disable-dev-shm-usage'] });
-  const runs: { ms: number; bytes: number; requests: number; api: { path: string; ms: number }[]; consoleErrors: string[] }[] = [];
+  const runs: { ms: number; bytes: number; decodedBytes: number; requests: number; api: { path: string; ms: number }[]; consoleErrors: string[] }[] = [];
   try {
     for (let i = 0; i < options.runs; i++) {
       const context = await browser.newContext({ viewport: { width: 1920, height: 1080 }, locale: 'zh-CN' });
@@ -107,26 +107,26 @@ export async function screenFirstLoad(client: Sender, server: { baseUrl: string;
       page.on('console', (m) => {
         if (m.type() === 'error') consoleErrors.push(m.text());
       });
-      let bytes = 0;
-      let requests = 0;
-      page.on('response', (r) => {
-        if (!r.url().includes('/api/monitoring/events')) {
-          requests++;
-          void r.body().then((b) => (bytes += b.length)).catch(() => undefined);
-        }
-      });
       const t0 = performance.now();
       await page.goto(`${origin}/app/screen`);
       await page.waitForSelector('[data-test=big-screen][data-loaded=yes]', { timeout: 120_000 });
       const ms = performance.now() - t0;
-      const api = await page.evaluate(() =>
-        performance
-          .getEntriesByType('resource')
-          .filter((e) => e.name.includes('/api/') && !e.name.includes('/events'))
-          .map((e) => ({ path: new URL(e.name).pathname, ms: Math.round(e.duration) }))
+      // what the page fetched (Resource Timing: bytes on the wire, and once decoded), and its API calls
+      const seen = await page.evaluate(() => {
+        const entries = [...performance.getEntriesByType('navigation'), ...performance.getEntriesByType('resource')] as PerformanceResourceTiming[];
+        const fetched = entries.filter((e) => !e.name.includes('/api/monitoring/events'));
+        return {
+          requests: fetched.length,
+          bytes: fetched.reduce((n, e) => n + e.encodedBodySize, 0),
+          decodedBytes: fetched.reduce((n, e) => n + e.decodedBodySize, 0),
+          api: fetched.filter((e) => e.name.includes('/api/')).map((e) => ({ path: new URL(e.name).pathname, ms: Math.round(e.duration) })),
+        };
+      });
+      runs.push({ ms: round(ms, 1), ...seen, consoleErrors });
+      options.log(
+        `  screen: run ${i + 1}: counters rendered after ${round(ms, 0)} ms, ${seen.requests} requests, ${round(seen.bytes / 1024, 1)} KiB (${round(seen.decodedBytes / 1024, 1)} KiB decoded); ` +
+          `API ${seen.api.map((a) => `${a.path.replace('/api/', '')} ${a.ms} ms`).join(', ')}`
       );
-      runs.push({ ms: round(ms, 1), bytes, requests, api, consoleErrors });
-      options.log(`  screen: run ${i + 1}: counters rendered after ${round(ms, 0)} ms, ${requests} requests, ${round(bytes / 1024, 1)} KiB; API ${api.map((a) => `${a.path.replace('/api/', '')} ${a.ms} ms`).join(', ')}`);
       await context.close();
     }
   } finally {
@@ -136,6 +136,6 @@ export async function screenFirstLoad(client: Sender, server: { baseUrl: string;
   return {
     load,
     bundle: { bytes: bundle.bytes, gzipBytes: bundle.gzipBytes, largest: bundle.files.slice(0, 8) },
-    firstLoad: { runs: runs.length, ms: times, bytesFetched: runs[0]?.bytes, requests: runs[0]?.requests, apiMs: runs[0]?.api, consoleErrors: runs.flatMap((r) => r.consoleErrors) },
+    firstLoad: { runs: runs.length, ms: times, bytesFetched: runs[0]?.bytes, bytesDecoded: runs[0]?.decodedBytes, requests: runs[0]?.requests, apiMs: runs[0]?.api, consoleErrors: runs.flatMap((r) => r.consoleErrors) },
   };
 }
