@@ -16,6 +16,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { exportJWK, generateKeyPair } from 'jose';
 import { backendToken } from './helpers/backend-token.ts';
+import { insertReports } from './helpers/monitoring-facts.ts';
 import { reportId } from '../server/monitoring/measures.ts';
 import { importCatalogue } from '../server/terminology/import.ts';
 import { platformCode } from '../server/terminology/catalogue-source.ts';
@@ -112,11 +113,7 @@ async function generate() {
     }
   }
   const iso = (t: number) => new Date(t).toISOString();
-  await s.huren.db.query(
-    `INSERT INTO monitoring_report (report_id, version, institution, flow, received_at, issued_at)
-     SELECT 'gen-' || n, 1, i, f, r, iss FROM unnest($1::text[], $2::text[], $3::timestamptz[], $4::timestamptz[]) WITH ORDINALITY AS g(i, f, r, iss, n)`,
-    [reports.map((r) => r[0]), reports.map((r) => r[1]), reports.map((r) => iso(r[2])), reports.map((r) => iso(r[3]))]
-  );
+  await insertReports(s.huren.db, reports);
   await s.huren.db.query(
     `INSERT INTO monitoring_record (id, institution, kind, at, implicated)
      SELECT id, i, CASE WHEN imp % 2 = 0 THEN 'duplicate-order-reminder' ELSE 'encounter-reminder' END, a, imp FROM unnest($1::text[], $2::text[], $3::timestamptz[], $4::int[]) AS g(id, i, a, imp)`,

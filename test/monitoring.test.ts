@@ -11,6 +11,7 @@
 import test from 'ava';
 import { exportJWK, generateKeyPair } from 'jose';
 import { backendToken } from './helpers/backend-token.ts';
+import { insertReports } from './helpers/monitoring-facts.ts';
 import { startTestServer, type TestServer } from './helpers/server.ts';
 import { ORG_ID, organization, reportEntries, transaction, idOf } from './helpers/recognition-data.ts';
 import { flagId } from '../server/monitoring/evaluate.ts';
@@ -91,11 +92,7 @@ async function generate() {
   for (let t = D + DAYMS; t < D + 5 * DAYMS; t += 2 * H) calls.push([org.nocheck, t, 400]);
   calls.push([org.nocheck, D + 5 * DAYMS + 65 * M, 200]);
   const iso = (t: number) => new Date(t).toISOString();
-  await s.huren.db.query(
-    `INSERT INTO monitoring_report (report_id, version, institution, flow, received_at, issued_at)
-     SELECT 'gen-' || n, 1, i, f, r, iss FROM unnest($1::text[], $2::text[], $3::timestamptz[], $4::timestamptz[]) WITH ORDINALITY AS g(i, f, r, iss, n)`,
-    [reports.map((r) => r[0]), reports.map((r) => r[1]), reports.map((r) => iso(r[2])), reports.map((r) => iso(r[3]))]
-  );
+  await insertReports(s.huren.db, reports);
   await s.huren.db.query(
     `INSERT INTO monitoring_record (id, institution, kind, at, implicated)
      SELECT 'gen-' || n, i, 'encounter-reminder', a, 0 FROM unnest($1::text[], $2::timestamptz[]) WITH ORDINALITY AS g(i, a, n)`,
