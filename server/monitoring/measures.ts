@@ -1,6 +1,6 @@
 /**
  * The monitoring indicators per institution, district and city and per day (Asia/Shanghai), counted from the
- * facts (docs/monitoring.md "Indicators") and served as MeasureReports of the two Measures in profiles/:
+ * facts (docs/monitoring.md "Indicators") and served as MeasureReports of the three Measures in profiles/:
  *
  *   Measure/monitoring-timeliness  报告上传及时性: reports with an issued time (denominator), on time (numerator),
  *                                  late, the on-time rate (measureScore), the median and p95 delay (minutes)
