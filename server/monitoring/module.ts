@@ -10,6 +10,7 @@ import { monitoringApi } from './api.ts';
 import { loadMonitoringConfig } from './config.ts';
 import { evaluateMonitoringOperation } from './operations/evaluate-monitoring.ts';
 import { monitoringBriefingOperation } from './operations/monitoring-briefing.ts';
+import { monitoringMetrics } from './metrics.ts';
 import { MonitoringService } from './service.ts';
 
 export const monitoringModule: ModuleFactory = ({ db, logger, limits }) => {
@@ -21,5 +22,6 @@ export const monitoringModule: ModuleFactory = ({ db, logger, limits }) => {
     writeObservers: [service.facts.observer],
     routes: [service.facts.callRecorder(), api.routes(), api.allowedMethods()],
     jobs: service.jobs(),
+    metrics: (registry) => monitoringMetrics(db, registry),
   };
 };
