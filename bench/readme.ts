@@ -65,8 +65,9 @@ export function renderSection(all: Record<string, Run>): string {
     'processes on one database — an experiment). Results: `bench/results/*.json` (`latest.json`: the last run per',
     'store and scale). Further suites, selected with `--scenarios`: `recognition-check,cds-order-sign` (issue 4),',
     '`tx-lookup,tx-expand-filter,tx-expand-full,tx-validate-code,tx-translate,tx-subsumes` (issue 3) and',
-    '`fingerprint,sweep,anchor` (issue 5) and `screen` (issue 14: the big screen\'s first load in Chromium,',
-    '`--screen-reports N` stored); their tables follow the first ones.',
+    '`fingerprint,sweep,anchor` (issue 5), `screen` (issue 14: the big screen\'s first load in Chromium,',
+    '`--screen-reports N` stored) and `monitoring-full,monitoring-incremental,monitoring-dashboard` (issue 13);',
+    'their tables follow the first ones.',
     ''
   );
   const any = runs[stores[0]];
@@ -131,6 +132,7 @@ export function renderSection(all: Record<string, Run>): string {
   lines.push(...terminologySection(suites.filter((r) => r.suite === 'terminology')));
   lines.push(...provenanceSection(suites.filter((r) => r.suite === 'provenance')));
   lines.push(...webappSection(suites.filter((r) => r.suite === 'webapp')));
+  lines.push(...monitoringSection(suites.filter((r) => r.suite === 'monitoring')));
   lines.push(...FINDINGS, '');
   return `${lines.join('\n')}`;
 }
@@ -417,4 +419,39 @@ function webappSection(runs: SuiteRun[]): string[] {
     ['run', ...runs.map(when)],
   ];
   return ['### The monitoring app: the big screen\'s first load (issue 14)', '', ...table(['', ...runs.map(storeName)], rows), ''];
+}
+
+function monitoringSection(runs: SuiteRun[]): string[] {
+  if (runs.length === 0) return [];
+  const last = (key: string) => [...runs].sort((a, b) => b.timestamp.localeCompare(a.timestamp)).find((r) => r.scenarios[key]);
+  const rows: string[][] = [];
+  const size = (r: SuiteRun) => `${n(r.load?.institutions)} institutions, ${n(r.data.reports)} reports over ${r.load?.days} days`;
+  const f = last('monitoring-full');
+  if (f) {
+    const x = f.scenarios['monitoring-full'];
+    rows.push([`first full evaluation of every monitor, ${size(f)} (goal ≤ 5 s)`, `${n(x.evaluationMs)} ms; with the last day's MeasureReports ${n(x.withDayReportsMs)} ms`, String(f.machine.loadAverageAtStart?.[0] ?? '—'), when(f)]);
+  }
+  const i = last('monitoring-incremental');
+  if (i) {
+    const x = i.scenarios['monitoring-incremental'];
+    rows.push([`per-minute evaluation, ${x.runs} runs (goal ≤ 200 ms)`, `p50 ${x.latencyMs.p50} ms, max ${x.latencyMs.max} ms`, String(i.machine.loadAverageAtStart?.[0] ?? '—'), when(i)]);
+  }
+  const d = last('monitoring-dashboard');
+  if (d) {
+    const x = d.scenarios['monitoring-dashboard'];
+    for (const q of ['overview', 'usage-district-week', 'late-day', 'history', 'requests']) {
+      if (!x[q]) continue;
+      rows.push([`dashboard \`${q}\` (goal p99 ≤ 50 ms)`, `${n(x[q].requestsPerSecond)}/s, p50 ${x[q].latencyMs.p50} ms, p99 ${x[q].latencyMs.p99} ms, errors ${x[q].errors}`, String(d.machine.loadAverageAtStart?.[0] ?? '—'), when(d)]);
+    }
+  }
+  return [
+    '### Data-quality monitoring',
+    '',
+    '`npm run bench -- --store postgres --scenarios monitoring-full,monitoring-incremental,monitoring-dashboard`',
+    '(`bench/monitoring.ts`; docs/monitoring.md "Benchmarks"): activity generated in SQL, evaluated through',
+    '`Measure/$evaluate-monitoring`, and the app\'s `/api/monitoring` queries in a closed loop.',
+    '',
+    ...table(['', 'result', 'load average', 'run'], rows),
+    '',
+  ];
 }

@@ -15,6 +15,8 @@
  *                                     screen's first load in Chromium, PostgreSQL only)
  *                    [--servers 1]   (PostgreSQL only: N server processes on the same database, clients spread
  *                                     over them — an experiment on using both cores, not the default)
+ *   monitoring (PostgreSQL): --scenarios monitoring-full,monitoring-incremental,monitoring-dashboard
+ *                    [--monitoring-institutions 300] [--monitoring-reports 1000000] [--monitoring-days 30] [--monitoring-runs 20]
  */
 import { mkdirSync, readdirSync, readFileSync, writeFileSync } from 'node:fs';
 import os from 'node:os';
@@ -23,6 +25,7 @@ import { parseArgs } from 'node:util';
 import type { Bundle } from '@medplum/fhirtypes';
 import { FhirClient, RoundRobin, round, runLoad, runOpenLoop, type LoadResult, type OpenLoopResult, type RequestSpec, type Sender } from './client.ts';
 import { anchorLatency, fingerprintRate, PROVENANCE, sweepRate } from './provenance.ts';
+import { dashboardQueries, fullEvaluation, incrementalEvaluation, loadMonitoring, MONITORING } from './monitoring.ts';
 import { loadTerminologyFixture, TERMINOLOGY, terminologyRequests } from './terminology.ts';
 import { fixtureFromDatabase, loadRecognition, recognitionRequests, type RecognitionFixture } from './recognition.ts';
 import { screenFirstLoad, WEBAPP } from './webapp.ts';
@@ -76,6 +79,11 @@ const { values: args } = parseArgs({
     'screen-reports': { type: 'string', default: '1000000' },
     'screen-days': { type: 'string', default: '60' },
     'screen-runs': { type: 'string', default: '5' },
+    // data-quality monitoring scenarios (issue 13)
+    'monitoring-institutions': { type: 'string', default: '300' },
+    'monitoring-reports': { type: 'string', default: '1000000' },
+    'monitoring-days': { type: 'string', default: '30' },
+    'monitoring-runs': { type: 'string', default: '20' },
   },
   strict: true,
 });
@@ -116,11 +124,15 @@ const options = {
   screenReports: int('screen-reports', args['screen-reports'], 0, 10_000_000),
   screenDays: int('screen-days', args['screen-days'], 1, 366),
   screenRuns: int('screen-runs', args['screen-runs'], 1, 100),
+  monitoringInstitutions: int('monitoring-institutions', args['monitoring-institutions'], 1, 100_000),
+  monitoringReports: int('monitoring-reports', args['monitoring-reports'], 100, 100_000_000),
+  monitoringDays: int('monitoring-days', args['monitoring-days'], 1, 366),
+  monitoringRuns: int('monitoring-runs', args['monitoring-runs'], 1, 10_000),
 };
 for (const s of options.stores) if (s !== 'pglite' && s !== 'postgres') throw new Error(`--store must be pglite, postgres or both, not '${s}'`);
 const STANDARD = ['create', 'read', 'search', 'transaction'];
 const RECOGNITION = ['recognition-check', 'cds-order-sign'];
-const SCENARIOS = [...STANDARD, ...RECOGNITION, ...TERMINOLOGY, ...PROVENANCE, ...WEBAPP];
+const SCENARIOS = [...STANDARD, ...RECOGNITION, ...TERMINOLOGY, ...PROVENANCE, ...WEBAPP, ...MONITORING];
 for (const s of options.scenarios) if (!SCENARIOS.includes(s)) throw new Error(`Unknown scenario '${s}' (${SCENARIOS.join(', ')})`);
 
 const RESULTS_DIR = join(REPO_ROOT, 'bench/results');
@@ -820,6 +832,60 @@ async function benchWebapp(store: Store, machine: Record<string, unknown>) {
   }
 }
 
+// ---------------------------------------------------------------------------------------------------------
+// Data-quality monitoring (issue 13): a full evaluation, the per-minute one, the dashboard's queries.
+
+async function benchMonitoring(store: Store, machine: Record<string, unknown>) {
+  if (store !== 'postgres') throw new Error('The monitoring scenarios bulk-load through a second connection: --store postgres');
+  const wanted = (n: string) => options.scenarios.includes(n);
+  const scenarios: Record<string, unknown> = {};
+  const server = await startServer({
+    store,
+    keepDatabase: options.keepDb,
+    env: { HUREN_MONITORING_CRON: 'off', HUREN_MONITORING_REPORTS_CRON: 'off', HUREN_MONITORING_BRIEFING_CRON: 'off' },
+  });
+  const client = new FhirClient(server.baseUrl, server.token, 1024);
+  let load: unknown;
+  try {
+    log(`${store}: monitoring — ${options.monitoringInstitutions} institutions, ${options.monitoringReports} reports, ${options.monitoringDays} days`);
+    const loaded = await loadMonitoring(client, {
+      databaseUrl: server.databaseUrl as string,
+      institutions: options.monitoringInstitutions,
+      reports: options.monitoringReports,
+      days: options.monitoringDays,
+      log,
+    });
+    load = loaded.summary;
+    // the full evaluation comes first in any case: the incremental one follows it
+    const full = await fullEvaluation(client, loaded.fixture, log);
+    if (wanted('monitoring-full')) scenarios['monitoring-full'] = full;
+    if (wanted('monitoring-incremental')) scenarios['monitoring-incremental'] = await incrementalEvaluation(client, loaded.fixture, options.monitoringRuns, log);
+    if (wanted('monitoring-dashboard')) {
+      scenarios['monitoring-dashboard'] = await dashboardQueries(
+        client,
+        loaded.fixture,
+        { concurrency: Math.min(options.concurrency, 8), seconds: Math.max(1, Math.round(options.duration / 5)), warmupSeconds: Math.min(options.warmup, 1), maxRequests: options.maxRequests },
+        log
+      );
+    }
+  } finally {
+    client.close();
+    await server.stop();
+  }
+  return {
+    benchmark: 'huren',
+    suite: 'monitoring',
+    timestamp: new Date().toISOString(),
+    store,
+    options: { institutions: options.monitoringInstitutions, days: options.monitoringDays, runs: options.monitoringRuns, durationSeconds: options.duration, concurrency: Math.min(options.concurrency, 8) },
+    data: { reports: options.monitoringReports },
+    machine,
+    load,
+    scenarios,
+    ...(options.note ? { note: options.note } : {}),
+  };
+}
+
 async function machineInfo(): Promise<Record<string, unknown>> {
   const cpus = os.cpus();
   let postgres: string | undefined;
@@ -861,6 +927,7 @@ async function main() {
   if (options.scenarios.some((n) => TERMINOLOGY.includes(n))) suites.push(['terminology', benchTerminology]);
   if (options.scenarios.some((n) => PROVENANCE.includes(n))) suites.push(['provenance', benchProvenance]);
   if (options.scenarios.some((n) => WEBAPP.includes(n))) suites.push(['webapp', benchWebapp]);
+  if (options.scenarios.some((n) => MONITORING.includes(n))) suites.push(['monitoring', benchMonitoring]);
   for (const [suite, run] of suites) for (const store of options.stores) {
     const result = await run(store, { ...machine, loadAverageAtStart: os.loadavg().map((l) => round(l, 2)) });
     const stamp = result.timestamp.replace(/[:.]/g, '-');

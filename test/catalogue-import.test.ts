@@ -271,3 +271,32 @@ test.serial('bad requests get 4xx OperationOutcomes naming the parameter', async
   t.is((await s.fhir('CodeSystem/$catalogue-import')).status, 405, 'GET is not accepted');
 });
 
+
+test.serial('price_cny column: each item’s price in 元 becomes its `price` property; a malformed price is refused at its line', async (t) => {
+  const rows = shippedRows().map((r) => r.map((v, i) => (i === 8 && v === '' ? '不限' : v)));
+  const priced = (r: string[], i: number) => [...r, i === 0 ? '25.5' : i === 1 ? '120' : ''].join(',');
+  const bad = `${HEADER},price_cny\n${rows.map(priced).join('\n')}\n检验,化学,肝功能,价格有误项目,,,,,30,I,,,¥25\n`;
+  const rejected = await importCatalogue(s.huren.db, Buffer.from(bad), { version: '2999.1.0' }).catch((e) => e);
+  t.true(rejected instanceof ImportRejected);
+  t.deepEqual(
+    rejected.errors.map((e: any) => [e.line, e.column]),
+    [[rows.length + 2, 'price_cny']]
+  );
+  t.regex(rejected.errors[0].message, /price '¥25' is not an amount in 元/);
+
+  const good = `${HEADER},price_cny\n${rows.map(priced).join('\n')}\n`;
+  const result = await importCatalogue(s.huren.db, Buffer.from(good), { version: '2999.1.0' });
+  t.false(result.noChange);
+  const price = async (item: string) => {
+    const lookup = (await get('CodeSystem/$lookup', { system: CATALOGUE, code: platformCode(rows[0][0] as '检验', item), property: 'price' })).body;
+    return (lookup.parameter ?? []).filter((p: any) => p.name === 'property').map((p: any) => p.part.find((x: any) => x.name === 'value').valueDecimal);
+  };
+  t.deepEqual(await price(rows[0][3]), [25.5]);
+  t.deepEqual(await price(rows[1][3]), [120]);
+  t.deepEqual(await price(rows[2][3]), [], 'an empty cell: no price');
+  // a price change alone is a change of the item
+  const cheaper = `${HEADER},price_cny\n${rows.map((r, i) => [...r, i === 0 ? '20' : i === 1 ? '120' : ''].join(',')).join('\n')}\n`;
+  const again = await importCatalogue(s.huren.db, Buffer.from(cheaper), { version: '2999.2.0' });
+  t.false(again.noChange);
+  t.deepEqual(await price(rows[0][3]), [20]);
+});

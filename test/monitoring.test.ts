@@ -9,7 +9,9 @@
  * - the facts of real uploads and calls (a 4xx call counted too), and the live event stream.
  */
 import test from 'ava';
-import { exportJWK, generateKeyPair, SignJWT } from 'jose';
+import { exportJWK, generateKeyPair } from 'jose';
+import { backendToken } from './helpers/backend-token.ts';
+import { insertReports } from './helpers/monitoring-facts.ts';
 import { startTestServer, type TestServer } from './helpers/server.ts';
 import { ORG_ID, organization, reportEntries, transaction, idOf } from './helpers/recognition-data.ts';
 import { flagId } from '../server/monitoring/evaluate.ts';
@@ -90,11 +92,7 @@ async function generate() {
   for (let t = D + DAYMS; t < D + 5 * DAYMS; t += 2 * H) calls.push([org.nocheck, t, 400]);
   calls.push([org.nocheck, D + 5 * DAYMS + 65 * M, 200]);
   const iso = (t: number) => new Date(t).toISOString();
-  await s.huren.db.query(
-    `INSERT INTO monitoring_report (report_id, version, institution, flow, received_at, issued_at)
-     SELECT 'gen-' || n, 1, i, f, r, iss FROM unnest($1::text[], $2::text[], $3::timestamptz[], $4::timestamptz[]) WITH ORDINALITY AS g(i, f, r, iss, n)`,
-    [reports.map((r) => r[0]), reports.map((r) => r[1]), reports.map((r) => iso(r[2])), reports.map((r) => iso(r[3]))]
-  );
+  await insertReports(s.huren.db, reports);
   await s.huren.db.query(
     `INSERT INTO monitoring_record (id, institution, kind, at, implicated)
      SELECT 'gen-' || n, i, 'encounter-reminder', a, 0 FROM unnest($1::text[], $2::timestamptz[]) WITH ORDINALITY AS g(i, a, n)`,
@@ -184,31 +182,7 @@ test.serial('evaluation is idempotent and only moves forward; a bad instant is a
   t.is(after[0].n, count[0].n, 'nothing written by the refused calls');
 });
 
-async function clientToken(): Promise<string> {
-  const url = `${s.huren.url}/auth/token`;
-  const now = Math.floor(Date.now() / 1000);
-  const jwt = await new SignJWT({})
-    .setProtectedHeader({ alg: 'ES384', kid: 'k1', typ: 'JWT' })
-    .setIssuer(CLIENT)
-    .setSubject(CLIENT)
-    .setAudience(url)
-    .setExpirationTime(now + 240)
-    .setJti(crypto.randomUUID())
-    .sign(key.privateKey);
-  const res = await fetch(url, {
-    method: 'POST',
-    headers: { 'content-type': 'application/x-www-form-urlencoded' },
-    body: new URLSearchParams({
-      grant_type: 'client_credentials',
-      scope: 'system/Task.rus system/Flag.rs system/MeasureReport.rs',
-      client_assertion_type: 'urn:ietf:params:oauth:client-assertion-type:jwt-bearer',
-      client_assertion: jwt,
-    }).toString(),
-  });
-  const body = await res.json();
-  if (res.status !== 200) throw new Error(`token: ${res.status} ${JSON.stringify(body)}`);
-  return body.access_token;
-}
+const clientToken = () => backendToken(`${s.huren.url}/auth/token`, CLIENT, key.privateKey, 'system/Task.rus system/Flag.rs system/MeasureReport.rs');
 
 const api = (path: string, token: string, init: RequestInit & { json?: unknown } = {}) =>
   fetch(`${s.huren.url}/api/monitoring${path}`, {
@@ -276,7 +250,7 @@ test.serial('MeasureReports validate against their Measures and equal counts mad
   const ids = r.body.parameter.filter((p: any) => p.name === 'report').map((p: any) => p.valueReference.reference);
   t.true(ids.length > 0);
   const measures: Record<string, any> = {};
-  for (const m of ['monitoring-timeliness', 'monitoring-usage']) measures[`https://fhir.huren.gz.cn/Measure/${m}`] = await (await s.fhir(`Measure/${m}`)).json();
+  for (const m of ['monitoring-timeliness', 'monitoring-usage', 'monitoring-saving']) measures[`https://fhir.huren.gz.cn/Measure/${m}`] = await (await s.fhir(`Measure/${m}`)).json();
   const reports: any[] = [];
   for (const id of ids) reports.push(await (await s.fhir(id)).json());
   for (const report of reports) {
@@ -327,7 +301,8 @@ test.serial('MeasureReports validate against their Measures and equal counts mad
   // the JSON usage API serves the same figures
   const usage = await (await api(`/usage?from=2024-07-02&to=2024-07-02&scope=district`, s.token)).json();
   t.is(usage.rows.find((x: any) => x.key === '440111').usage['lab-reports'], d[0].n);
-  t.false(usage.saving.counted);
+  t.true(usage.saving.counted);
+  t.deepEqual(usage.rows.find((x: any) => x.key === '440111').saving, { yuan: 0, recognisedItems: 0, pricedItems: 0 }, 'no decision in the generated days: nothing saved');
   t.is((await api(`/usage?scope=planet`, s.token)).status, 400);
   const late = await (await api(`/late?from=2024-07-02&to=2024-07-02&institution=${org.late}`, s.token)).json();
   t.is(late.reports.length, sql.find((x) => x.institution === org.late && x.day === '2024-07-02')!.late);

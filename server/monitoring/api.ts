@@ -11,6 +11,8 @@
  *   GET  /api/monitoring/requests?status=                      the improvement requests (Tasks)
  *   POST /api/monitoring/requests/:task/status                 { "status": "accepted" | "in-progress" | "completed" | "rejected" | "cancelled", "note": "…" }
  *   GET  /api/monitoring/events?district=                      Server-Sent Events: counters per district, as they happen
+ *   GET  /api/monitoring/briefings?kind=week|month&area=         the briefings kept (数据分析简报; platform callers)
+ *   GET  /api/monitoring/briefings/:id/html|pdf?version=         a briefing's file (503 for a PDF the server could not print)
  */
 import Router from '@koa/router';
 import type Koa from 'koa';
@@ -23,7 +25,9 @@ import type { Principal } from '../http/auth.ts';
 import { readBody, UNSTORABLE_TEXT, type BodyLimits } from '../http/body.ts';
 import { CANONICAL_BASE } from '../terminology/canonical.ts';
 import type { LiveEvent } from './facts.ts';
-import { scopeRows } from './measures.ts';
+import type { BriefingKind } from './briefing-data.ts';
+import { briefingFile, HTML, listBriefings, PDF } from './briefing.ts';
+import { EXT_AREA, scopeRows, type Saving } from './measures.ts';
 import type { MonitoringService } from './service.ts';
 
 export const TASK_CODE_SYSTEM = `${CANONICAL_BASE}/CodeSystem/monitoring-task`;
@@ -194,7 +198,7 @@ export function monitoringApi(db: Database, service: MonitoringService, limits: 
     const mine = await own(ctx);
     if (mine && scope !== 'institution') throw fail(403, 'forbidden', 'An institution’s client sees only its own institution');
     const rows = (await scopeRows(db, service.facts, service.config, from, to)).filter((r) => r.scope === scope && (!mine || r.key === mine));
-    json(ctx, { from, to, scope, timeZone: 'Asia/Shanghai', saving: { counted: false, why: '目录未提供项目价格，未计算节约费用' }, rows: rows.map(({ scope: _s, ...r }) => r) });
+    json(ctx, { from, to, scope, timeZone: 'Asia/Shanghai', saving: SAVING_NOTE, rows: rows.map(({ scope: _s, saving, ...r }) => ({ ...r, saving: savingView(saving) })) });
   });
 
   router.post('/alerts/:flag/requests', async (ctx) => {
@@ -300,7 +304,64 @@ export function monitoringApi(db: Database, service: MonitoringService, limits: 
     res.on('close', close);
     send('ready', { counters: ['reports', 'checks', 'recognitions', 'anchors', 'alerts'], ...(district ? { district } : {}) });
   });
+  const briefingReader = async (ctx: Koa.Context) => {
+    need(ctx, 'DocumentReference', 'r', 'The briefings');
+    if (principalOf(ctx).institution) throw fail(403, 'forbidden', 'Briefings cover a district or the city: an institution’s client cannot read them');
+  };
+
+  router.get('/briefings', async (ctx) => {
+    await briefingReader(ctx);
+    const known = ['kind', 'area'];
+    const kind = query(ctx, 'kind', known);
+    if (kind !== undefined && kind !== 'week' && kind !== 'month') throw badRequest('kind must be week or month', 'kind');
+    const area = query(ctx, 'area', known);
+    if (area !== undefined && !/^\d{6}$/.test(area)) throw badRequest('area must be a GB/T 2260 code (6 digits)', 'area');
+    const documents = await listBriefings(db, { kind: kind as BriefingKind | undefined, area });
+    json(ctx, {
+      total: documents.length,
+      briefings: documents.map((d) => ({
+        document: `DocumentReference/${d.id}`,
+        version: Number(d.meta?.versionId ?? 1),
+        title: d.description,
+        kind: d.type?.coding?.[0]?.code?.replace('briefing-', ''),
+        period: d.identifier?.[0]?.value?.split('|')[1],
+        area: d.extension?.find((e) => e.url === EXT_AREA)?.valueCoding?.code,
+        from: d.context?.period?.start,
+        to: d.context?.period?.end,
+        date: d.date,
+        files: (d.content ?? []).map((c) => ({ contentType: c.attachment.contentType, url: c.attachment.url, size: c.attachment.size })),
+      })),
+    });
+  });
+
+  router.get('/briefings/:id/:format', async (ctx) => {
+    await briefingReader(ctx);
+    if (!ID.test(ctx.params.id)) throw badRequest(`'${ctx.params.id.slice(0, 70)}' is not a valid DocumentReference id`, 'id');
+    const format = ctx.params.format;
+    if (format !== 'html' && format !== 'pdf') throw fail(404, 'not-found', `No such briefing file format '${format.slice(0, 20)}' (html or pdf)`);
+    const v = query(ctx, 'version', ['version']);
+    if (v !== undefined && !/^[1-9]\d{0,8}$/.test(v)) throw badRequest(`version must be a positive whole number, not '${v.slice(0, 20)}'`, 'version');
+    const contentType = format === 'pdf' ? PDF : HTML;
+    const file = await briefingFile(db, ctx.params.id, contentType, v === undefined ? undefined : Number(v));
+    if (!file) {
+      const html = await briefingFile(db, ctx.params.id, HTML, v === undefined ? undefined : Number(v));
+      if (html && format === 'pdf') throw fail(503, 'transient', service.printer.available() ? 'This version of the briefing has no PDF (printing failed); make the briefing again' : service.printer.why());
+      throw fail(404, 'not-found', `No briefing DocumentReference/${ctx.params.id}${v ? ` version ${v}` : ''}`);
+    }
+    ctx.status = 200;
+    ctx.type = format === 'pdf' ? PDF : 'text/html; charset=utf-8';
+    ctx.set('content-disposition', `${format === 'pdf' ? 'attachment' : 'inline'}; filename="${ctx.params.id}.${format}"`);
+    ctx.set('x-briefing-version', String(file.version));
+    ctx.body = file.data;
+  });
   return router;
+}
+
+/** How the saving is estimated (the API says it with the figures). */
+export const SAVING_NOTE = { counted: true, currency: 'CNY', note: '节约费用估算 = 已互认项目 × 目录价格（元）；目录未定价的项目不计入' } as const;
+
+export function savingView(s: Saving) {
+  return { yuan: s.fen / 100, recognisedItems: s.items, pricedItems: s.priced };
 }
 
 async function tasksOf(db: Database, institution: string | undefined): Promise<Task[]> {

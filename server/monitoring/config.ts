@@ -28,6 +28,10 @@ export interface MonitoringConfig {
   /** A reminder is "without decision" when none came within this many hours. */
   undecidedHours: number;
   baseline: BaselineOptions;
+  /** The briefings' job (default 00:40 every day: the last complete week and month, city and districts). */
+  briefingCron: string;
+  /** The Chromium that prints the briefings to PDF ('' or a missing file: HTML only). */
+  chromium: string;
 }
 
 export class MonitoringConfigError extends Error {}
@@ -63,5 +67,7 @@ export function loadMonitoringConfig(env: NodeJS.ProcessEnv = process.env): Moni
       minShare: num(env.HUREN_MONITORING_BASELINE_SHARE, DEFAULT_BASELINE.minShare, 'HUREN_MONITORING_BASELINE_SHARE'),
       minHistoryDays: num(env.HUREN_MONITORING_BASELINE_MIN_DAYS, DEFAULT_BASELINE.minHistoryDays, 'HUREN_MONITORING_BASELINE_MIN_DAYS'),
     },
+    briefingCron: env.HUREN_MONITORING_BRIEFING_CRON || '0 40 0 * * *',
+    chromium: env.HUREN_CHROMIUM ?? '/usr/bin/chromium',
   };
 }

@@ -16,13 +16,14 @@
  */
 import { EventEmitter } from 'node:events';
 import type Koa from 'koa';
-import type { DetectedIssue, DiagnosticReport, Organization, Resource, ServiceRequest } from '@medplum/fhirtypes';
+import type { CodeableConcept, DetectedIssue, DiagnosticReport, Organization, Resource, ServiceRequest } from '@medplum/fhirtypes';
 import type { Database, Sql } from '../db/database.ts';
 import { statusOf } from '../fhir/errors.ts';
 import type { TxWrites, WriteObserver } from '../fhir/repository.ts';
 import type { Principal } from '../http/auth.ts';
 import { EXT } from '../profiles/canonical.ts';
 import { DECISION_SYSTEM, REASON_SYSTEM, RECORD_KIND_SYSTEM } from '../terminology/canonical.ts';
+import { CataloguePrices } from './prices.ts';
 
 export type Flow = 'lab' | 'exam';
 export const FLOWS: readonly Flow[] = ['lab', 'exam'];
@@ -55,6 +56,7 @@ export function districtOfOrganization(org: Organization | undefined): string | 
 /** Facts recorded, the bus of live events, and the institution → district lookup. */
 export class MonitoringFacts {
   readonly bus = new EventEmitter();
+  private readonly prices = new CataloguePrices();
   private readonly districts = new Map<string, string>();
 
   constructor(private readonly db: Database) {
@@ -140,6 +142,13 @@ export class MonitoringFacts {
        ON CONFLICT (id) DO UPDATE SET implicated = EXCLUDED.implicated`,
       [issue.id, institution, kind, validTime(issue.identifiedDateTime) ?? issue.meta?.lastUpdated ?? new Date().toISOString(), issue.implicated?.length ?? 0]
     );
+    // a decision's saving is fixed when it is first recorded (a later catalogue edition does not rewrite it)
+    const earlier = new Map(
+      (await sql.query<{ idx: number; decision: string; item: string | null; items: number | null; priced: number | null; saving: string | null }>(
+        `SELECT idx, decision, item, items, priced, saving FROM monitoring_decision WHERE record_id = $1`,
+        [issue.id]
+      )).map((r) => [`${r.idx}|${r.decision}|${r.item ?? ''}`, r])
+    );
     await sql.query(`DELETE FROM monitoring_decision WHERE record_id = $1`, [issue.id]);
     let idx = 0;
     for (const m of issue.mitigation ?? []) {
@@ -148,8 +157,38 @@ export class MonitoringFacts {
       if (!decision) continue;
       const reason = codings.find((c) => c.system === REASON_SYSTEM)?.code ?? null;
       const item = m.extension?.find((e) => e.url === EXT.decisionReport)?.valueReference?.reference ?? null;
-      await sql.query(`INSERT INTO monitoring_decision (record_id, idx, decision, reason, item, at) VALUES ($1, $2, $3, $4, $5, $6)`, [issue.id, idx++, decision, reason, item, validTime(m.date) ?? null]);
+      const before = earlier.get(`${idx}|${decision}|${item ?? ''}`);
+      const saving = decision !== 'recognised' ? { items: null, priced: null, saving: null } : before && before.items !== null ? before : await this.savingOf(sql, item ? [item] : (issue.implicated ?? []).map((r) => r.reference ?? ''));
+      await sql.query(`INSERT INTO monitoring_decision (record_id, idx, decision, reason, item, at, items, priced, saving) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9)`, [
+        issue.id,
+        idx++,
+        decision,
+        reason,
+        item,
+        validTime(m.date) ?? null,
+        saving.items,
+        saving.priced,
+        saving.saving,
+      ]);
     }
+  }
+
+  /** The items a recognised decision covers (its reports), those with a catalogue price, and their sum (元). */
+  private async savingOf(sql: Sql, reports: string[]): Promise<{ items: number; priced: number; saving: string }> {
+    const ids = reports.map((r) => /^DiagnosticReport\/([A-Za-z0-9\-.]{1,64})$/.exec(r)?.[1]).filter((id): id is string => id !== undefined);
+    const rows = ids.length
+      ? await sql.query<{ code: CodeableConcept | string | null }>(`SELECT content->'code' AS code FROM resource WHERE type = 'DiagnosticReport' AND id = ANY($1::text[])`, [ids])
+      : [];
+    let priced = 0;
+    let cents = 0;
+    for (const r of rows) {
+      const code = typeof r.code === 'string' ? (JSON.parse(r.code) as CodeableConcept) : (r.code ?? undefined);
+      const price = await this.prices.priceOf(sql, code);
+      if (price === undefined) continue;
+      priced++;
+      cents += Math.round(price * 100);
+    }
+    return { items: reports.length, priced, saving: (cents / 100).toFixed(2) };
   }
 
   private announce(writes: TxWrites): void {

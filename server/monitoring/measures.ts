@@ -1,6 +1,6 @@
 /**
  * The monitoring indicators per institution, district and city and per day (Asia/Shanghai), counted from the
- * facts (docs/monitoring.md "Indicators") and served as MeasureReports of the two Measures in profiles/:
+ * facts (docs/monitoring.md "Indicators") and served as MeasureReports of the three Measures in profiles/:
  *
  *   Measure/monitoring-timeliness  报告上传及时性: reports with an issued time (denominator), on time (numerator),
  *                                  late, the on-time rate (measureScore), the median and p95 delay (minutes)
@@ -11,7 +11,10 @@
  * One MeasureReport per (measure, scope, day): `individual` for an institution (reporter = the Organization),
  * `summary` for a district (extension monitoring-area = the district code) and for the city (440100). Ids are
  * derived from the three, so re-generation updates in place (a new version only when a number changed) —
- * idempotent, and a backfill of a past range is the same call. No price in the catalogue: no saving is counted.
+ * idempotent, and a backfill of a past range is the same call.
+ *
+ *   Measure/monitoring-saving      节约费用估算: the items the day's recognised decisions cover, those with a price in
+ *                                  the catalogue, and the sum of their prices (元, CNY) — the estimated saving
  */
 import { createHash } from 'node:crypto';
 import type { Extension, MeasureReport, MeasureReportGroup } from '@medplum/fhirtypes';
@@ -26,6 +29,9 @@ import { summariseTimeliness, type TimelinessSummary } from './rules.ts';
 export const INDICATOR_SYSTEM = `${CANONICAL_BASE}/CodeSystem/monitoring-indicator`;
 export const TIMELINESS_MEASURE = `${CANONICAL_BASE}/Measure/monitoring-timeliness`;
 export const USAGE_MEASURE = `${CANONICAL_BASE}/Measure/monitoring-usage`;
+export const SAVING_MEASURE = `${CANONICAL_BASE}/Measure/monitoring-saving`;
+export type MeasureKey = 'timeliness' | 'usage' | 'saving';
+const MEASURE_URL: Record<MeasureKey, string> = { timeliness: TIMELINESS_MEASURE, usage: USAGE_MEASURE, saving: SAVING_MEASURE };
 export const EXT_AREA = `${CANONICAL_BASE}/StructureDefinition/monitoring-area`;
 export const REPORT_IDENTIFIER_SYSTEM = `${CANONICAL_BASE}/monitoring-report`;
 const DIVISION = `${CANONICAL_BASE}/CodeSystem/admin-division`;
@@ -44,6 +50,13 @@ export const USAGE = [
 ] as const;
 export type UsageCode = (typeof USAGE)[number][0];
 
+/** The estimated saving of a day: items covered by recognised decisions, those priced, their sum in 分 (fen). */
+export interface Saving {
+  items: number;
+  priced: number;
+  fen: number;
+}
+
 export interface DayRow {
   /** `Organization/<id>`. */
   institution: string;
@@ -51,6 +64,7 @@ export interface DayRow {
   usage: Record<UsageCode, number>;
   notRecognisedByReason: Record<string, number>;
   delays: number[];
+  saving: Saving;
 }
 
 export interface ScopeRow {
@@ -61,6 +75,7 @@ export interface ScopeRow {
   usage: Record<UsageCode, number>;
   notRecognisedByReason: Record<string, number>;
   timeliness: TimelinessSummary;
+  saving: Saving;
 }
 
 const zero = (): Record<UsageCode, number> => Object.fromEntries(USAGE.map(([c]) => [c, 0])) as Record<UsageCode, number>;
@@ -75,7 +90,7 @@ export async function dayRows(sql: Sql, from: string, to: string, institution?: 
   const row = (institution: string, day: string) => {
     const key = `${institution}|${day}`;
     let r = rows.get(key);
-    if (!r) rows.set(key, (r = { institution, day, usage: zero(), notRecognisedByReason: {}, delays: [] }));
+    if (!r) rows.set(key, (r = { institution, day, usage: zero(), notRecognisedByReason: {}, delays: [], saving: { items: 0, priced: 0, fen: 0 } }));
     return r;
   };
   for (const r of await sql.query<{ institution: string; day: string; lab: number; exam: number; delays: (number | null)[] }>(
@@ -120,6 +135,16 @@ export async function dayRows(sql: Sql, from: string, to: string, institution?: 
     d.notRecognisedByReason[reason] = (d.notRecognisedByReason[reason] ?? 0) + Number(r.n);
     d.usage['not-recognised'] += Number(r.n);
   }
+  for (const r of await sql.query<{ institution: string; day: string; items: number; priced: number; fen: string | number }>(
+    `SELECT r.institution, ${dayOf('r.at')} AS day, coalesce(sum(d.items), 0)::int AS items, coalesce(sum(d.priced), 0)::int AS priced,
+            coalesce(sum(round(d.saving * 100)), 0)::bigint AS fen
+       FROM monitoring_record r JOIN monitoring_decision d ON d.record_id = r.id
+      WHERE d.decision = 'recognised' AND r.at >= $1 AND r.at < $2 AND ($3::text IS NULL OR r.institution = $3)
+      GROUP BY 1, 2`,
+    params
+  )) {
+    row(r.institution, r.day).saving = { items: Number(r.items), priced: Number(r.priced), fen: Number(r.fen) };
+  }
   return [...rows.values()].sort((a, b) => (a.day === b.day ? a.institution.localeCompare(b.institution) : a.day.localeCompare(b.day)));
 }
 
@@ -143,22 +168,26 @@ export async function scopeRows(sql: Sql, facts: MonitoringFacts, config: Monito
   return [...groups.values()].map((g) => {
     const usage = zero();
     const reasons: Record<string, number> = {};
+    const saving: Saving = { items: 0, priced: 0, fen: 0 };
     for (const r of g.rows) {
       for (const [c] of USAGE) usage[c] += r.usage[c];
+      saving.items += r.saving.items;
+      saving.priced += r.saving.priced;
+      saving.fen += r.saving.fen;
       for (const [reason, n] of Object.entries(r.notRecognisedByReason)) reasons[reason] = (reasons[reason] ?? 0) + n;
     }
-    return { scope: g.scope, key: g.key, day: g.day, usage, notRecognisedByReason: reasons, timeliness: summariseTimeliness(g.rows.flatMap((r) => r.delays), config.lateMinutes) };
+    return { scope: g.scope, key: g.key, day: g.day, usage, notRecognisedByReason: reasons, timeliness: summariseTimeliness(g.rows.flatMap((r) => r.delays), config.lateMinutes), saving };
   });
 }
 
 const pop = (code: string, count: number) => ({ code: { coding: [{ system: POP, code }] }, count });
 const groupCode = (code: string, display: string) => ({ coding: [{ system: INDICATOR_SYSTEM, code, display }] });
 
-export function reportId(measure: 'timeliness' | 'usage', scope: string, key: string, day: string): string {
+export function reportId(measure: MeasureKey, scope: string, key: string, day: string): string {
   return `mon-${measure}-${day.replaceAll('-', '')}-${createHash('sha256').update(`${scope}|${key}`).digest('hex').slice(0, 24)}`;
 }
 
-function frame(measure: 'timeliness' | 'usage', row: ScopeRow): MeasureReport {
+function frame(measure: MeasureKey, row: ScopeRow): MeasureReport {
   const extension: Extension[] = row.scope === 'institution' ? [] : [{ url: EXT_AREA, valueCoding: { system: DIVISION, code: row.key } }];
   return {
     resourceType: 'MeasureReport',
@@ -167,7 +196,7 @@ function frame(measure: 'timeliness' | 'usage', row: ScopeRow): MeasureReport {
     identifier: [{ system: REPORT_IDENTIFIER_SYSTEM, value: `${measure}|${row.scope}|${row.key}|${row.day}` }],
     status: 'complete',
     type: row.scope === 'institution' ? 'individual' : 'summary',
-    measure: measure === 'timeliness' ? TIMELINESS_MEASURE : USAGE_MEASURE,
+    measure: MEASURE_URL[measure],
     ...(row.scope === 'institution' ? { reporter: { reference: row.key } } : {}),
     period: { start: `${row.day}T00:00:00+08:00`, end: `${row.day}T23:59:59+08:00` },
   };
@@ -208,13 +237,22 @@ export function usageReport(row: ScopeRow): MeasureReport {
   return { ...frame('usage', row), group };
 }
 
+export function savingReport(row: ScopeRow): MeasureReport {
+  const group: MeasureReportGroup[] = [
+    { code: groupCode('saving', '节约费用估算（元）'), measureScore: { value: row.saving.fen / 100, unit: '元', system: 'urn:iso:std:iso:4217', code: 'CNY' } },
+    { code: groupCode('recognised-items', '已互认项目'), population: [pop('initial-population', row.saving.items)] },
+    { code: groupCode('priced-items', '有价格的已互认项目'), population: [pop('initial-population', row.saving.priced)] },
+  ];
+  return { ...frame('saving', row), group };
+}
+
 /** Creates or updates the MeasureReports of [from, to]; returns them and how many changed. */
 export async function generateReports(repo: Repository, facts: MonitoringFacts, config: MonitoringConfig, from: string, to: string): Promise<{ reports: MeasureReport[]; written: number }> {
   const rows = await scopeRows(repo.connection, facts, config, from, to);
   const reports: MeasureReport[] = [];
   let written = 0;
   for (const row of rows) {
-    for (const report of [timelinessReport(row), usageReport(row)]) {
+    for (const report of [timelinessReport(row), usageReport(row), savingReport(row)]) {
       const result = await repo.update(report);
       if (!result.unchanged) written++;
       reports.push(result.resource as MeasureReport);

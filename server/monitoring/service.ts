@@ -9,12 +9,16 @@ import type { ScheduledJob } from '../scheduler/scheduler.ts';
 import type { MonitoringConfig } from './config.ts';
 import { evaluate, type Evaluation } from './evaluate.ts';
 import { MonitoringFacts } from './facts.ts';
-import { generateReports } from './measures.ts';
+import { districtsWithActivity, lastCompletePeriod, parseArea, type BriefingArea, type BriefingPeriod } from './briefing-data.ts';
+import { PdfPrinter } from './briefing-pdf.ts';
+import { generateBriefing, type BriefingResult } from './briefing.ts';
+import { CITY, generateReports } from './measures.ts';
 
 const dayOf = (t: number) => new Date(t + 8 * 3_600_000).toISOString().slice(0, 10);
 
 export class MonitoringService {
   readonly facts: MonitoringFacts;
+  readonly printer: PdfPrinter;
 
   constructor(
     readonly db: Database,
@@ -22,6 +26,7 @@ export class MonitoringService {
     private readonly logger: Logger
   ) {
     this.facts = new MonitoringFacts(db);
+    this.printer = new PdfPrinter(config.chromium);
   }
 
   evaluate(repo: Repository, at: Date): Promise<Evaluation> {
@@ -30,6 +35,23 @@ export class MonitoringService {
 
   generateReports(repo: Repository, from: string, to: string) {
     return repo.transaction((tx) => generateReports(tx, this.facts, this.config, from, to));
+  }
+
+  /** Makes or updates the briefing of a period and area (docs/monitoring.md "Briefing"). */
+  briefing(repo: Repository, period: BriefingPeriod, area: BriefingArea, options: { refresh?: boolean } = {}): Promise<BriefingResult> {
+    return generateBriefing({ facts: this.facts, printer: this.printer, logger: this.logger, generateReports: (tx, from, to) => this.generateReports(tx, from, to) }, repo, period, area, options);
+  }
+
+  /** The scheduled briefings: the last complete week and month, for the city and each district with activity. */
+  async scheduledBriefings(repo: Repository, today: string): Promise<BriefingResult[]> {
+    const out: BriefingResult[] = [];
+    for (const kind of ['week', 'month'] as const) {
+      const period = lastCompletePeriod(kind, today);
+      out.push(await this.briefing(repo, period, parseArea(CITY)));
+      // the city's refresh made the period's reports: the districts reuse them
+      for (const district of await districtsWithActivity(repo.connection, period)) out.push(await this.briefing(repo, period, parseArea(district), { refresh: false }));
+    }
+    return out;
   }
 
   jobs(): ScheduledJob[] {
@@ -49,6 +71,15 @@ export class MonitoringService {
         run: async (tick) => {
           const today = dayOf(tick.getTime());
           await this.generateReports(new Repository(this.db), dayOf(tick.getTime() - 86_400_000), today);
+        },
+      },
+      {
+        name: 'monitoring.briefings',
+        cron: this.config.briefingCron,
+        run: async (tick) => {
+          const results = await this.scheduledBriefings(new Repository(this.db), dayOf(tick.getTime()));
+          const written = results.filter((r) => r.written).length;
+          if (written > 0) this.logger.info({ written, briefings: results.length }, 'monitoring briefings written');
         },
       },
     ];

@@ -98,6 +98,7 @@ const CATALOGUE_PROPERTIES: CodeSystemProperty[] = [
   catalogueProperty('effectiveFrom', 'dateTime', 'Start of the period in which the item is in the catalogue.'),
   catalogueProperty('effectiveTo', 'dateTime', 'End of the period in which the item is in the catalogue (absent: open).'),
   catalogueProperty('note', 'string', 'Remark on the source of the facts (e.g. a code inferred from the national pattern).'),
+  catalogueProperty('price', 'decimal', 'Price of one item in 元 (CNY), as the catalogue file gives it; used for the estimated saving of recognised items. Absent when unknown.'),
 ];
 
 const prop = {
@@ -106,6 +107,7 @@ const prop = {
   int: (code: string, value: number): CodeSystemConceptProperty => ({ code, valueInteger: value }),
   bool: (code: string, value: boolean): CodeSystemConceptProperty => ({ code, valueBoolean: value }),
   date: (code: string, value: string): CodeSystemConceptProperty => ({ code, valueDateTime: value }),
+  dec: (code: string, value: number): CodeSystemConceptProperty => ({ code, valueDecimal: value }),
 };
 
 export function buildTerminology(rows: CatalogueRow[], options: BuildOptions): GeneratedFile[] {
@@ -257,6 +259,7 @@ function itemConcept(row: CatalogueRow, options: BuildOptions): CodeSystemConcep
   property.push(prop.date('effectiveFrom', row.effectiveFrom ?? options.effectiveFrom));
   if (row.effectiveTo) property.push(prop.date('effectiveTo', row.effectiveTo));
   if (row.note) property.push(prop.str('note', row.note));
+  if (row.price !== undefined) property.push(prop.dec('price', row.price));
   return {
     code: row.code,
     display: row.item,

@@ -41,6 +41,8 @@ export interface CatalogueRow {
   windowSource?: 'S' | 'I';
   onLists: string[];
   note?: string;
+  /** Price per item in 元 (CNY), from the optional `price_cny` column; absent when the file gives none. */
+  price?: number;
   /** The platform code: from a `platform_code` column when the file has one, else derived (see platformCode). */
   code: string;
   /** Set for an item carried over from an earlier edition but absent from the new file (default active). */
@@ -61,6 +63,8 @@ export const NATIONAL_CODE_RE = /^\d{15}$/;
 export const LEGACY_CODE_RE = /^(?:\d{9}|\d{11})$/;
 export const PLATFORM_CODE_RE = /^[LE]-[0-9A-F]{8}$/;
 const LOINC_RE = /^\d{1,7}-\d$/;
+/** A price in 元: a non-negative decimal with at most two fraction digits (分), below 10 million. */
+export const PRICE_RE = /^\d{1,7}(?:\.\d{1,2})?$/;
 
 /**
  * The platform code of an item: kind prefix + the first 8 hex digits (upper case) of
@@ -123,7 +127,7 @@ export interface CheckOptions {
 /**
  * Reads catalogue rows from CSV text with the columns of `recognition-items.csv`
  * (kind, field, category_zh, item_zh, abbr, nhsa_code, legacy_code, loinc_hint, window_days,
- * window_source, on_lists, note; optionally platform_code). Returns every row that passed its checks and
+ * window_source, on_lists, note; optionally platform_code and price_cny). Returns every row that passed its checks and
  * every error found, with line numbers; a file with errors should not be published.
  */
 export function readCatalogueCsv(text: string, options: CheckOptions = {}): { rows: CatalogueRow[]; errors: RowError[] } {
@@ -199,6 +203,8 @@ export function checkCatalogueRecords(records: SourceRecord[], options: CheckOpt
     if (windowText && !noWindow && !/^\d{1,5}$/.test(windowText)) err('window_days', `window '${windowText}' is not a whole number of days (leave it empty or write ${NO_WINDOW} for an item that is not time-limited)`);
     const windowSource = get('window_source');
     if (windowSource && windowSource !== 'S' && windowSource !== 'I') err('window_source', `window source must be S or I, not '${windowSource}'`);
+    const priceText = get('price_cny');
+    if (priceText && !PRICE_RE.test(priceText)) err('price_cny', `price '${priceText}' is not an amount in 元 (e.g. 25 or 25.50: at most two decimals, no currency sign; leave it empty when unknown)`);
     const explicitCode = get('platform_code');
     if (explicitCode && !PLATFORM_CODE_RE.test(explicitCode)) err('platform_code', `platform code '${explicitCode}' is malformed`);
     // duplicates are found even when a row has other errors
@@ -237,6 +243,7 @@ export function checkCatalogueRecords(records: SourceRecord[], options: CheckOpt
       ...(windowSource ? { windowSource: windowSource as 'S' | 'I' } : {}),
       onLists: get('on_lists').split(/\s+/).filter(Boolean),
       ...(get('note') ? { note: get('note') } : {}),
+      ...(priceText ? { price: Number(priceText) } : {}),
       code,
     });
   }

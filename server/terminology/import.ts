@@ -263,6 +263,7 @@ export function itemsOf(cs: CodeSystem): Map<string, OldItem> {
         if (kind in KINDS) {
           const abbr = c.designation?.find((d) => d.use?.code === 'abbreviation')?.value;
           const windowDays = one('windowDays')?.valueInteger;
+          const price = one('price')?.valueDecimal;
           const status = str('status');
           out.set(c.code, {
             row: {
@@ -279,6 +280,7 @@ export function itemsOf(cs: CodeSystem): Map<string, OldItem> {
               ...(str('windowSource') ? { windowSource: str('windowSource') as 'S' | 'I' } : {}),
               onLists: props.filter((p) => p.code === 'onList').map((p) => p.valueString as string),
               ...(str('note') ? { note: str('note') } : {}),
+              ...(price !== undefined ? { price } : {}),
               code: c.code,
               ...(status === 'retired' ? { status: 'retired' as const } : {}),
               ...(str('effectiveFrom') ? { effectiveFrom: str('effectiveFrom') } : {}),
@@ -298,7 +300,7 @@ export function itemsOf(cs: CodeSystem): Map<string, OldItem> {
 
 /** The facts of an item that a new edition may change (not its code or effective period). */
 function facts(r: CatalogueRow): string {
-  return JSON.stringify([r.kind, r.field, r.category, r.item, r.abbr ?? '', r.nationalCode ?? '', r.legacyCode ?? '', r.loinc ?? '', r.windowDays ?? null, r.windowSource ?? '', [...r.onLists].sort(), r.note ?? '']);
+  return JSON.stringify([r.kind, r.field, r.category, r.item, r.abbr ?? '', r.nationalCode ?? '', r.legacyCode ?? '', r.loinc ?? '', r.windowDays ?? null, r.windowSource ?? '', [...r.onLists].sort(), r.note ?? '', r.price ?? null]);
 }
 
 /** Known field and category names per kind: Article 2, the current edition, and those admitted. */
