@@ -11,6 +11,7 @@
  *   GET  /api/monitoring/requests?status=                      the improvement requests (Tasks)
  *   POST /api/monitoring/requests/:task/status                 { "status": "accepted" | "in-progress" | "completed" | "rejected" | "cancelled", "note": "…" }
  *   GET  /api/monitoring/events?district=                      Server-Sent Events: counters per district, as they happen
+ *   GET  /api/monitoring/thresholds                            the alert thresholds in force (read only: set in the environment)
  */
 import Router from '@koa/router';
 import type Koa from 'koa';
@@ -116,6 +117,20 @@ export function monitoringApi(db: Database, service: MonitoringService, limits: 
           .map((a) => ({ monitor: a.monitor, flow: a.flow, level: Number(a.level), since: a.since ? new Date(a.since).toISOString() : null, changedAt: new Date(a.changed_at).toISOString(), flag: `Flag/${a.flag_id}` }));
         return { institution, name: named.get(institution) ?? null, district: districts.get(institution), level: Math.max(0, ...own.map((a) => a.level)), alerts: own };
       }),
+    });
+  });
+
+  router.get('/thresholds', async (ctx) => {
+    need(ctx, 'Measure', 'r', 'The monitoring thresholds');
+    query(ctx, '', []);
+    const c = service.config;
+    json(ctx, {
+      interruptionMinutes: c.interruption,
+      disabledMinutes: c.disabled,
+      timelinessRates: c.timelinessRates,
+      lateMinutes: c.lateMinutes,
+      timelinessWindowHours: c.timelinessWindowHours,
+      undecidedHours: c.undecidedHours,
     });
   });
 
