@@ -20,6 +20,7 @@ const clock = new AccountClock();
 const shots = storeKind() === 'pglite';
 const ORG = 'web-hospital-a';
 const MAP = 'web-hospital-a-items';
+const OTHER = 'web-hospital-b';
 const CATALOGUE = 'https://fhir.huren.gz.cn/CodeSystem/recognition-catalogue';
 const LOCAL = 'http://lis.web-hospital-a.example/items';
 
@@ -30,6 +31,7 @@ test.before(async () => {
     if (res.status >= 300) throw new Error(`PUT ${resource.resourceType}: ${res.status} ${await res.text()}`);
   };
   await put({ resourceType: 'Organization', id: ORG, name: '网页测试医院' });
+  await put({ resourceType: 'Organization', id: OTHER, name: '另一家医院' });
   await put({
     resourceType: 'ConceptMap',
     id: MAP,
@@ -138,7 +140,6 @@ test.serial('an idle session ends: the next page goes back to the sign-in page w
   await w.page.waitForSelector('[data-test=forbidden]');
   t.deepEqual(await menu(w), [], 'a doctor has no menu page (the viewer is opened with a patient)');
   clock.offset += (loadAccountsConfig({}).sessionIdleSeconds + 60) * 1000;
-  await w.page.evaluate(() => sessionStorage.removeItem('huren.probe'));
   await w.page.goto(app(`/reports/some-report`));
   await w.page.waitForURL(/\/app\/login/);
   t.regex((await w.page.textContent('[data-test=notice]')) ?? '', /登录已失效或已超时/);
@@ -326,4 +327,32 @@ test.serial('字典质控: the institution’s map entries with their status; ap
   if (shots) await screenshot(w.page, 'dictionary');
   t.deepEqual(w.errors, []);
   await w.page.context().close();
+});
+
+test.serial('字典质控 for an institution administrator: its own institution only, on the page and from the API', async (t) => {
+  const mine = await ready(s, clock, ['institution-admin'], `Organization/${ORG}`);
+  const other = await ready(s, clock, ['institution-admin'], `Organization/${OTHER}`);
+  const commission = await ready(s, clock, ['commission-admin']);
+  t.is((await asUser(other.token, `/api/dictionary/organizations/${ORG}/qc`)).status, 403);
+  t.is((await asUser(other.token, `/api/dictionary/maps/${MAP}/entries`)).status, 403);
+  t.is((await asUser(other.token, `/api/dictionary/maps/${MAP}/entries/LIS001/history`)).status, 403);
+  t.is((await asUser(other.token, `/api/dictionary/maps/${MAP}/entries/LIS001/status`, { json: { status: 'approved' } })).status, 403);
+  t.is((await asUser(mine.token, `/api/dictionary/maps/${MAP}/entries`)).status, 200);
+  t.is((await asUser(commission.token, `/api/dictionary/maps/${MAP}/entries/LIS001/status`, { json: { status: 'rejected' } })).status, 403, 'the commission reads, it does not review');
+  const w = await openPage(browser);
+  await openAs(w, s, mine, '/dictionary');
+  await w.page.waitForSelector('[data-test=entries] tbody tr');
+  t.deepEqual(await menu(w), ['上链统计', '字典质控']);
+  await w.page.click('[data-test=org]');
+  t.deepEqual(await w.page.$$eval('.el-select-dropdown:visible .el-select-dropdown__item', (items) => items.map((i) => i.textContent?.trim())), [ORG], 'no other institution to choose');
+  t.truthy(await w.page.$('[data-test=set-rejected-LIS001]'), 'the institution administrator reviews');
+  await w.page.context().close();
+  const w2 = await openPage(browser);
+  await openAs(w2, s, commission, '/dictionary');
+  await w2.page.click('[data-test=org]');
+  await w2.page.click('.el-select-dropdown__item:has-text("网页测试医院")');
+  await w2.page.waitForSelector('[data-test=entries] tbody tr');
+  t.is(await w2.page.$('[data-test=set-rejected-LIS001]'), null, 'no review buttons for the commission');
+  t.deepEqual([...w.errors, ...w2.errors], []);
+  await w2.page.context().close();
 });
