@@ -116,8 +116,6 @@ async function call<T>(path: string, init: RequestInit = {}, full = false): Prom
   } catch {
     throw new ApiError(0, '无法连接到平台，请检查网络');
   }
-  if (res.status === 401 && t) lost('expired');
-  else if (t === token()) armTimers();
   const text = await res.text();
   let body: unknown;
   try {
@@ -125,6 +123,10 @@ async function call<T>(path: string, init: RequestInit = {}, full = false): Prom
   } catch {
     body = undefined;
   }
+  // a 401 for the token itself ends the session; the accounts API's own 401s (a wrong current password) do not
+  const refusedToken = res.status === 401 && !(body as { code?: unknown } | undefined)?.code;
+  if (refusedToken && t) lost('expired');
+  else if (t && t === token()) armTimers();
   if (!res.ok) {
     const detail = body as { issue?: { details?: { text?: string }; diagnostics?: string }[]; message?: string; code?: string } | undefined;
     // the accounts API answers { code, message } with a Chinese message: shown as it is
