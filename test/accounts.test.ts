@@ -15,6 +15,7 @@ import { loadConfig } from '../server/config.ts';
 import { loadAccountsConfig } from '../server/accounts/config.ts';
 import { resolveBootstrapToken } from '../server/http/auth.ts';
 import { startTestServer, type TestServer } from './helpers/server.ts';
+import { accountsApi } from './helpers/webapp.ts';
 
 let clock = Date.parse('2026-12-03T08:00:00Z');
 const MINUTE = 60_000;
@@ -34,21 +35,7 @@ test.after.always(async () => {
   await s?.close();
 });
 
-interface Answer {
-  status: number;
-  body: any;
-}
-
-async function api(server: TestServer, path: string, init: { method?: string; token?: string | null; json?: unknown } = {}): Promise<Answer> {
-  const token = init.token === undefined ? server.token : init.token;
-  const res = await fetch(`${server.huren.url}${path}`, {
-    method: init.method ?? (init.json !== undefined ? 'POST' : 'GET'),
-    headers: { ...(token ? { authorization: `Bearer ${token}` } : {}), ...(init.json !== undefined ? { 'content-type': 'application/json' } : {}) },
-    body: init.json !== undefined ? JSON.stringify(init.json) : undefined,
-  });
-  const text = await res.text();
-  return { status: res.status, body: text ? JSON.parse(text) : undefined };
-}
+const api = accountsApi;
 
 const code = (secret: string) => generate({ secret, epoch: Math.floor(clock / 1000) });
 

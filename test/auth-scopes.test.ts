@@ -48,7 +48,7 @@ test('needed: each REST interaction and operation maps to one letter', (t) => {
     ['POST', 'DetectedIssue/1/$decide', { type: 'DetectedIssue', action: 'u' }],
     ['POST', 'CodeSystem/$catalogue-import', { type: 'CodeSystem', action: 'u' }],
     ['GET', 'ValueSet/$expand', { type: 'ValueSet', action: 'r' }],
-    ['POST', '$code-upgrade', { action: 'u' }],
+    ['POST', '$code-upgrade', { type: 'CodeSystem', action: 'u' }],
     ['POST', '$validate', { action: 'r' }],
   ];
   for (const [method, path, want] of cases) t.deepEqual(needed(method, path.split('/').filter(Boolean)), want, `${method} ${path}`);

@@ -7,6 +7,7 @@ import test from 'ava';
 import type { Browser } from 'playwright-core';
 import { launch, openPage, screenshot, type WatchedPage } from './helpers/browser.ts';
 import { seedScenario, type Seeded } from './helpers/recognition-data.ts';
+import { signInWithToken } from './helpers/webapp.ts';
 import { startTestServer, storeKind, type TestServer } from './helpers/server.ts';
 
 let s: TestServer;
@@ -27,12 +28,7 @@ test.after.always(async () => {
 
 const app = (path: string) => `${s.huren.url}/app${path}`;
 
-async function signIn(w: WatchedPage, next = '/'): Promise<void> {
-  await w.page.goto(app(`/login?next=${encodeURIComponent(next)}`));
-  await w.page.fill('input[data-test=token]', s.token);
-  await w.page.click('[data-test=submit]');
-  await w.page.waitForURL((u) => !u.pathname.endsWith('/login'));
-}
+const signIn = (w: WatchedPage, next = '/') => signInWithToken(w, s, next);
 
 test('the app is served at /app with its security headers, deep links fall back to the page, assets are cached', async (t) => {
   const page = await fetch(app('/reports/anything'));
@@ -53,11 +49,11 @@ test('the app is served at /app with its security headers, deep links fall back 
   t.is((await fetch(app('/'), { method: 'POST', headers: { authorization: `Bearer ${s.token}` } })).status, 405);
 });
 
-test('sign-in: a wrong token is refused with a Chinese message; the right one opens the app', async (t) => {
+test('sign-in with the platform token: a wrong token is refused with a Chinese message; the right one opens the app', async (t) => {
   const w = await openPage(browser);
   await w.page.goto(app('/chain'));
   await w.page.waitForURL(/\/app\/login/);
-  if (shots) await screenshot(w.page, 'login');
+  await w.page.click('.el-tabs__item:has-text("平台令牌")');
   await w.page.fill('input[data-test=token]', 'not-the-token');
   await w.page.click('[data-test=submit]');
   const error = await w.page.waitForSelector('[data-test=error]');

@@ -12,6 +12,9 @@
  *   POST /api/accounts               { login, password, roles, institution? }
  *   PUT  /api/accounts/:id/roles     { roles, institution? }
  *   POST /api/accounts/:id/disable · POST /api/accounts/:id/enable
+ *   POST /api/accounts/:id/reset-password { password }             a new initial password, changed at the next sign-in
+ *   POST /api/accounts/:id/reset-totp                              the next sign-in enrols a new second factor
+ *   POST /api/accounts/:id/unlock                                  lifts a lockout
  *
  * The security administrator manages accounts; the operator-set bootstrap token may too (automation, tests);
  * a generated bootstrap token may only create the first security administrator, and is disabled by doing so.
@@ -184,6 +187,26 @@ export function accountsApi(accounts: Accounts, bootstrap: BootstrapToken, limit
         notSelf(actor, id);
         ctx.body = await accounts.setStatus(id, status);
         audit(ctx, 'account-change', 'success', `account ${id} ${status}`);
+      } catch (err) {
+        if (err instanceof AccountError) audit(ctx, 'account-change', 'failure', `${action} refused: ${err.code}`);
+        throw err;
+      }
+    });
+  }
+
+  const resets = {
+    'reset-password': async (id: string, ctx: Koa.Context) => accounts.resetPassword(id, (await body(ctx)).password),
+    'reset-totp': (id: string) => accounts.resetTotp(id),
+    unlock: (id: string) => accounts.unlock(id),
+  } as const;
+  for (const [action, run] of Object.entries(resets)) {
+    router.post(`/api/accounts/:id/${action}`, async (ctx) => {
+      try {
+        const actor = await securityAdmin(ctx);
+        const id = accountId(ctx);
+        notSelf(actor, id);
+        ctx.body = await run(id, ctx);
+        audit(ctx, 'account-change', 'success', `account ${id} ${action}`);
       } catch (err) {
         if (err instanceof AccountError) audit(ctx, 'account-change', 'failure', `${action} refused: ${err.code}`);
         throw err;

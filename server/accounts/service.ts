@@ -223,6 +223,42 @@ export class Accounts {
     return this.view(await this.get(id));
   }
 
+  /**
+   * The security administrator's resets: a new initial password (to be changed at the next sign-in), a new
+   * second factor (the next sign-in enrols one), or the lifting of a lockout. A password or TOTP reset ends the
+   * account's sessions and lifts its lockout.
+   */
+  async resetPassword(id: string, password: unknown): Promise<AccountView> {
+    const row = await this.get(id);
+    const checked = checkStrength(password, row.login, 'password');
+    const passwordHash = await hashPassword(checked);
+    const now = this.now();
+    await this.db.transaction(async (sql) => {
+      await sql.query('INSERT INTO account_password_history (account_id, password_hash, set_at) VALUES ($1, $2, $3)', [id, row.password_hash, row.password_set_at]);
+      await sql.query(
+        'UPDATE account SET password_hash = $2, password_set_at = $3, must_change_password = true, failed_attempts = 0, locked_until = NULL, updated_at = $3 WHERE id = $1',
+        [id, passwordHash, now]
+      );
+      await sql.query('DELETE FROM account_session WHERE account_id = $1', [id]);
+    });
+    return this.view(await this.get(id));
+  }
+
+  async resetTotp(id: string): Promise<AccountView> {
+    await this.get(id);
+    await this.db.transaction(async (sql) => {
+      await sql.query('UPDATE account SET totp_secret = NULL, totp_last_step = NULL, failed_attempts = 0, locked_until = NULL, updated_at = $2 WHERE id = $1', [id, this.now()]);
+      await sql.query('DELETE FROM account_session WHERE account_id = $1', [id]);
+    });
+    return this.view(await this.get(id));
+  }
+
+  async unlock(id: string): Promise<AccountView> {
+    await this.get(id);
+    await this.db.query('UPDATE account SET failed_attempts = 0, locked_until = NULL, updated_at = $2 WHERE id = $1', [id, this.now()]);
+    return this.view(await this.get(id));
+  }
+
   private async updateFace(repo: Repository, row: AccountRow, roles: Role[], institution: string | undefined, active: boolean): Promise<void> {
     if (!row.practitioner || !row.practitioner_role) return;
     const practitionerId = row.practitioner.split('/')[1];

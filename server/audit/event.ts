@@ -169,7 +169,8 @@ export function requestEvent(facts: RequestFacts, mask: Masker): AuditEvent {
     {
       type: { coding: [{ system: PRINCIPAL_KIND_SYSTEM, code: principal?.kind ?? 'anonymous' }] },
       who: { identifier: { system: PRINCIPAL_SYSTEM, value: principal?.id ?? 'anonymous' } },
-      ...(principal?.kind === 'client' ? { altId: principal.id.replace(/^client:/, '') } : {}),
+      // the client id, or a person's account id: searchable with `altid` (the audit administrator's user filter)
+      ...(principal?.kind === 'client' || principal?.kind === 'user' ? { altId: principal.id.replace(/^(client|user):/, '') } : {}),
       requestor: true,
       ...(facts.ip ? { network: { address: facts.ip, type: '2' as const } } : {}),
       ...(purpose ? { purposeOfUse: [purpose] } : {}),

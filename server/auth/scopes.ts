@@ -69,6 +69,13 @@ const READING_OPERATIONS = new Set([
 ]);
 
 /**
+ * Server-level operations that are the administration of one resource type: the policy asks for that type's
+ * letter rather than the whole server's (the operation checks the rest itself — the code upgrade: the system
+ * administrator's role or the right to write every type it walks).
+ */
+const SYSTEM_OPERATION_TYPE: Record<string, string> = { 'code-upgrade': 'CodeSystem' };
+
+/**
  * The scope a FHIR REST request needs, from its method and path segments below the FHIR base; undefined for
  * what needs none (the CapabilityStatement, a Bundle — its entries are checked one by one —, polling one's
  * own asynchronous request).
@@ -79,7 +86,7 @@ export function needed(method: string, segments: readonly string[]): { type?: st
   if (segments.length === 0 || first === 'metadata' || first === '_async') return undefined;
   if (first === '_history') return { action: 's' };
   const op = (name: string | undefined) => (READING_OPERATIONS.has(name!.slice(1)) ? 'r' : 'u');
-  if (first.startsWith('$')) return { action: op(first) };
+  if (first.startsWith('$')) return { ...(SYSTEM_OPERATION_TYPE[first.slice(1)] ? { type: SYSTEM_OPERATION_TYPE[first.slice(1)] } : {}), action: op(first) };
   const type = first;
   if (segments.length === 1) {
     const byMethod: Record<string, Action> = { GET: 's', HEAD: 's', POST: 'c', PUT: 'u', PATCH: 'u', DELETE: 'd' };

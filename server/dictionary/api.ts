@@ -6,6 +6,9 @@
  *   GET  /api/dictionary/maps/:map/entries?status=pending           entries with their review status
  *   GET  /api/dictionary/maps/:map/entries/:code/history?system=…   one entry and every change of it
  *   POST /api/dictionary/maps/:map/entries/:code/status             { "status": "approved", "comment": "…", "system": "…" }
+ *
+ * A signed-in person bound to an institution (an institution administrator) reaches only that institution's
+ * report and maps (403 otherwise).
  */
 import Router from '@koa/router';
 import type Koa from 'koa';
@@ -15,7 +18,7 @@ import { allows } from '../auth/scopes.ts';
 import type { Principal } from '../http/auth.ts';
 import { readBody, UNSTORABLE_TEXT, type BodyLimits } from '../http/body.ts';
 import { dictionaryQc } from './qc.ts';
-import { DictionaryError, entryHistory, listEntries, setStatus, STATUSES, type EntryStatus } from './store.ts';
+import { DictionaryError, entryHistory, listEntries, setStatus, STATUSES, syncMap, type EntryStatus } from './store.ts';
 
 const ID = /^[A-Za-z0-9\-.]{1,64}$/;
 
@@ -43,6 +46,22 @@ export function dictionaryApi(db: Database, limits: BodyLimits): Router {
       throw err;
     }
   };
+  /** The institution a signed-in person is bound to (`Organization/<id>` → id), if any. */
+  const boundTo = (ctx: Koa.Context): string | undefined => {
+    const p = ctx.state.principal as Principal;
+    return p.kind === 'user' && p.institution ? p.institution.replace(/^Organization\//, '') : undefined;
+  };
+  const ownOrganization = (ctx: Koa.Context, org: string) => {
+    const own = boundTo(ctx);
+    if (own !== undefined && own !== org) throw fail(403, 'forbidden', 'An institution account reaches only its own institution’s dictionary');
+    return org;
+  };
+  const ownMap = async (ctx: Koa.Context, map: string) => {
+    if (boundTo(ctx) === undefined) return map;
+    const { organization } = await syncMap(db, map);
+    if (organization !== boundTo(ctx)) throw fail(403, 'forbidden', 'An institution account reaches only its own institution’s dictionary');
+    return map;
+  };
   const query = (ctx: Koa.Context, name: string): string | undefined => {
     const v = ctx.query[name];
     if (Array.isArray(v)) throw badRequest(`${name} may be given only once`, name);
@@ -54,7 +73,7 @@ export function dictionaryApi(db: Database, limits: BodyLimits): Router {
     run(ctx, () => {
       const days = query(ctx, 'pendingDays');
       if (days !== undefined && (!/^\d{1,4}$/.test(days) || Number(days) > 3650)) throw badRequest('pendingDays must be a whole number of days (0–3650)', 'pendingDays');
-      return dictionaryQc(db, id(ctx.params.org, 'organization'), { ...(days !== undefined ? { pendingDays: Number(days) } : {}) });
+      return dictionaryQc(db, ownOrganization(ctx, id(ctx.params.org, 'organization')), { ...(days !== undefined ? { pendingDays: Number(days) } : {}) });
     })
   );
 
@@ -63,12 +82,12 @@ export function dictionaryApi(db: Database, limits: BodyLimits): Router {
       const raw = ctx.query.status;
       const statuses = (Array.isArray(raw) ? raw : raw ? [raw] : []).flatMap((s) => s.split(',')).filter(Boolean);
       for (const s of statuses) if (!STATUSES.includes(s as EntryStatus)) throw badRequest(`status must be one of ${STATUSES.join(', ')}`, 'status');
-      const entries = await listEntries(db, id(ctx.params.map, 'map'), { statuses: statuses as EntryStatus[] });
+      const entries = await listEntries(db, await ownMap(ctx, id(ctx.params.map, 'map')), { statuses: statuses as EntryStatus[] });
       return { map: ctx.params.map, total: entries.length, entries };
     })
   );
 
-  router.get('/maps/:map/entries/:code/history', (ctx) => run(ctx, () => entryHistory(db, id(ctx.params.map, 'map'), code(ctx.params.code), query(ctx, 'system'))));
+  router.get('/maps/:map/entries/:code/history', (ctx) => run(ctx, async () => entryHistory(db, await ownMap(ctx, id(ctx.params.map, 'map')), code(ctx.params.code), query(ctx, 'system'))));
 
   router.post('/maps/:map/entries/:code/status', (ctx) =>
     run(ctx, async () => {
@@ -80,7 +99,7 @@ export function dictionaryApi(db: Database, limits: BodyLimits): Router {
       if (body.system !== undefined && typeof body.system !== 'string') throw badRequest('system must be a string', 'system');
       const [result] = await setStatus(
         db,
-        id(ctx.params.map, 'map'),
+        await ownMap(ctx, id(ctx.params.map, 'map')),
         { codes: [code(ctx.params.code)], status: body.status as EntryStatus, ...(body.comment ? { comment: body.comment as string } : {}), ...(body.system ? { system: body.system as string } : {}) },
         principal
       );

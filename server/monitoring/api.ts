@@ -13,6 +13,7 @@
  *   GET  /api/monitoring/events?district=                      Server-Sent Events: counters per district, as they happen
  *   GET  /api/monitoring/briefings?kind=week|month&area=         the briefings kept (数据分析简报; platform callers)
  *   GET  /api/monitoring/briefings/:id/html|pdf?version=         a briefing's file (503 for a PDF the server could not print)
+ *   GET  /api/monitoring/thresholds                            the alert thresholds in force (read only: set in the environment)
  */
 import Router from '@koa/router';
 import type Koa from 'koa';
@@ -120,6 +121,20 @@ export function monitoringApi(db: Database, service: MonitoringService, limits: 
           .map((a) => ({ monitor: a.monitor, flow: a.flow, level: Number(a.level), since: a.since ? new Date(a.since).toISOString() : null, changedAt: new Date(a.changed_at).toISOString(), flag: `Flag/${a.flag_id}` }));
         return { institution, name: named.get(institution) ?? null, district: districts.get(institution), level: Math.max(0, ...own.map((a) => a.level)), alerts: own };
       }),
+    });
+  });
+
+  router.get('/thresholds', async (ctx) => {
+    need(ctx, 'Measure', 'r', 'The monitoring thresholds');
+    query(ctx, '', []);
+    const c = service.config;
+    json(ctx, {
+      interruptionMinutes: c.interruption,
+      disabledMinutes: c.disabled,
+      timelinessRates: c.timelinessRates,
+      lateMinutes: c.lateMinutes,
+      timelinessWindowHours: c.timelinessWindowHours,
+      undecidedHours: c.undecidedHours,
     });
   });
 

@@ -7,14 +7,14 @@
  *        inconsistent, pending, unanchored } and their totals; days in Asia/Shanghai; counted live from the
  *        provenance tables (the MeasureReports are the same counts, as of their generation)
  *   GET /api/settings/hash-badge            { enabled, statuses, updated }
- *   PUT /api/settings/hash-badge            { "enabled": true, "statuses": ["consistent", "pending"] } (full rights)
+ *   PUT /api/settings/hash-badge            { "enabled": true, "statuses": ["consistent", "pending"] } (full rights or a system administrator)
  */
 import Router from '@koa/router';
 import type Koa from 'koa';
 import type { Database } from '../db/database.ts';
 import { badRequest, fail } from '../fhir/errors.ts';
 import { allows } from '../auth/scopes.ts';
-import { ADMIN_SCOPES } from './operations/badge-settings.ts';
+import { mayChangeBadge } from './operations/badge-settings.ts';
 import type { Principal } from '../http/auth.ts';
 import { readBody, UNSTORABLE_TEXT, type BodyLimits } from '../http/body.ts';
 import { BadgeSettingsError, readBadgeSettings, writeBadgeSettings } from './badge.ts';
@@ -53,7 +53,7 @@ export function provenanceApi(db: Database, limits: BodyLimits): Router {
 
   router.put('/settings/hash-badge', async (ctx) => {
     const principal = ctx.state.principal as Principal;
-    if (!principal.scopes.some((s) => ADMIN_SCOPES.includes(s))) throw fail(403, 'forbidden', 'Changing the badge setting needs full rights');
+    if (!mayChangeBadge(principal)) throw fail(403, 'forbidden', 'Changing the badge setting needs full rights or the system administrator role');
     const body = (await readBody(ctx, limits)) as Record<string, unknown> | undefined;
     if (!body || typeof body !== 'object' || Array.isArray(body)) throw badRequest('Send a JSON object: { "enabled": true, "statuses": ["consistent"] }');
     const unknown = Object.keys(body).find((k) => k !== 'enabled' && k !== 'statuses');

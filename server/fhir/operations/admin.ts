@@ -7,11 +7,19 @@ import type { Attachment, Binary, OperationOutcome, OperationOutcomeIssue, Param
 import { badRequest, fail, FhirError } from '../errors.ts';
 import type { FhirContext, FhirRequest } from '../router.ts';
 
-/** The principal may write resources of `type` (SMART-style scopes: system/*.*, system/Type.*, system/Type.write). */
+/** The principal may write resources of `type` (SMART scopes: system/*.*, system/Type.*, system/Type.write, v2 system/Type.cu…). */
 export function requireWrite(ctx: FhirContext, type: string, what: string): void {
   const scopes = ctx.principal?.scopes ?? [];
-  const ok = scopes.some((s) => ['system/*.*', 'system/*.write', `system/${type}.*`, `system/${type}.write`].includes(s));
+  const ok = scopes.some((s) => writes(s, type));
   if (!ok) throw fail(403, 'forbidden', `${what} needs the right to write ${type} resources`);
+}
+
+/** Does one scope grant creating and updating `type`: SMART v1 (`.*`, `.write`) or v2 (`.cruds`, `.cu` …)? */
+function writes(scope: string, type: string): boolean {
+  const m = /^system\/([A-Za-z]+|\*)\.([a-z*]+)$/.exec(scope);
+  if (!m || (m[1] !== '*' && m[1] !== type)) return false;
+  const actions = m[2];
+  return actions === '*' || actions === 'write' || (/^c?r?u?d?s?$/.test(actions) && actions.includes('c') && actions.includes('u'));
 }
 
 const IGNORED = new Set(['_format', '_pretty']);

@@ -15,6 +15,11 @@ let definition: OperationDefinition | undefined;
 /** Changing platform settings needs full rights. */
 export const ADMIN_SCOPES = ['system/*.*'];
 
+/** Who may change the setting: full rights (the platform token), or a signed-in system administrator. */
+export function mayChangeBadge(principal: { scopes: string[]; roles?: string[] }): boolean {
+  return principal.scopes.some((s) => ADMIN_SCOPES.includes(s)) || (principal.roles ?? []).includes('system-admin');
+}
+
 export const badgeSettingsOperation: Operation = {
   name: 'badge-settings',
   get definition() {
@@ -28,7 +33,7 @@ export const badgeSettingsOperation: Operation = {
       throw badRequest('$badge-settings: GET reads the setting; change it with POST', input.expr(input.names()[0]!));
     }
     if (input.names().length === 0) return answer(await readBadgeSettings(sql));
-    if (!ctx.principal.scopes.some((s) => ADMIN_SCOPES.includes(s))) throw fail(403, 'forbidden', 'Changing the badge setting needs full rights');
+    if (!mayChangeBadge(ctx.principal)) throw fail(403, 'forbidden', 'Changing the badge setting needs full rights or the system administrator role');
     const enabled = input.boolean('enabled');
     const given = input.list('status');
     const statuses = given.length > 0 ? given.flatMap((p) => (p.valueCode ?? p.valueString ?? '').split(',').map((s) => s.trim())) : undefined;
