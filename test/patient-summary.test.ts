@@ -6,53 +6,29 @@
  * patient is a 404.
  */
 import test from 'ava';
-import { exportJWK, generateKeyPair, SignJWT } from 'jose';
 import { startTestServer, type TestServer } from './helpers/server.ts';
 import { FIELD, ORG_ID, seedScenario, type Seeded } from './helpers/recognition-data.ts';
+import { backendClients, type BackendClients } from './helpers/backend-token.ts';
 
 const LOINC = 'http://loinc.org';
 const SECTION = 'https://fhir.huren.gz.cn/CodeSystem/summary-section';
 const DAYS = 'https://fhir.huren.gz.cn/StructureDefinition/days-remaining';
-const ASSERTION_TYPE = 'urn:ietf:params:oauth:client-assertion-type:jwt-bearer';
 
 let s: TestServer;
 let d: Seeded;
-let key: Awaited<ReturnType<typeof generateKeyPair>>;
+let backend: BackendClients;
 
 test.before(async () => {
-  key = await generateKeyPair('ES384', { extractable: true });
-  const jwks = { keys: [{ ...(await exportJWK(key.publicKey)), kid: 'k1', alg: 'ES384' }] };
-  s = await startTestServer({
-    clients: [
-      { clientId: 'summary-narrow', organization: `Organization?identifier=${ORG_ID}|summary-hospital`, scope: 'system/Observation.rs', jwks },
-      { clientId: 'summary-patient', organization: `Organization?identifier=${ORG_ID}|summary-hospital`, scope: 'system/Patient.rs system/DiagnosticReport.rs', jwks },
-    ],
-  });
+  backend = await backendClients([
+    { clientId: 'summary-narrow', organization: `Organization?identifier=${ORG_ID}|summary-hospital`, scope: 'system/Observation.rs' },
+    { clientId: 'summary-patient', organization: `Organization?identifier=${ORG_ID}|summary-hospital`, scope: 'system/Patient.rs system/DiagnosticReport.rs' },
+  ]);
+  s = await startTestServer({ clients: backend.clients as never });
   d = await seedScenario(s);
 });
 test.after.always(async () => {
   await s?.close();
 });
-
-async function tokenFor(clientId: string, scope: string): Promise<string> {
-  const tokenUrl = `${s.huren.url}/auth/token`;
-  const assertion = await new SignJWT({})
-    .setProtectedHeader({ alg: 'ES384', kid: 'k1', typ: 'JWT' })
-    .setIssuer(clientId)
-    .setSubject(clientId)
-    .setAudience(tokenUrl)
-    .setExpirationTime(Math.floor(Date.now() / 1000) + 240)
-    .setJti(crypto.randomUUID())
-    .sign(key.privateKey);
-  const res = await fetch(tokenUrl, {
-    method: 'POST',
-    headers: { 'content-type': 'application/x-www-form-urlencoded' },
-    body: new URLSearchParams({ grant_type: 'client_credentials', scope, client_assertion_type: ASSERTION_TYPE, client_assertion: assertion }).toString(),
-  });
-  const body = (await res.json()) as any;
-  if (res.status !== 200) throw new Error(`token: ${res.status} ${JSON.stringify(body)}`);
-  return body.access_token;
-}
 
 async function get(path: string): Promise<any> {
   const res = await s.fhir(path);
@@ -132,8 +108,8 @@ test.serial('the summary validates as a FHIR document; a patient without reports
 });
 
 test.serial('authorised like $everything: 403 without the scope, the same answer with it; 404 for an unknown patient', async (t) => {
-  const narrow = await tokenFor('summary-narrow', 'system/Observation.rs');
-  const wide = await tokenFor('summary-patient', 'system/Patient.rs system/DiagnosticReport.rs');
+  const narrow = await backend.tokenFor(s.huren.url, 'summary-narrow', 'system/Observation.rs');
+  const wide = await backend.tokenFor(s.huren.url, 'summary-patient', 'system/Patient.rs system/DiagnosticReport.rs');
   const call = (op: string, token: string) => fetch(`${s.base}/Patient/${d.patient}/${op}`, { headers: { authorization: `Bearer ${token}` } });
   const refused = await call('$summary', narrow);
   t.is(refused.status, 403);
