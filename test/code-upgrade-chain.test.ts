@@ -6,6 +6,7 @@
  * behind the server's back is inconsistent. The embedded chain; serial.
  */
 import test from 'ava';
+import { spawn } from 'node:child_process';
 import { HASH_BADGE_SYSTEM } from '../server/profiles/canonical.ts';
 import { startTestServer, type TestServer } from './helpers/server.ts';
 import { fingerprint, reportBundle, testProvenanceConfig } from './helpers/chain.ts';
@@ -122,4 +123,35 @@ test.serial('an upgraded version changed behind the server’s back is inconsist
   const v = await get(`DiagnosticReport/${report}/$verify`);
   t.is(param(v, 'status').valueCode, 'inconsistent');
   t.true(params(v, 'reason').some((p: any) => /is not what the platform wrote in its code upgrade/.test(p.valueString)), JSON.stringify(params(v, 'reason')));
+});
+
+test.serial('the command in direct mode (server stopped) records the revisions too; the restarted server anchors them', async (t) => {
+  const own = await startTestServer({ provenance: testProvenanceConfig() }, { persistent: true });
+  let restarted: TestServer | undefined;
+  try {
+    const res = await own.fhir('', { method: 'POST', json: legacyBundle('upgrade-direct').bundle });
+    t.is(res.status, 200);
+    const report = ((await res.json()) as any).entry.map((e: any) => e.fullUrl as string).find((u: string) => u.includes('/DiagnosticReport/')).split('/DiagnosticReport/')[1];
+    await own.huren.provenance.anchorNow();
+    await own.close({ keepStore: true });
+    const cli = await new Promise<{ code: number; stderr: string }>((resolve, reject) => {
+      const env = { ...process.env, HUREN_DATA_DIR: own.store.dataDir, ...(own.store.databaseUrl ? { DATABASE_URL: own.store.databaseUrl } : {}) };
+      const child = spawn(process.execPath, ['--import', 'tsx', 'scripts/catalogue-upgrade.ts', '--restart'], { stdio: ['ignore', 'ignore', 'pipe'], env });
+      let stderr = '';
+      child.stderr.on('data', (d) => (stderr += d));
+      child.on('error', reject);
+      child.on('close', (code) => resolve({ code: code ?? -1, stderr }));
+    });
+    t.is(cli.code, 0, cli.stderr);
+    restarted = await startTestServer({ provenance: testProvenanceConfig() }, { store: own.store });
+    const status = async () => (await restarted!.huren.db.query<{ status: string }>('SELECT status FROM report_version WHERE report_id = $1 AND version = 2', [report]))[0]?.status;
+    t.is(await status(), 'pending', 'recorded as the platform’s revision, waiting for anchoring');
+    // queued with the command's own delay (HUREN_PLATFORM_ANCHOR_DELAY_SECONDS, 600 s by default): anchored
+    // by the next run after it, or at once by an operator's anchor-now
+    t.is((await restarted.huren.provenance.anchorNow()).records, 0, 'still within its delay');
+    await restarted.huren.provenance.anchorNow({ includeWaiting: true });
+    t.is(await status(), 'consistent');
+  } finally {
+    await (restarted ?? own).close();
+  }
 });
