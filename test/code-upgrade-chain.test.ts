@@ -6,10 +6,10 @@
  * behind the server's back is inconsistent. The embedded chain; serial.
  */
 import test from 'ava';
-import { spawn } from 'node:child_process';
 import { HASH_BADGE_SYSTEM } from '../server/profiles/canonical.ts';
 import { startTestServer, type TestServer } from './helpers/server.ts';
 import { fingerprint, reportBundle, testProvenanceConfig } from './helpers/chain.ts';
+import { runScript } from './helpers/command.ts';
 
 const BASE = 'https://fhir.huren.gz.cn';
 const LEGACY = `${BASE}/CodeSystem/legacy-price-item`;
@@ -134,14 +134,7 @@ test.serial('the command in direct mode (server stopped) records the revisions t
     const report = ((await res.json()) as any).entry.map((e: any) => e.fullUrl as string).find((u: string) => u.includes('/DiagnosticReport/')).split('/DiagnosticReport/')[1];
     await own.huren.provenance.anchorNow();
     await own.close({ keepStore: true });
-    const cli = await new Promise<{ code: number; stderr: string }>((resolve, reject) => {
-      const env = { ...process.env, HUREN_DATA_DIR: own.store.dataDir, ...(own.store.databaseUrl ? { DATABASE_URL: own.store.databaseUrl } : {}) };
-      const child = spawn(process.execPath, ['--import', 'tsx', 'scripts/catalogue-upgrade.ts', '--restart'], { stdio: ['ignore', 'ignore', 'pipe'], env });
-      let stderr = '';
-      child.stderr.on('data', (d) => (stderr += d));
-      child.on('error', reject);
-      child.on('close', (code) => resolve({ code: code ?? -1, stderr }));
-    });
+    const cli = await runScript('scripts/catalogue-upgrade.ts', ['--restart'], { HUREN_DATA_DIR: own.store.dataDir, ...(own.store.databaseUrl ? { DATABASE_URL: own.store.databaseUrl } : {}) });
     t.is(cli.code, 0, cli.stderr);
     restarted = await startTestServer({ provenance: testProvenanceConfig() }, { store: own.store });
     const status = async () => (await restarted!.huren.db.query<{ status: string }>('SELECT status FROM report_version WHERE report_id = $1 AND version = 2', [report]))[0]?.status;

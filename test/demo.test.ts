@@ -6,13 +6,13 @@
  * demo says so and exits 3.
  */
 import test from 'ava';
-import { spawn } from 'node:child_process';
 import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { startTestServer, type TestServer } from './helpers/server.ts';
 import { backendClients, type BackendClients } from './helpers/backend-token.ts';
 import { ORG_ID } from './helpers/recognition-data.ts';
+import { runCommand, runScript } from './helpers/command.ts';
 
 let s: TestServer;
 let backend: BackendClients;
@@ -24,18 +24,7 @@ test.after.always(async () => {
   await s?.close();
 });
 
-function run(cmd: string, args: string[], env: Record<string, string>): Promise<{ code: number; stdout: string; stderr: string }> {
-  return new Promise((resolve, reject) => {
-    const child = spawn(cmd, args, { stdio: ['ignore', 'pipe', 'pipe'], env: { ...process.env, ...env } });
-    let stdout = '';
-    let stderr = '';
-    child.stdout.on('data', (d) => (stdout += d));
-    child.stderr.on('data', (d) => (stderr += d));
-    child.on('error', reject);
-    child.on('close', (code) => resolve({ code: code ?? -1, stdout, stderr }));
-  });
-}
-const demo = (env: Record<string, string>) => run(process.execPath, ['--import', 'tsx', 'scripts/demo.ts'], env);
+const demo = (env: Record<string, string>) => runScript('scripts/demo.ts', [], env);
 const part = (p: any, name: string) => p.part?.find((x: any) => x.name === name);
 const param = (b: any, name: string) => b.parameter?.find((x: any) => x.name === name);
 const counts = async () =>
@@ -53,7 +42,7 @@ test.serial('the demo loads the city and prints three calls that show a recognis
 
   const answers = [];
   for (const c of calls) {
-    const res = await run('bash', ['-c', c], { HUREN_TOKEN: s.token });
+    const res = await runCommand('bash', ['-c', c], { HUREN_TOKEN: s.token });
     t.is(res.code, 0, res.stderr);
     answers.push(JSON.parse(res.stdout));
   }
