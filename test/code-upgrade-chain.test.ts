@@ -105,6 +105,10 @@ test.serial('an upgraded report keeps its chain status and badge; $verify proves
   t.is(part(from, 'recomputedFingerprint').valueString, submittedFp);
   t.is(part(from, 'anchoredBy').valueCode, 'platform');
 
+  // the chain statistics count what the institution sent, not the platform's revisions of it
+  const stats = (await (await fetch(`${s.huren.url}/api/statistics/chain`, { headers: { authorization: `Bearer ${s.token}` } })).json()) as any;
+  t.is(stats.totals.received, 1, JSON.stringify(stats.totals));
+
   // the sweep agrees (member records follow the upgraded result, seals hold)
   await s.huren.provenance.sweep({ deep: true, chain: false });
   t.is(await statusOf(report, 2), 'consistent');
