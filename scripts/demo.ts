@@ -8,8 +8,9 @@
  *
  *   npm run demo                          the server at HUREN_URL (default http://127.0.0.1:8080)
  *   npm run demo -- --url http://127.0.0.1:8081
- *   npm run demo -- --embedded            starts a platform in this process (in memory, PORT or 8080) and
- *                                         keeps it running for the calls until Ctrl-C
+ *   npm run demo -- --embedded            starts a platform in this process (in memory, PORT or 8080; its
+ *                                         chain in a temporary directory) and keeps it running for the
+ *                                         calls until Ctrl-C
  *
  * The token: HUREN_TOKEN, else (a server on this machine) the generated bootstrap token of a fresh `npm start`,
  * `$HUREN_DATA_DIR/bootstrap-token` (default ./data). Once that token has created the first security
@@ -18,7 +19,8 @@
  * Exit codes: 0 loaded (the calls printed); 2 usage; 3 failed (no server, refused token, a refused upload).
  */
 import { randomBytes } from 'node:crypto';
-import { existsSync, readFileSync } from 'node:fs';
+import { existsSync, mkdtempSync, readFileSync, rmSync } from 'node:fs';
+import { tmpdir } from 'node:os';
 import { join, resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { parseArgs } from './lib/args.ts';
@@ -98,9 +100,20 @@ async function startEmbedded(): Promise<{ target: Target; close: () => Promise<v
   const { loadConfig } = await import('../server/config.ts');
   const { start } = await import('../server/app.ts');
   const token = randomBytes(16).toString('hex');
-  const config = loadConfig(process.env, { inMemory: true, bootstrapToken: token, logLevel: (process.env.LOG_LEVEL as 'warn') ?? 'warn' });
-  const huren = await start(config);
-  return { target: { url: huren.url, token, tokenExpr: token }, close: () => huren.close() };
+  // nothing kept: the store in memory, the chain and the keys in a directory of its own, removed at the end
+  const dataDir = mkdtempSync(join(tmpdir(), 'huren-demo-'));
+  const config = loadConfig(process.env, { inMemory: true, dataDir, bootstrapToken: token, logLevel: (process.env.LOG_LEVEL as 'warn') ?? 'warn' });
+  const huren = await start(config).catch((e) => {
+    rmSync(dataDir, { recursive: true, force: true });
+    throw e;
+  });
+  return {
+    target: { url: huren.url, token, tokenExpr: token },
+    close: async () => {
+      await huren.close();
+      rmSync(dataDir, { recursive: true, force: true });
+    },
+  };
 }
 
 interface Loaded {

@@ -279,6 +279,12 @@ export async function verifyReport(
   }
   const members = await checkMembers(db, rv);
   for (const m of members) if (!m.ok) integrity.push(m.reason!);
+  // members the platform rewrote (a code upgrade of a result): said, and each checked like the report's own revision
+  const revisions: string[] = [];
+  for (const r of (await revisionsOf(db, members.map((m) => `${m.type}/${m.id}/_history/${m.version}`))).values()) {
+    integrity.push(...(await checkRevision(db, keys, r)).problems);
+    revisions.push(`${r.type}/${r.id} version ${r.version} is a platform ${r.reason} of version ${r.base_version}`);
+  }
   const sealProblem = await versionSealProblem(db, keys, rv.report_id, rv.version);
   if (sealProblem) integrity.push(sealProblem);
 
@@ -307,16 +313,7 @@ export async function verifyReport(
   const signatures = [...sm2Signatures(decisive?.anchor.signature), ...bundleSignatures];
   const signature = await checkSignatures(db, institutions, rv.performer, recomputed ?? rv.fingerprint ?? undefined, signatures);
   reasons.push(...integrity, ...(decisive ? decisive.verdict.reasons : after.chain_reasons));
-  // members the platform rewrote (a code upgrade of a result): said, and each checked like the report's own revision
-  const revised = await revisionsOf(db, members.map((m) => `${m.type}/${m.id}/_history/${m.version}`));
-  const revisions: string[] = [];
-  for (const r of revised.values()) {
-    const checked = await checkRevision(db, keys, r);
-    integrity.push(...checked.problems);
-    reasons.push(...checked.problems);
-    revisions.push(`${r.type}/${r.id} version ${r.version} is a platform ${r.reason} of version ${r.base_version}`);
-  }
-  let status = integrity.length > 0 ? 'inconsistent' : after.status;
+  let status = after.status;
   // and the version it was derived from, down to the institution's own submission
   let derivedFrom: VerifyResult['derivedFrom'];
   if (derived) {
