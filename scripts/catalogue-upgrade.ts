@@ -106,9 +106,16 @@ async function direct(options: UpgradeOptions, progress: Progress): Promise<Upgr
   const { loadDefinitions } = await import('../server/fhir/definitions.ts');
   const { loadTerminology } = await import('../server/terminology/load.ts');
   const { codeUpgrade, UpgradeRefused } = await import('../server/terminology/code-upgrade.ts');
+  const { installEngine } = await import('../server/fhir/engine.ts');
+  const { createLogger } = await import('../server/http/observability.ts');
+  const { ProvenanceService } = await import('../server/provenance/service.ts');
   const config = loadConfig();
   loadDefinitions();
   const db = await openDatabase({ url: config.databaseUrl, dataDir: config.inMemory ? undefined : `${config.dataDir}/pglite` });
+  // chain provenance's intake sees the upgraded versions, as in the server: they are recorded as the
+  // platform's revisions and queued for anchoring (the server's anchoring job anchors them)
+  const provenance = new ProvenanceService(db, config, createLogger(config.logLevel === 'info' ? 'warn' : config.logLevel, process.stderr));
+  installEngine(db, { writeObservers: provenance.engineParts().writeObservers });
   try {
     await migrate(db);
     await loadTerminology(db);
@@ -117,6 +124,7 @@ async function direct(options: UpgradeOptions, progress: Progress): Promise<Upgr
     if (e instanceof UpgradeRefused) throw new UsageError(e.message);
     throw e;
   } finally {
+    await provenance.stop().catch(() => undefined);
     await db.close();
   }
 }

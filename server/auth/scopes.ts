@@ -45,13 +45,19 @@ export function allows(scopes: readonly string[], type: string | undefined, acti
   return false;
 }
 
+/**
+ * Reads of a patient's whole record ($everything, $summary 健康档案): one entry, so that both always need the
+ * same (recognition/patient-record.ts is their one path in the service).
+ */
+export const PATIENT_RECORD_OPERATIONS = ['everything', 'summary'] as const;
+
 /** Operations that only read (their reminder and access records are the platform's own bookkeeping). */
-const READING_OPERATIONS = new Set([
+const READING_OPERATIONS = new Set<string>([
   'recognition-check',
   'duplicate-check',
   'reports',
   'view',
-  'everything',
+  ...PATIENT_RECORD_OPERATIONS,
   'verify',
   'original',
   'trace',
@@ -108,9 +114,13 @@ export const RECOGNITION_NEEDS: readonly Need[] = [
   { type: 'DetectedIssue', action: 'c' },
 ];
 
+/** What a read of a patient's whole record needs besides its own letter (Patient read): the same for each. */
+export const PATIENT_RECORD_NEEDS: readonly Need[] = [];
+
 const ALSO_NEEDED: Record<string, readonly Need[]> = {
   'recognition-check': RECOGNITION_NEEDS,
   'duplicate-check': RECOGNITION_NEEDS,
+  ...Object.fromEntries(PATIENT_RECORD_OPERATIONS.map((op) => [op, PATIENT_RECORD_NEEDS])),
 };
 
 /** Everything a FHIR REST request needs of the scopes: needed() and what its operation also reads or writes. */

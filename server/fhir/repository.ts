@@ -40,6 +40,11 @@ export interface TxWrites {
   versions: NewVersion[];
   /** Set by a transaction Bundle: the submission as received (`raw`: the request body's text, when known). */
   submission?: { raw?: string; bundle: unknown };
+  /**
+   * Set by the server's own rewrite of stored resources (never by a client request): what rewrote them and
+   * why, so the observers record the versions as the server's, derived from the previous ones.
+   */
+  revision?: { activity: string; reason: string };
 }
 
 /** Sees every transaction's writes (installed through the engine, engine.ts): a throw rolls the transaction back. */

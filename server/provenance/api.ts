@@ -8,17 +8,21 @@
  *        provenance tables (the MeasureReports are the same counts, as of their generation)
  *   GET /api/settings/hash-badge            { enabled, statuses, updated }
  *   PUT /api/settings/hash-badge            { "enabled": true, "statuses": ["consistent", "pending"] } (full rights or a system administrator)
+ *   POST /api/provenance/anchor             anchors the platform's outbox now, the records still waiting for an
+ *                                           institution's late Provenance included (full rights): { formed,
+ *                                           anchored, records, failed } — what the anchoring job does at its next run
  */
 import Router from '@koa/router';
 import type Koa from 'koa';
 import type { Database } from '../db/database.ts';
 import { badRequest, fail } from '../fhir/errors.ts';
 import { allows } from '../auth/scopes.ts';
-import { mayChangeBadge } from './operations/badge-settings.ts';
+import { ADMIN_SCOPES, mayChangeBadge } from './operations/badge-settings.ts';
 import type { Principal } from '../http/auth.ts';
 import { readBody, UNSTORABLE_TEXT, type BodyLimits } from '../http/body.ts';
 import { BadgeSettingsError, readBadgeSettings, writeBadgeSettings } from './badge.ts';
 import { chainStatistics, statisticsRange, StatisticsError, totals } from './statistics.ts';
+import { ProvenanceService } from './service.ts';
 
 export function provenanceApi(db: Database, limits: BodyLimits): Router {
   const router = new Router({ prefix: '/api' });
@@ -64,6 +68,14 @@ export function provenanceApi(db: Database, limits: BodyLimits): Router {
       if (e instanceof BadgeSettingsError) throw badRequest(e.message, e.index !== undefined ? `${e.param}[${e.index}]` : e.param);
       throw e;
     }
+  });
+  router.post('/provenance/anchor', async (ctx) => {
+    const principal = ctx.state.principal as Principal;
+    if (!principal.scopes.some((s) => ADMIN_SCOPES.includes(s))) throw fail(403, 'forbidden', 'Anchoring now needs full rights');
+    if (Object.keys(ctx.query).length > 0) throw badRequest(`unknown parameter '${Object.keys(ctx.query)[0]!.slice(0, 40)}' (it takes none)`, Object.keys(ctx.query)[0]!.slice(0, 40));
+    const service = ProvenanceService.of(db);
+    if (!service) throw fail(503, 'transient', 'Chain provenance is not running on this server');
+    json(ctx, await service.anchorNow({ force: true, includeWaiting: true }));
   });
   return router;
 }

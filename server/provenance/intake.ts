@@ -40,6 +40,7 @@ import type { RecordKeys } from './record-keys.ts';
 import { sealVersion } from './seals.ts';
 import { checkSignatureForm } from './signatures.ts';
 import { refusePlatformProvenanceWrite } from './platform-provenance.ts';
+import { recordRevisions, revisionOf, checkRevision } from './revisions.ts';
 import { insertAnchor, NO_BUNDLE, NO_PROVENANCE, refreshChainStatus, reportKey, reportVersion, WAITING_FOR_PLATFORM, type AnchorStatus, type ReportVersionRow } from './records.ts';
 
 export const RECOGNITION_RECORD_KIND = 'recognition-record';
@@ -72,7 +73,9 @@ export class Intake implements WriteObserver {
     let pending = false;
 
     const live = reports.filter((w) => !w.deleted).map((w) => w.resource as DiagnosticReport);
-    if (live.length > 0) await this.reports(sql, live, submission, bundleAnchors.length > 0);
+    // versions the platform rewrote itself (a code upgrade): derived from the ones they replace, anchored by the platform
+    if (writes.revision) await recordRevisions(sql, writes, written, this.options);
+    else if (live.length > 0) await this.reports(sql, live, submission, bundleAnchors.length > 0);
     for (const w of reports.filter((r) => r.deleted)) {
       await sql.query('UPDATE report_version SET current = false WHERE report_id = $1 AND current', [w.resource.id]);
     }
@@ -237,6 +240,13 @@ export function readBundleAnchors(bundle: unknown): Array<{ index: number; ancho
 export async function localCheck(sql: Sql, rv: ReportVersionRow, anchor: ChainAnchor): Promise<{ status: AnchorStatus; reasons: string[]; root: string; fingerprint?: string }> {
   const claimed = formatFp(anchor.fingerprint);
   const root = anchor.proof?.root ? formatFp(anchor.proof.root) : claimed;
+  if (!rv.original_id && rv.derived_from !== null && rv.derived_from !== undefined) {
+    // a version the platform wrote itself: its fingerprint is the revision's digest, recomputed from the stored version
+    const rev = await revisionOf(sql, 'DiagnosticReport', rv.report_id, rv.version);
+    const fp = rev ? (await checkRevision(sql, undefined, rev)).digest : undefined;
+    if (!fp) return { status: 'inconsistent', root, reasons: [`the platform's record of version ${rv.version} (${rv.revision_reason}) or the version itself is missing`] };
+    return compareAnchor(fp, claimed, root, anchor);
+  }
   if (!rv.original_id) {
     return {
       status: 'unverifiable',
@@ -246,8 +256,12 @@ export async function localCheck(sql: Sql, rv: ReportVersionRow, anchor: ChainAn
   }
   let fp = rv.fingerprint ?? undefined;
   if (anchor.alg !== rv.alg || !fp) fp = await originalFingerprint(sql, rv.original_id, anchor.alg);
+  return compareAnchor(fp, claimed, root, anchor, 'the fingerprint of the submitted Bundle');
+}
+
+function compareAnchor(fp: string, claimed: string, root: string, anchor: ChainAnchor, what = "the digest of the platform's revision"): { status: AnchorStatus; reasons: string[]; root: string; fingerprint?: string } {
   if (fp !== claimed) {
-    return { status: 'inconsistent', root, fingerprint: fp, reasons: [`the fingerprint of the submitted Bundle (${fp}) is not the anchored fingerprint (${claimed})`] };
+    return { status: 'inconsistent', root, fingerprint: fp, reasons: [`${what} (${fp}) is not the anchored fingerprint (${claimed})`] };
   }
   const proof = verifyAnchorProof(claimed, anchor.proof);
   if (!proof.ok) return { status: 'inconsistent', root, fingerprint: fp, reasons: [`the Merkle proof does not hold: ${proof.reason}`] };

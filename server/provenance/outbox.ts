@@ -109,9 +109,9 @@ export class Anchorer {
   ) {}
 
   /** Forms batches of the queued records that are due, then anchors every due batch (all of them when forced). */
-  async run(force = false): Promise<AnchorRunResult> {
+  async run(force = false, options: { includeWaiting?: boolean } = {}): Promise<AnchorRunResult> {
     const result: AnchorRunResult = { formed: 0, anchored: 0, records: 0, failed: 0 };
-    result.formed = await this.formBatches();
+    result.formed = await this.formBatches(options.includeWaiting === true);
     for (;;) {
       if (this.stopped) break;
       const batch = await this.claim(force);
@@ -139,15 +139,18 @@ export class Anchorer {
     if (this.retryTimer) clearTimeout(this.retryTimer);
   }
 
-  /** Queued records → batches of at most maxBatch records, one per algorithm. */
-  private async formBatches(): Promise<number> {
+  /**
+   * Queued records → batches of at most maxBatch records, one per algorithm. `includeWaiting`: also the records
+   * still within their delay (waiting for an institution's own late Provenance).
+   */
+  private async formBatches(includeWaiting: boolean): Promise<number> {
     let formed = 0;
     for (;;) {
       const n = await this.db.transaction(async (sql) => {
         const rows = await sql.query<{ seq: number; digest: string }>(
-          `SELECT seq, digest FROM anchor_outbox WHERE state = 'queued' AND available_at <= now()
+          `SELECT seq, digest FROM anchor_outbox WHERE state = 'queued' AND (available_at <= now() OR $2::boolean)
            ORDER BY seq LIMIT $1 FOR UPDATE SKIP LOCKED`,
-          [this.config.maxBatch]
+          [this.config.maxBatch, includeWaiting]
         );
         if (rows.length === 0) return { rows: 0, batches: 0 };
         const byAlg = new Map<string, typeof rows>();

@@ -19,6 +19,7 @@ import { chainAnchorExtension, parseDigest, type HashAlg, type MerkleProof } fro
 import type { AnchorReceipt } from '../ledger/port.ts';
 import { PROFILE } from '../profiles/canonical.ts';
 import { CANONICAL_BASE } from '../terminology/canonical.ts';
+import { revisionsOf } from './revisions.ts';
 
 export const PLATFORM_PROVENANCE_PREFIX = 'platform-anchor-';
 /** Who the platform is, as a Provenance agent (a logical reference: the platform is no Organization resource). */
@@ -35,7 +36,7 @@ export interface AnchoredRecord {
 }
 
 /** The Provenance of one anchored record. */
-export function platformProvenance(record: AnchoredRecord, receipt: AnchorReceipt, recorded: string): Provenance {
+export function platformProvenance(record: AnchoredRecord, receipt: AnchorReceipt, recorded: string, revision?: { base_version: number; reason: string }): Provenance {
   const digest = parseDigest(record.digest);
   const proof = record.proof && record.proof.path.length > 0 ? { proof: record.proof } : {};
   return {
@@ -54,6 +55,13 @@ export function platformProvenance(record: AnchoredRecord, receipt: AnchorReceip
     ],
     target: [{ reference: record.key }],
     recorded,
+    // a version the platform wrote itself (a code upgrade): why, and the version it was derived from
+    ...(revision
+      ? {
+          reason: [{ text: revision.reason }],
+          entity: [{ role: 'revision' as const, what: { reference: record.key.replace(/\/_history\/\d+$/, `/_history/${revision.base_version}`) } }],
+        }
+      : {}),
     agent: [
       {
         type: { coding: [{ system: 'http://terminology.hl7.org/CodeSystem/provenance-participant-type', code: 'custodian', display: 'Custodian' }] },
@@ -65,11 +73,12 @@ export function platformProvenance(record: AnchoredRecord, receipt: AnchorReceip
 
 /** Writes the Provenances of an anchored batch in the caller's transaction, past the write observer (idempotent). */
 export async function writePlatformProvenances(db: Database, sql: Sql, records: AnchoredRecord[], receipt: AnchorReceipt): Promise<number> {
-  const anchored = records.filter((r) => /^(DiagnosticReport|DetectedIssue)\/[^/]+\/_history\/\d+$/.test(r.key));
+  const anchored = records.filter((r) => /^[A-Z][A-Za-z]{1,63}\/[^/]+\/_history\/\d+$/.test(r.key));
   if (anchored.length === 0) return 0;
   const recorded = new Date().toISOString();
   const repo = new Repository(db, sql, true); // no TxWrites: the observer (intake) does not see these writes
-  const all = anchored.map((r) => platformProvenance(r, receipt, recorded));
+  const revisions = await revisionsOf(sql, anchored.map((r) => r.key));
+  const all = anchored.map((r) => platformProvenance(r, receipt, recorded, revisions.get(r.key)));
   const existing = new Set((await repo.readMany('Provenance', all.map((p) => p.id as string))).map((p) => p.id));
   const fresh = all.filter((p) => !existing.has(p.id));
   if (fresh.length > 0) await repo.createMany(fresh);

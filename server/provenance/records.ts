@@ -46,6 +46,9 @@ export interface ReportVersionRow {
   swept_at: string | Date | null;
   status: HashStatus;
   seal: string | null;
+  /** A version the platform wrote itself (platform_revision): the version it was derived from, and why. */
+  derived_from: number | null;
+  revision_reason: string | null;
 }
 
 export interface AnchorRow {
@@ -218,10 +221,10 @@ export async function refreshChainStatus(sql: Sql, reportId: string, version: nu
     );
     if (queued.length > 0) {
       status = 'pending';
-      reasons = [WAITING_FOR_PLATFORM];
+      reasons = [rv.derived_from !== null ? `a platform ${rv.revision_reason} of version ${rv.derived_from}: waiting for platform anchoring` : WAITING_FOR_PLATFORM];
     } else {
       status = 'unanchored';
-      reasons = rv.original_id ? [NO_PROVENANCE] : [NO_BUNDLE];
+      reasons = rv.original_id ? [NO_PROVENANCE] : rv.derived_from !== null ? [`a platform ${rv.revision_reason} of version ${rv.derived_from}, not anchored`] : [NO_BUNDLE];
     }
   }
   if (rv.chain_status === 'consistent' && status === 'pending') {

@@ -35,13 +35,19 @@ export interface VersionSealInput {
   fingerprint: string | null;
   members: unknown[];
   seal: string | null;
+  /** A platform revision (code upgrade): the version it was derived from, and why. */
+  derived_from?: number | null;
+  revision_reason?: string | null;
 }
 
-const INPUT_SQL = `SELECT rv.report_id, rv.version, rv.original_id, o.raw_digest, rv.alg, rv.fingerprint, rv.seal, ${MEMBERS_SQL('rv')} AS members
+const INPUT_SQL = `SELECT rv.report_id, rv.version, rv.original_id, o.raw_digest, rv.alg, rv.fingerprint, rv.seal, rv.derived_from, rv.revision_reason, ${MEMBERS_SQL('rv')} AS members
   FROM report_version rv LEFT JOIN report_original o ON o.id = rv.original_id WHERE rv.report_id = $1 AND rv.version = $2`;
 
 function versionFields(r: VersionSealInput): unknown[] {
-  return [r.report_id, Number(r.version), r.original_id, r.raw_digest, r.alg, r.fingerprint, r.members];
+  const fields: unknown[] = [r.report_id, Number(r.version), r.original_id, r.raw_digest, r.alg, r.fingerprint, r.members];
+  // a platform revision seals what it was derived from too (versions without one keep their earlier seals)
+  if (r.derived_from !== null && r.derived_from !== undefined) fields.push(Number(r.derived_from), r.revision_reason ?? null);
+  return fields;
 }
 
 /** Seals a report version as it is recorded now (after its members are recorded). */

@@ -313,8 +313,10 @@ export class ProvenanceService {
   }
 
   /** Anchors the outbox now: every due record is batched; every batch is tried (even one waiting for its retry, unless force is false). */
-  anchorNow(options: { force?: boolean } = {}): Promise<AnchorRunResult> {
-    const run = this.anchorRun.then(() => (this.stopped ? { formed: 0, anchored: 0, records: 0, failed: 0 } : this.anchorer.run(options.force ?? true)));
+  anchorNow(options: { force?: boolean; includeWaiting?: boolean } = {}): Promise<AnchorRunResult> {
+    const run = this.anchorRun.then(() =>
+      this.stopped ? { formed: 0, anchored: 0, records: 0, failed: 0 } : this.anchorer.run(options.force ?? true, { includeWaiting: options.includeWaiting })
+    );
     this.anchorRun = run.catch(() => undefined);
     return run;
   }

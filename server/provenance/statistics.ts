@@ -3,6 +3,7 @@
  * docs/chain-provenance.md): counted from the provenance tables, one row per report version received —
  *
  *   received             report versions received (report_version rows) whose performer is the institution
+ *                        (not the versions the platform wrote itself, a code upgrade: revisions.ts)
  *   anchored-institution of which the decisive anchor is the institution's own chain Provenance
  *   anchored-platform    of which the decisive anchor was made by the platform's outbox
  *   consistent | inconsistent | pending | unanchored   their hash-consistency status now
@@ -116,7 +117,7 @@ export async function chainStatistics(sql: Sql, range: StatisticsRange): Promise
             count(*) FILTER (WHERE status = 'pending')::int AS "pending",
             count(*) FILTER (WHERE status = 'unanchored')::int AS "unanchored"
        FROM report_version
-      WHERE performer IS NOT NULL AND created_at >= $1::timestamptz AND created_at < $2::timestamptz
+      WHERE performer IS NOT NULL AND derived_from IS NULL AND created_at >= $1::timestamptz AND created_at < $2::timestamptz
         AND ($3::text IS NULL OR performer = $3)
       GROUP BY 1, 2
       ORDER BY 2, 1`,

@@ -66,6 +66,8 @@ interface Row {
   raw_digest?: string | null;
   seal?: string | null;
   members?: unknown[];
+  derived_from?: number | null;
+  revision_reason?: string | null;
   odd: Array<[string, string, number, number | null, boolean | null, string | null, boolean | null, string]> | null;
 }
 
@@ -73,7 +75,7 @@ function sweepSql(deep: boolean, sealed: boolean): string {
   const xminSame = (col: string, stored: string) => (deep ? 'false' : `${col}::text = ${stored}`);
   return `
   SELECT rv.report_id, rv.version, rv.integrity_ok, rv.integrity_reasons, rv.fingerprint, rv.alg, rv.original_id, rv.original_xmin,
-         ${sealed ? `o.raw_digest, rv.seal, ${MEMBERS_SQL('rv')} AS members,` : ''}
+         ${sealed ? `o.raw_digest, rv.seal, rv.derived_from, rv.revision_reason, ${MEMBERS_SQL('rv')} AS members,` : ''}
          d.version AS dr_version, d.deleted AS dr_deleted,
          (rv.original_id IS NOT NULL AND o.id IS NULL) AS original_missing,
          CASE WHEN o.id IS NULL THEN NULL

@@ -18,6 +18,7 @@ import { checkSignatures, sm2Signatures, type SignatureCheck } from './signature
 import type { FhirSignature } from '../fingerprint/signature.ts';
 import { anchorSealState, versionSealProblem, type AnchorSealState } from './seals.ts';
 import { DOTTED_RAW, localCheck, parseOriginal, rawDigest, undot } from './intake.ts';
+import { checkRevision, revisionOf, revisionsOf } from './revisions.ts';
 import {
   anchorsOf,
   refreshChainStatus,
@@ -221,6 +222,10 @@ export interface VerifyResult {
   reasons: string[];
   /** Whether the performing institution signed this version's fingerprint. */
   signature: SignatureCheck;
+  /** What of this version the platform wrote itself (a code upgrade of the report or of a result). */
+  revisions: string[];
+  /** A version the platform wrote itself: the check of the version it was derived from. */
+  derivedFrom?: { version: number; reason: string; result: VerifyResult };
 }
 
 /**
@@ -261,8 +266,25 @@ export async function verifyReport(
       }
     }
   }
+  const derived = rv.derived_from !== null && rv.derived_from !== undefined && !rv.original_id;
+  if (derived) {
+    // a version the platform wrote itself (a code upgrade): its record and digest, recomputed from the stored version
+    const rev = await revisionOf(db, 'DiagnosticReport', rv.report_id, rv.version);
+    if (!rev) integrity.push(`the platform's record of version ${rv.version} (${rv.revision_reason}) is missing from the database`);
+    else {
+      const checked = await checkRevision(db, keys, rev);
+      recomputed = checked.digest;
+      integrity.push(...checked.problems);
+    }
+  }
   const members = await checkMembers(db, rv);
   for (const m of members) if (!m.ok) integrity.push(m.reason!);
+  // members the platform rewrote (a code upgrade of a result): said, and each checked like the report's own revision
+  const revisions: string[] = [];
+  for (const r of (await revisionsOf(db, members.map((m) => `${m.type}/${m.id}/_history/${m.version}`))).values()) {
+    integrity.push(...(await checkRevision(db, keys, r)).problems);
+    revisions.push(`${r.type}/${r.id} version ${r.version} is a platform ${r.reason} of version ${r.base_version}`);
+  }
   const sealProblem = await versionSealProblem(db, keys, rv.report_id, rv.version);
   if (sealProblem) integrity.push(sealProblem);
 
@@ -291,10 +313,30 @@ export async function verifyReport(
   const signatures = [...sm2Signatures(decisive?.anchor.signature), ...bundleSignatures];
   const signature = await checkSignatures(db, institutions, rv.performer, recomputed ?? rv.fingerprint ?? undefined, signatures);
   reasons.push(...integrity, ...(decisive ? decisive.verdict.reasons : after.chain_reasons));
+  let status = after.status;
+  // and the version it was derived from, down to the institution's own submission
+  let derivedFrom: VerifyResult['derivedFrom'];
+  if (derived) {
+    const base = await reportVersion(db, rv.report_id, Number(rv.derived_from));
+    if (!base) {
+      status = 'inconsistent';
+      reasons.push(`version ${rv.derived_from}, which version ${rv.version} was derived from, has no provenance record`);
+    } else {
+      const result = await verifyReport(db, ledger, config, keys, institutions, base);
+      derivedFrom = { version: base.version, reason: rv.revision_reason ?? 'revision', result };
+      revisions.unshift(`version ${rv.version} is a platform ${rv.revision_reason} of version ${base.version}, which is ${result.status}${result.derivedFrom ? '' : base.original_id ? ' (the institution\'s submission)' : ''}`);
+      if (result.status === 'inconsistent') {
+        status = 'inconsistent';
+        reasons.push(`version ${base.version}, which version ${rv.version} was derived from, is inconsistent: ${result.reasons.slice(0, 2).join('; ')}`);
+      }
+    }
+  }
   return {
     reportId: rv.report_id,
     version: rv.version,
-    status: after.status,
+    status,
+    revisions,
+    ...(derivedFrom ? { derivedFrom } : {}),
     alg: rv.alg ?? undefined,
     fingerprint: rv.fingerprint ?? undefined,
     recomputed,

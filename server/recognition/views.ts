@@ -22,7 +22,7 @@ import {
 import { accessRecord } from './records.ts';
 import type { Verdict } from './rules.ts';
 import { defaultRequester, type ServiceContext } from './model.ts';
-import { resolvePatients, resolveRequester } from './patients.ts';
+import { resolvePatients, resolveRequester, type ResolvedRequester } from './patients.ts';
 import { loadReports } from './facts-query.ts';
 import { categoryMatcher } from './results.ts';
 
@@ -43,6 +43,8 @@ export interface ReportView {
   /** With a requester: whether any item is recognisable, and the fewest days left among those. */
   recognisable?: boolean;
   daysRemaining?: number;
+  /** The abnormal results (interpretation H, L, A, HH, LL…), critical ones flagged. */
+  abnormal: { observation: Observation; critical: boolean }[];
 }
 
 export interface PatientReportsInput {
@@ -65,18 +67,25 @@ export async function patientReports(ctx: ServiceContext, input: PatientReportsI
     resolvePatients(ctx.repo, { id: input.patientId }, 'patient'),
     requesterRef ? resolveRequester(ctx.repo, requesterRef) : Promise.resolve(undefined),
   ]);
-  const loaded = await loadReports(ctx.repo, patients.map((p) => p.id as string));
-  const views = loaded
-    .map((l) => reportView(l, catalogue, requester?.institution, now))
+  const views = (await reportViewsOf(ctx, patients.map((p) => p.id as string), requester, now))
     .filter((v) => kinds.length === 0 || (v.kind !== undefined && kinds.includes(v.kind)))
     .filter((v) => (input.categories ?? []).length === 0 || v.items.some((i) => categoryFilter({ report: v.report, item: i.item })) || (v.items.length === 0 && categoryFilter({ report: v.report })));
   await recordAccess(ctx, '$reports', [{ reference: `Patient/${patients[0].id}` }], requester?.reference);
   return { total: views.length, reports: views.slice(input.offset, input.offset + input.count) };
 }
 
+/**
+ * Every report of the patients, as views judged for the requester (when known), newest first; no access
+ * record (the caller writes it: $reports, and the patient-record reads, patient-record.ts).
+ */
+export async function reportViewsOf(ctx: ServiceContext, patientIds: string[], requester: ResolvedRequester | undefined, now = ctx.now ?? new Date()): Promise<ReportView[]> {
+  const catalogue = currentCatalogue();
+  const loaded = await loadReports(ctx.repo, patientIds);
+  return loaded.map((l) => reportView(l, catalogue, requester?.institution, now));
+}
+
 export interface ReportDetail extends ReportView {
   observations: Observation[];
-  abnormal: { observation: Observation; critical: boolean }[];
 }
 
 export async function viewReport(ctx: ServiceContext, input: { reportId: string; requester?: Reference }): Promise<ReportDetail> {
@@ -101,7 +110,6 @@ export async function viewReport(ctx: ServiceContext, input: { reportId: string;
   return {
     ...view,
     observations,
-    abnormal: observations.filter(isAbnormal).map((o) => ({ observation: o, critical: isCritical(o) })),
   };
 }
 
@@ -122,6 +130,7 @@ function reportView(l: LoadedReport, catalogue: CatalogueView, requester: Reques
     items: itemViews,
     hrMark: hrMarkOf(l.report),
     abnormalCount: l.observations.filter(isAbnormal).length,
+    abnormal: l.observations.filter(isAbnormal).map((o) => ({ observation: o, critical: isCritical(o) })),
     ...(requester ? { recognisable: recognisable.length > 0 } : {}),
     ...(days.length > 0 ? { daysRemaining: Math.min(...days) } : {}),
   };

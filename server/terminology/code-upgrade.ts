@@ -89,6 +89,9 @@ interface JobRow {
   map_version: string | null;
 }
 
+/** What the write observers are told about the versions a code upgrade writes. */
+export const CODE_UPGRADE_REVISION = { activity: 'code-upgrade', reason: 'code upgrade' } as const;
+
 const MAX_FAILED = 100;
 const MAX_EXAMPLES = 5;
 
@@ -104,7 +107,12 @@ export async function codeUpgrade(db: Database, options: UpgradeOptions, princip
   progress(job.scanned, job.total);
   while (job.status === 'open' && remaining > 0) {
     const n = Math.min(batchSize, remaining);
-    const { row, scanned, upgraded } = await db.transaction((sql) => upgradeBatch(db, sql, job.id, n, map, principal));
+    // one transaction per batch, seen by the write observers as the platform's own revision (chain provenance
+    // anchors the new versions in the platform's name, derived from the ones they replace)
+    const { row, scanned, upgraded } = await new Repository(db).transaction((repo) => {
+      if (repo.writes) repo.writes.revision = CODE_UPGRADE_REVISION;
+      return upgradeBatch(repo, job.id, n, map, principal);
+    });
     job = row;
     run.scanned += scanned;
     run.upgraded += upgraded;
@@ -147,7 +155,8 @@ async function resolveJob(db: Database, options: UpgradeOptions, principal: Prin
 }
 
 /** One batch: the next resources of the walk, upgraded, and the checkpoint moved, in one transaction. */
-async function upgradeBatch(db: Database, sql: Sql, jobId: string, n: number, map: ConceptMapIndex | undefined, principal: Principal): Promise<{ row: JobRow; scanned: number; upgraded: number }> {
+async function upgradeBatch(repo: Repository, jobId: string, n: number, map: ConceptMapIndex | undefined, principal: Principal): Promise<{ row: JobRow; scanned: number; upgraded: number }> {
+  const sql = repo.connection;
   // the job row lock serialises runs of the same walk (two servers, or a retried async request)
   const [job] = await sql.query<JobRow>('SELECT * FROM code_upgrade_job WHERE id = $1 FOR UPDATE', [jobId]);
   if (!job || job.status !== 'open') return { row: job, scanned: 0, upgraded: 0 };
@@ -164,7 +173,6 @@ async function upgradeBatch(db: Database, sql: Sql, jobId: string, n: number, ma
       : await sql.query<JobRow>("UPDATE code_upgrade_job SET status = 'done', finished_at = now(), updated_at = now() WHERE id = $1 RETURNING *", [jobId]);
     return { row, scanned: 0, upgraded: 0 };
   }
-  const repo = new Repository(db, sql, true);
   const unmapped = job.unmapped;
   const failed = job.failed;
   const provenances: Provenance[] = [];

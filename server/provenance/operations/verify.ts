@@ -8,6 +8,7 @@
 import type { OperationDefinition, Parameters, ParametersParameter } from '@medplum/fhirtypes';
 import { badRequest, fail } from '../../fhir/errors.ts';
 import { ProvenanceService } from '../service.ts';
+import type { VerifyResult } from '../verify.ts';
 import { num } from '../records.ts';
 import type { NodeHolding } from '../../ledger/port.ts';
 import type { Operation } from '../../fhir/operations/registry.ts';
@@ -49,10 +50,28 @@ export const verifyOperation: Operation = {
       ...(r.signature.kid ? [{ name: 'signatureKey', valueString: r.signature.kid }] : []),
       ...(r.signature.status === 'invalid' || r.signature.status === 'no-key' ? [{ name: 'signatureReason', valueString: r.signature.reason! }] : []),
       ...r.reasons.map((reason) => ({ name: 'reason', valueString: reason })),
+      ...r.revisions.map((text) => ({ name: 'revision', valueString: text })),
+      ...(r.derivedFrom ? [{ name: 'derivedFrom', part: derivedParts(r.derivedFrom) }] : []),
     ];
     return { status: 200, body: { resourceType: 'Parameters', parameter } as Parameters };
   },
 };
+
+/** The version a platform revision was derived from, as checked now (recursively, down to the submission). */
+function derivedParts(d: NonNullable<VerifyResult['derivedFrom']>): ParametersParameter[] {
+  const r = d.result;
+  const a = r.decisive;
+  return [
+    { name: 'version', valueInteger: r.version },
+    { name: 'report', valueReference: { reference: `DiagnosticReport/${r.reportId}/_history/${r.version}` } },
+    { name: 'reason', valueString: d.reason },
+    { name: 'status', valueCode: r.status },
+    ...(r.fingerprint ? [{ name: 'fingerprint', valueString: r.fingerprint }] : []),
+    ...(r.recomputed ? [{ name: 'recomputedFingerprint', valueString: r.recomputed }] : []),
+    ...(a ? anchorParts(a.anchor.source, a.anchor.anchor.ledger, a.verdict.txId ?? a.anchor.tx_id ?? undefined, a.verdict.height ?? num(a.anchor.height), a.verdict.blockHash ?? a.anchor.block_hash ?? undefined, a.anchor.root) : []),
+    ...(r.derivedFrom ? [{ name: 'derivedFrom', part: derivedParts(r.derivedFrom) }] : []),
+  ];
+}
 
 function anchorParts(source: string, ledger: string, txId: string | undefined, height: number | undefined, blockHash: string | undefined, root: string): ParametersParameter[] {
   return [

