@@ -224,6 +224,32 @@ const apiCase: fc.Arbitrary<Case> = fc
     return { method, path: `${path}?${query.map(([k, v]) => `${k}=${enc(v)}`).join('&')}`, contentType: 'application/json', body: method === 'GET' ? undefined : JSON.stringify(body), auth: 'token' };
   });
 
+/** The app's endpoints: the accounts and session API, the monitoring API, the app itself, the token administration. */
+const APP_PATHS: Array<[method: string, path: string]> = [
+  ['POST', '/api/session/login'], ['POST', '/api/session/second-factor'], ['POST', '/api/session/logout'], ['GET', '/api/session/me'], ['POST', '/api/session/password'],
+  ['GET', '/api/accounts'], ['GET', '/api/accounts/{}'], ['POST', '/api/accounts'], ['PUT', '/api/accounts/{}/roles'], ['POST', '/api/accounts/{}/disable'], ['POST', '/api/accounts/{}/enable'],
+  ['GET', '/api/monitoring/overview'], ['GET', '/api/monitoring/institutions/{}/history'], ['GET', '/api/monitoring/late'], ['GET', '/api/monitoring/usage'],
+  ['POST', '/api/monitoring/alerts/{}/requests'], ['GET', '/api/monitoring/requests'], ['POST', '/api/monitoring/requests/{}/status'],
+  ['GET', '/api/dictionary/maps/{}/entries/{}/history'], ['POST', '/api/dictionary/maps/{}/entries/{}/status'],
+  ['GET', '/app/{}'], ['GET', '/app/assets/{}'], ['POST', '/app/'], ['GET', '/.well-known/smart-configuration'], ['POST', '/auth/revoke'], ['GET', '/auth/token'],
+];
+const appCase: fc.Arbitrary<Case> = fc
+  .tuple(
+    fc.constantFrom(...APP_PATHS),
+    fc.array(garbage, { minLength: 2, maxLength: 2 }),
+    fc.array(fc.tuple(fc.constantFrom('from', 'to', 'scope', 'institution', 'status', 'district', 'flow', 'system', 'x'), garbage), { maxLength: 3 }),
+    fc.oneof(json, fc.record({ login: garbage, password: garbage, code: garbage, challenge: garbage, roles: fc.oneof(json, fc.array(garbage, { maxLength: 3 })), status: garbage, note: garbage, client_id: garbage }, { requiredKeys: [] })),
+    fc.constantFrom('application/json', 'application/x-www-form-urlencoded', 'text/plain'),
+    fc.constantFrom<Case['auth']>('token', 'token', 'garbage', 'none')
+  )
+  .map(([[method, template], segments, query, body, contentType, auth]) => {
+    let i = 0;
+    const path = template.replace(/\{\}/g, () => enc(segments[i++ % 2]!) || 'x');
+    const q = query.length ? `?${query.map(([k, v]) => `${k}=${enc(v)}`).join('&')}` : '';
+    const text = contentType === 'application/x-www-form-urlencoded' && body && typeof body === 'object' ? Object.entries(body).map(([k, v]) => `${enc(k)}=${enc(typeof v === 'string' ? v : JSON.stringify(v) ?? '')}`).join('&') : JSON.stringify(body);
+    return { method, path: `${path}${q}`, contentType, body: method === 'GET' ? undefined : text, auth };
+  });
+
 const anyCase: fc.Arbitrary<Case> = fc.oneof(
   { weight: 6, arbitrary: searchCase },
   { weight: 4, arbitrary: createCase },
@@ -232,7 +258,8 @@ const anyCase: fc.Arbitrary<Case> = fc.oneof(
   { weight: 4, arbitrary: bundleCase },
   { weight: 2, arbitrary: cdsCase },
   { weight: 1, arbitrary: tokenCase },
-  { weight: 2, arbitrary: apiCase }
+  { weight: 2, arbitrary: apiCase },
+  { weight: 2, arbitrary: appCase }
 );
 
 async function counts(): Promise<string> {
