@@ -74,7 +74,9 @@ test.serial('a batch whose worker died mid-anchoring is taken over once its shor
     const whileHeld = await s.huren.provenance.anchorNow({ force: true });
     t.is(whileHeld.anchored, 0, 'the dead worker\'s lease still holds the batch');
     await sleep(LEASE * 1000 + 300);
-    const after = await s.huren.provenance.anchorNow({ force: true });
+    // (on a loaded machine the chain may miss the ledger's timeout once: the batch is retried, not lost)
+    let after = await s.huren.provenance.anchorNow({ force: true });
+    for (let i = 0; i < 10 && after.anchored === 0 && after.failed > 0; i++) after = await s.huren.provenance.anchorNow({ force: true });
     t.is(after.anchored, 1, 'taken over after the lease expired');
     t.is((await batchState(s)).state, 'anchored');
   } finally {
@@ -147,13 +149,17 @@ test.serial('a server killed (SIGKILL) in the middle of anchoring: the next serv
       HUREN_DEEP_SWEEP_CRON: 'off',
       LOG_LEVEL: 'error',
     },
-    stdio: 'ignore',
+    stdio: ['ignore', 'pipe', 'pipe'],
   });
+  let out = '';
+  child.stdout!.on('data', (c) => (out += c));
+  child.stderr!.on('data', (c) => (out += c));
   let second: TestServer | undefined;
   try {
-    for (let i = 0; i < 240 && hung.connections() === 0 && child.exitCode === null; i++) await sleep(250);
-    t.true(hung.connections() > 0, 'the killed server was anchoring (it reached the chain)');
-    await sleep(LEASE * 1000); // its heartbeat holds the batch past one lease
+    // (a loaded machine may take a minute or two to start a server process)
+    for (let i = 0; i < 720 && hung.connections() === 0 && child.exitCode === null; i++) await sleep(250);
+    t.true(hung.connections() > 0, `the killed server was anchoring (it reached the chain); exit code ${child.exitCode}: ${out.slice(-1500)}`);
+    await sleep(LEASE * 1000 + 3000); // the anchor tick after its first chain call (a probe, perhaps) has claimed; the heartbeat holds it past one lease
     child.kill('SIGKILL');
     await new Promise((resolve) => child.once('exit', resolve));
     second = await startTestServer(config(), { store: first.store });
@@ -162,7 +168,7 @@ test.serial('a server killed (SIGKILL) in the middle of anchoring: the next serv
     t.true(claimed.attempts >= 1, 'the killed server had claimed the batch');
     // the next server retries on its schedule; here by hand, until the dead server's lease has run out
     let result = { anchored: 0 };
-    for (let i = 0; i < 40 && result.anchored === 0; i++) {
+    for (let i = 0; i < 120 && result.anchored === 0; i++) {
       result = await second.huren.provenance.anchorNow({ force: true });
       if (result.anchored === 0) await sleep(250);
     }

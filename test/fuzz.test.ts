@@ -23,6 +23,9 @@ let patientId = '';
 test.before(async () => {
   // no schedules: nothing but the fuzzer's requests writes, so a refused request must leave the counts as they were
   const provenance = { ...loadProvenanceConfig({}), anchorCron: undefined, sweepCron: undefined, deepSweepCron: undefined, statisticsCron: undefined };
+  // nor the monitoring evaluation (it writes Flags and MeasureReports on its own minute schedule)
+  process.env.HUREN_MONITORING_CRON = 'off';
+  process.env.HUREN_MONITORING_REPORTS_CRON = 'off';
   s = await startTestServer({ provenance, logLevel: 'fatal' });
   loadDefinitions();
   const res = await s.fhir('Patient', { method: 'POST', json: { resourceType: 'Patient', identifier: [{ system: 'urn:fuzz', value: 'p' }], name: [{ family: '模糊' }] } });
@@ -304,7 +307,7 @@ test.serial('hostile requests never get a 5xx, never stop the server, and a refu
       if (!(await healthy())) throw new Error(`/healthz did not answer within 1 s after: ${describe}`);
       if (status >= 400 && (await counts()) !== before) throw new Error(`a refused request wrote something: ${describe}`);
     }),
-    { seed: SEED, numRuns: RUNS, endOnFailure: true }
+    { seed: SEED, numRuns: RUNS, endOnFailure: true, includeErrorInReport: true }
   );
   t.log(`fuzz: ${cases} cases (seed ${SEED}) in ${Math.round((Date.now() - started) / 1000)} s; statuses ${JSON.stringify(Object.fromEntries([...statuses].sort(([a], [b]) => a - b)))}`);
   t.true(cases >= RUNS);

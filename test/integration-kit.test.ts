@@ -223,7 +223,8 @@ test.serial('conformance with signing against the platform as `npm start` gives 
   server.stderr.on('data', (c) => (out += c));
   try {
     const t0 = Date.now();
-    while (!out.includes('Huren FHIR server listening')) {
+    // the read-only JSON-RPC binds its port after the server listens (server/provenance/service.ts): wait for both
+    while (!out.includes('Huren FHIR server listening') || !out.includes('read-only JSON-RPC listening')) {
       if (Date.now() - t0 > 120_000 || server.exitCode !== null) throw new Error(`the server did not start: ${out.slice(-2000)}`);
       await new Promise((r) => setTimeout(r, 200));
     }
