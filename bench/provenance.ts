@@ -44,18 +44,21 @@ export async function fingerprintRate(seconds: number) {
   return { bundleBytes: Math.round(bytes), entries: 16, ...out };
 }
 
-export async function sweepRate(databaseUrl: string, runs: number, log: (m: string) => void) {
+/** The sweep as the server runs it: with the record keys (`recordKeyFile`), every version's seal is checked too. */
+export async function sweepRate(databaseUrl: string, runs: number, log: (m: string) => void, recordKeyFile?: string) {
   const { openDatabase } = await import('../server/db/database.ts');
   const { sweep } = await import('../server/provenance/sweep.ts');
+  const { RecordKeys } = await import('../server/provenance/record-keys.ts');
+  const keys = recordKeyFile ? new RecordKeys(recordKeyFile) : undefined;
   const db = await openDatabase({ url: databaseUrl, poolSize: 4 });
   try {
     const normal: { checked: number; ms: number; perSecond: number }[] = [];
     for (let i = 0; i < runs; i++) {
-      const r = await sweep(db, { workers: 2 });
+      const r = await sweep(db, { workers: 2, keys });
       normal.push({ checked: r.checked, ms: r.ms, perSecond: round((1000 * r.checked) / r.ms, 0) });
       log(`  sweep: ${r.checked} reports in ${r.ms} ms (${round((1000 * r.checked) / r.ms, 0)}/s), flagged ${r.flagged}, unrecorded ${r.unrecorded}`);
     }
-    const d = await sweep(db, { workers: 2, deep: true });
+    const d = await sweep(db, { workers: 2, deep: true, keys });
     const deep = { checked: d.checked, ms: d.ms, perSecond: round((1000 * d.checked) / d.ms, 0) };
     log(`  deep sweep: ${d.checked} reports in ${d.ms} ms (${deep.perSecond}/s)`);
     const best = normal.reduce((a, b) => (b.perSecond > a.perSecond ? b : a), normal[0]);

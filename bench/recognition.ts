@@ -8,7 +8,8 @@
  * benchmark's database. What it skips is only per-resource validation and the intake of an original Bundle:
  * first it sends a sample of the same generated reports through the full HTTP path (validation, intake,
  * fingerprint), so a generator that drifts from the profiles fails the run; the bulk-loaded report versions
- * get the `report_version` row intake writes for a report stored without a submitted Bundle (`unanchored`).
+ * get the `report_version` row intake writes for a report stored without a submitted Bundle (`unanchored`),
+ * sealed with the server's record key as intake seals it (`recordKeyFile`).
  *
  * The data: performing institutions with a district and QC qualifications for every catalogue field
  * (covering 广州市), requesting institutions in other districts, patients with national IDs, and reports over
@@ -229,6 +230,11 @@ export interface LoadOptions {
    * (what the sweep checks). Without it, only the version row of a report stored without a Bundle.
    */
   intake?: boolean;
+  /**
+   * The server's record-seal key file (`<data dir>/record-keys.json`): every bulk-loaded version is sealed as
+   * intake seals it (server/provenance/seals.ts), so that the sweep finds the records intact.
+   */
+  recordKeyFile?: string;
   log: (m: string) => void;
 }
 
@@ -293,6 +299,9 @@ export async function loadRecognition(client: Sender, options: LoadOptions): Pro
   const { fingerprint } = await import('../server/fingerprint/index.ts');
   const { rawDigest } = await import('../server/provenance/intake.ts');
   const { NO_BUNDLE, NO_PROVENANCE } = await import('../server/provenance/records.ts');
+  const { sealVersions } = await import('../server/provenance/seals.ts');
+  const { RecordKeys } = await import('../server/provenance/record-keys.ts');
+  const keys = options.recordKeyFile ? new RecordKeys(options.recordKeyFile) : undefined;
   loadDefinitions();
   const db = await openDatabase({ url: options.databaseUrl, poolSize: 3 });
   const bulkStart = performance.now();
@@ -351,6 +360,7 @@ export async function loadRecognition(client: Sender, options: LoadOptions): Pro
                  FROM jsonb_to_recordset($1::jsonb) AS r(report_id text, performer text)`,
               [JSON.stringify(rows), JSON.stringify([NO_BUNDLE])]
             );
+            if (keys) await sealVersions(sql, keys, rows.map((r) => ({ report_id: r.report_id, version: 1 })));
             return;
           }
           // what intake records for a submitted Bundle (server/provenance/intake.ts), a batch per statement; the
@@ -369,6 +379,7 @@ export async function loadRecognition(client: Sender, options: LoadOptions): Pro
                FROM jsonb_to_recordset($1::jsonb) AS m(report_id text, type text, id text) JOIN resource r ON r.type = m.type AND r.id = m.id`,
             [JSON.stringify(members)]
           );
+          if (keys) await sealVersions(sql, keys, rows.map((r) => ({ report_id: r.report_id, version: 1 })));
         });
         resources += versions.length;
         done += count;

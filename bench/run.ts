@@ -609,6 +609,7 @@ async function benchRecognition(store: Store, machine: Record<string, unknown>) 
         obsPerReport: options.reportObs,
         seed: options.seed,
         batch: options.bulkBatch,
+        recordKeyFile: join(server.dataDir, 'record-keys.json'),
         log,
       });
       fixture = loaded.fixture;
@@ -761,6 +762,7 @@ async function benchProvenance(store: Store, machine: Record<string, unknown>) {
         seed: options.seed,
         batch: options.bulkBatch,
         intake: true,
+        recordKeyFile: join(server.dataDir, 'record-keys.json'),
         log,
       });
       load = loaded.summary;
@@ -768,7 +770,7 @@ async function benchProvenance(store: Store, machine: Record<string, unknown>) {
       await adminQuery('ANALYZE', server.databaseUrl);
       if (wanted('sweep')) {
         log(`${store}: sweep — 3 normal runs and a deep one, 2 workers (PostgreSQL connections)`);
-        scenarios.sweep = await sweepRate(server.databaseUrl as string, 3, log);
+        scenarios.sweep = await sweepRate(server.databaseUrl as string, 3, log, join(server.dataDir, 'record-keys.json'));
       }
       if (wanted('anchor')) {
         log(`${store}: anchor — ${options.anchorRate} recognition records/s for ${options.duration} s, anchored every ${options.anchorEvery} s on the embedded chain`);

@@ -11,7 +11,7 @@
  *   huren-submit conformance --base --token --rpc [--contract --key --ledger] [--alg] [--bundle <file>] [--org <code>] [--wait <s>] [--sign-key <k>]
  *   huren-submit keygen      [--org <code>]
  *
- * Secrets (`--token`, `--key`) are best given as `env:NAME` or `file:PATH` rather than on the command line.
+ * Secrets (`--token`, `--key`, `--sign-key`) are best given as `env:NAME` or `file:PATH` rather than on the command line.
  * Exit codes: 0 success, 1 refused / failed / a conformance step failed, 2 wrong command line or input file.
  */
 import { randomBytes } from 'node:crypto';
@@ -49,14 +49,25 @@ Usage 用法:
       The platform's hash status of a report now ($verify): consistent | inconsistent | pending | unanchored.
   huren-submit sample [--org <institution code>] [--out <bundle.json>]
       Write a synthetic sample report Bundle (no personal data) to start from.
-  huren-submit conformance --base … --token … --rpc … --contract … --key … --ledger … [--alg sm3|sha256]
-                      [--bundle <bundle.json>] [--org <institution code>] [--wait <seconds>]
+  huren-submit conformance --base … --token … --rpc … [--contract … --key … --ledger …] [--alg sm3|sha256]
+                      [--bundle <bundle.json>] [--org <institution code>] [--wait <seconds>] [--sign-key <key>]
       The conformance run (一致性测试): preflight, anchored upload, idempotent retry, correction, tampered
-      Bundle, late Provenance — PASS/FAIL per step; exit 0 only when every step passes.
+      Bundle, late Provenance — PASS/FAIL per step; exit 0 only when every step passes. Without --contract and
+      --key (no institution account, e.g. the default install's embedded chain through its read-only
+      JSON-RPC): the platform anchors, and the kit checks the platform's anchor itself; with --sign-key the
+      last step checks that a Bundle signed with another key is refused.
+  huren-submit keygen [--org <institution code>]
+      Make an SM2 key pair (签名密钥) for the institution's signatures and print the line to register its
+      public key with the platform (HUREN_INSTITUTION_KEYS).
+
+--sign-key <key> (anchor, upload, conformance): sign each fingerprint with the institution's SM2 private key
+(64 hex digits; GB/T 32918) — in the chain Provenance (Provenance.signature), or in Bundle.signature when the
+platform anchors. The platform refuses a signature that does not verify with the key registered for the
+report's performer (422).
 
 Options from the environment when not given: --base HUREN_FHIR_BASE, --token HUREN_TOKEN, --rpc HUREN_EVM_URLS,
---contract HUREN_EVM_CONTRACT, --key HUREN_KIT_KEY, --ledger HUREN_LEDGER_NAME.
-Secrets: give --token / --key as env:NAME (read that variable) or file:PATH (read that file), not in clear.
+--contract HUREN_EVM_CONTRACT, --key HUREN_KIT_KEY, --ledger HUREN_LEDGER_NAME, --sign-key HUREN_KIT_SIGN_KEY.
+Secrets: give --token / --key / --sign-key as env:NAME (read that variable) or file:PATH (read that file), not in clear.
 Exit codes 退出码: 0 success 成功; 1 refused or failed 失败; 2 wrong command line or input file 参数或文件有误.
 Guide 说明: docs/integration-kit.md`;
 

@@ -234,7 +234,7 @@ const PLATFORM_STEPS = [
  * the platform's anchor on its own — `$original` bytes, the fingerprint recomputed here, the Merkle proof,
  * and the root looked up on the chain in the transaction the platform names. With a signing key, every
  * upload carries Bundle.signature and `$verify` must say the performer signed it; step 5 then shows that a
- * wrong key is told apart.
+ * Bundle signed with another key is refused on intake (422 naming Bundle.signature).
  */
 export async function runPlatformConformance(o: PlatformConformanceOptions): Promise<Step[]> {
   const run = `${new Date().toISOString().replace(/\D/g, '').slice(0, 14)}-${randomBytes(3).toString('hex')}`;
@@ -326,10 +326,17 @@ export async function runPlatformConformance(o: PlatformConformanceOptions): Pro
 
   await step(5, [1], async () => {
     if (!o.signKey) throw new Failed('no --sign-key given: the run did not sign (签名未测试); give the institution key registered with the platform');
-    const wrong = await upload(report('c'), generateSm2KeyPair().privateKey);
-    expectStatus(wrong.verdict, 'consistent');
-    expect(wrong.verdict.signature === 'invalid' && wrong.verdict.signedByPerformer === false, `a report signed with a key that is not the institution's is '${wrong.verdict.signature}' (signedByPerformer ${wrong.verdict.signedByPerformer}), expected invalid`);
-    return `signed with the registered key → signed by ${first!.verdict.signedBy}; signed with another key → ${wrong.verdict.signature} (${wrong.verdict.signatureReason})`;
+    // a report signed with a key that is not the institution's: refused on intake (422 naming the signature)
+    let refusal: string | undefined;
+    try {
+      await upload(report('c'), generateSm2KeyPair().privateKey);
+    } catch (e) {
+      if (!(e instanceof KitError) || !/^upload: 422 /.test(e.message)) throw e;
+      refusal = e.message.replace(/^upload: /, '');
+    }
+    expect(refusal !== undefined, "a report signed with a key that is not the institution's was accepted; the platform must refuse it on intake with 422 (错误签名应被拒收)");
+    expect(/Bundle\.signature/.test(refusal!), `the refusal does not name Bundle.signature: ${refusal}`);
+    return `signed with the registered key → signed by ${first!.verdict.signedBy}; signed with another key → refused on intake (${refusal})`;
   });
 
   summarise(steps, o.out);

@@ -210,20 +210,61 @@ async function verifyParams(id: string): Promise<any> {
 const GY1 = { identifier: { system: 'urn:huren:org', value: 'gy1' } };
 
 /** A report of gy1, anchored by the institution, its chain Provenance signed with `key`. */
-async function signedUpload(k: string, key: { privateKey: string }): Promise<string> {
+async function signedUploadResponse(k: string, key: { privateKey: string }): Promise<Response> {
   const r = reportBundle(k);
   const f = fp(r.bundle, 'sm3');
   const receipt = await hospital.anchor({ records: [f] });
   const bundle = withProvenance(r, anchorOf(receipt, 0, f));
   bundle.entry.at(-1).resource.signature = [signFingerprint(f, key.privateKey, GY1)];
-  const res = await s.fhir('', { method: 'POST', json: bundle });
+  return s.fhir('', { method: 'POST', json: bundle });
+}
+
+async function signedUpload(k: string, key: { privateKey: string }): Promise<string> {
+  const res = await signedUploadResponse(k, key);
   t_assert(res.status === 200, `upload ${res.status}: ${await res.clone().text()}`);
   return reportIdOf(await res.json());
 }
 
-test.serial('hospital signatures: signed with the performing institution\'s key vs a wrong key are told apart by $verify', async (t) => {
+async function reportVersionCount(): Promise<number> {
+  return (await s.huren.db.query<{ n: number }>('SELECT count(*)::int AS n FROM report_version'))[0]!.n;
+}
+
+test.serial('hospital signatures: a signature that does not verify for the performing institution is refused on intake (422 naming it); nothing is stored', async (t) => {
+  const before = await reportVersionCount();
+  const res = await signedUploadResponse('signed-wrong', keyB); // gy2's key on a gy1 report
+  t.is(res.status, 422);
+  const outcome = await res.json();
+  t.deepEqual(outcome.issue[0].expression, ['Provenance.signature[0]']);
+  t.regex(outcome.issue[0].details.text, /not the performing institution's: the signature does not verify over sm3:[0-9a-f]{64} with any key registered for the performing institution \(urn:huren:org\|gy1\)/);
+  t.is(await reportVersionCount(), before, 'the report was not stored');
+
+  // Bundle.signature (platform anchoring) the same way
+  const r = reportBundle('bundle-wrong');
+  const wrongBundle = await s.fhir('', { method: 'POST', json: { ...r.bundle, signature: signFingerprint(fp(r.bundle, 'sm3'), keyB.privateKey, GY1) } });
+  t.is(wrongBundle.status, 422);
+  t.deepEqual((await wrongBundle.json()).issue[0].expression, ['Bundle.signature']);
+  // a signature over another fingerprint (the right key, the wrong report) too
+  const other = reportBundle('bundle-other');
+  const elsewhere = await s.fhir('', { method: 'POST', json: { ...other.bundle, signature: [signFingerprint(fp(r.bundle, 'sm3'), keyA.privateKey, GY1)] } });
+  t.is(elsewhere.status, 422);
+  t.deepEqual((await elsewhere.json()).issue[0].expression, ['Bundle.signature[0]']);
+  t.is(await reportVersionCount(), before);
+
+  // an institution without a registered key: its signature cannot be checked, so it is kept as it is
+  const unregistered = reportBundle('bundle-no-key');
+  const org = unregistered.bundle.entry.find((e: any) => e.resource.resourceType === 'Organization');
+  org.resource.identifier = [{ system: 'urn:huren:org', value: 'gy9' }];
+  org.request.ifNoneExist = 'identifier=urn:huren:org|gy9';
+  const kept = await s.fhir('', { method: 'POST', json: { ...unregistered.bundle, signature: signFingerprint(fp(unregistered.bundle, 'sm3'), keyB.privateKey, { identifier: { system: 'urn:huren:org', value: 'gy9' } }) } });
+  t.is(kept.status, 200);
+  const nk = await verifyParams(reportIdOf(await kept.json()));
+  t.is(value(param(nk, 'signature')), 'no-key');
+  t.regex(value(param(nk, 'signatureReason')), /no signing key is registered for the performing institution/);
+});
+
+test.serial('hospital signatures: signed with the performing institution\'s key vs a wrong key are told apart by $verify; the check made on intake is reused unless asked to re-verify', async (t) => {
   const good = await signedUpload('signed-a', keyA);
-  const wrong = await signedUpload('signed-wrong', keyB); // gy2's key on a gy1 report
+  const forged = await signedUpload('signed-forged', keyA);
   await s.huren.provenance.verifyNow();
 
   const g = await verifyParams(good);
@@ -232,12 +273,33 @@ test.serial('hospital signatures: signed with the performing institution\'s key 
   t.is(value(param(g, 'signedByPerformer')), true);
   t.is(value(param(g, 'signedBy')), 'urn:huren:org|gy1');
   t.is(value(param(g, 'signatureKey')), 'gy1-2026');
+  t.is(value(param(g, 'signatureCheckedOnIntake')), true, 'verified on intake: not verified again');
+  const [recorded] = await s.huren.db.query<{ c: any }>('SELECT signature_check AS c FROM report_version WHERE report_id = $1', [good]);
+  t.is(param(g, 'signatureCheckedAt').valueInstant, recorded!.c.checkedAt);
+  const again = await (await s.fhir(`DiagnosticReport/${good}/$verify?reverify=true`)).json();
+  t.is(value(param(again, 'signature')), 'valid');
+  t.is(value(param(again, 'signatureCheckedOnIntake')), false, 'reverify=true runs the SM2 check now');
+  t.true(param(again, 'signatureCheckedAt').valueInstant > recorded!.c.checkedAt);
+  t.is((await s.fhir(`DiagnosticReport/${good}/$verify?reverify=maybe`)).status, 400);
 
-  const w = await verifyParams(wrong);
+  // a database forger swaps the stored signature for one made with another key: the recorded check no
+  // longer applies (it was for another signature), the SM2 check runs and says invalid
+  const [anchor] = await s.huren.db.query<{ signature: any }>('SELECT signature FROM report_anchor WHERE report_id = $1', [forged]);
+  const f = anchor!.signature[0];
+  const swapped = signFingerprint((await s.huren.db.query<{ fingerprint: string }>('SELECT fingerprint FROM report_version WHERE report_id = $1', [forged]))[0]!.fingerprint, keyB.privateKey, GY1);
+  await s.huren.db.query('UPDATE report_anchor SET signature = $2 WHERE report_id = $1', [forged, JSON.stringify([{ ...f, data: swapped.data }])]);
+  const w = await verifyParams(forged);
   t.is(value(param(w, 'status')), 'consistent', 'the hash is consistent: only the signer is wrong');
   t.is(value(param(w, 'signature')), 'invalid');
   t.is(value(param(w, 'signedByPerformer')), false);
   t.regex(value(param(w, 'signatureReason')), /does not verify over sm3:[0-9a-f]{64} with any key registered for the performing institution \(urn:huren:org\|gy1\)/);
+
+  // a recorded check edited in the database (its seal no longer holds) is not trusted: checked again
+  await s.huren.db.query(`UPDATE report_version SET signature_check = jsonb_set(signature_check, '{kid}', '"gy1-forged"') WHERE report_id = $1`, [good]);
+  const edited = await verifyParams(good);
+  t.is(value(param(edited, 'signature')), 'valid');
+  t.is(value(param(edited, 'signatureKey')), 'gy1-2026');
+  t.is(value(param(edited, 'signatureCheckedOnIntake')), false);
 
   // served: in the chain Provenance as stored, and in $original's headers
   const o = await s.fhir(`DiagnosticReport/${good}/$original`);

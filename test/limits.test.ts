@@ -7,6 +7,8 @@ import { randomUUID } from 'node:crypto';
 import { startTestServer, storeKind, type TestServer } from './helpers/server.ts';
 import { DEFAULT_LIMITS } from '../server/fhir/limits.ts';
 import { statusOf } from '../server/fhir/errors.ts';
+import { readFileSync } from 'node:fs';
+import { loadConfig, type Config } from '../server/config.ts';
 
 let s: TestServer;
 test.before(async () => {
@@ -276,5 +278,34 @@ test.serial('a statement running past the statement timeout is cancelled and ans
     t.true(await healthy(timed));
   } finally {
     await timed.close();
+  }
+});
+
+test('docs/fhir-api.md lists every configurable bound of a request with the default in force', (t) => {
+  const doc = readFileSync(new URL('../docs/fhir-api.md', import.meta.url), 'utf8');
+  const section = doc.slice(doc.indexOf('## Limits'), doc.indexOf('\n## ', doc.indexOf('## Limits') + 1));
+  const rows = new Map<string, string>();
+  for (const line of section.split('\n')) {
+    const cells = line.split('|').map((c) => c.trim());
+    const setting = /^`(HUREN_[A-Z_]+)`$/.exec(cells[2] ?? '')?.[1];
+    if (setting) rows.set(setting, cells[3]!);
+  }
+  const parse = (text: string): number => {
+    const m = /^([\d,]+)\s*(MiB|s\b|levels?)?/.exec(text);
+    if (!m) throw new Error(`no number in '${text}'`);
+    const n = Number(m[1]!.replace(/,/g, ''));
+    return m[2] === 'MiB' ? n * 1024 * 1024 : m[2] === 's' ? n * 1000 : n;
+  };
+  const defaults = loadConfig({});
+  const flat = (c: Config): Record<string, unknown> => ({ ...c, ...c.limits });
+  // every HUREN_MAX_… setting and the statement timeout: which value it sets, and the documented default of it
+  const settings = [...readFileSync(new URL('../server/config.ts', import.meta.url), 'utf8').matchAll(/env\.(HUREN_MAX_[A-Z_]+|HUREN_STATEMENT_TIMEOUT_MS)\b/g)].map((m) => m[1]!);
+  t.true(settings.length >= 10);
+  for (const setting of settings) {
+    t.true(rows.has(setting), `${setting} is in the limits table`);
+    const changed = flat(loadConfig({ [setting]: '7' }));
+    const field = Object.keys(changed).find((k) => changed[k] === 7 && flat(defaults)[k] !== 7);
+    t.truthy(field, setting);
+    t.is(parse(rows.get(setting)!), flat(defaults)[field!] as number, `${setting}: the documented default is the one in force`);
   }
 });

@@ -10,6 +10,7 @@
  *
  * An institution's anchor (its chain Provenance, the latest one) decides over the platform's own anchor.
  */
+import type { RecordedSignature } from './signatures.ts';
 import { randomUUID } from 'node:crypto';
 import { prepared, type Sql } from '../db/database.ts';
 import type { ChainAnchor } from '../fingerprint/index.ts';
@@ -49,6 +50,8 @@ export interface ReportVersionRow {
   /** A version the platform wrote itself (platform_revision): the version it was derived from, and why. */
   derived_from: number | null;
   revision_reason: string | null;
+  /** The valid signature check made at intake (signatures.ts), or null. */
+  signature_check: RecordedSignature | null;
 }
 
 export interface AnchorRow {

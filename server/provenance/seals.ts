@@ -57,6 +57,24 @@ export async function sealVersion(sql: Sql, keys: RecordKeys, reportId: string, 
   await sql.query('UPDATE report_version SET seal = $3 WHERE report_id = $1 AND version = $2', [reportId, version, keys.seal(VERSION, versionFields(rows[0]!))]);
 }
 
+/** Seals many report versions at once, two statements (a bulk load: bench/recognition.ts). */
+export async function sealVersions(sql: Sql, keys: RecordKeys, versions: ReadonlyArray<{ report_id: string; version: number }>): Promise<void> {
+  if (versions.length === 0) return;
+  const rows = await sql.query<VersionSealInput>(
+    `SELECT rv.report_id, rv.version, rv.original_id, o.raw_digest, rv.alg, rv.fingerprint, rv.seal, ${MEMBERS_SQL('rv')} AS members
+       FROM jsonb_to_recordset($1::jsonb) AS w(report_id text, version int)
+       JOIN report_version rv ON rv.report_id = w.report_id AND rv.version = w.version
+       LEFT JOIN report_original o ON o.id = rv.original_id`,
+    [JSON.stringify(versions)]
+  );
+  const seals = rows.map((r) => ({ report_id: r.report_id, version: Number(r.version), seal: keys.seal(VERSION, versionFields(r)) }));
+  await sql.query(
+    `UPDATE report_version rv SET seal = s.seal FROM jsonb_to_recordset($1::jsonb) AS s(report_id text, version int, seal text)
+      WHERE rv.report_id = s.report_id AND rv.version = s.version`,
+    [JSON.stringify(seals)]
+  );
+}
+
 /** Whether a version's records still hold their seal (a row from INPUT_SQL, or the sweep's equivalent). */
 export function checkVersion(keys: RecordKeys, r: VersionSealInput): SealCheck {
   return keys.check(r.seal, VERSION, versionFields(r));

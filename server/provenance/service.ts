@@ -132,6 +132,7 @@ export class ProvenanceService {
       platformAnchorDelaySeconds: this.config.platformAnchorDelaySeconds,
       onPending: () => this.kickVerifier(),
       keys: this.keys,
+      institutions: this.institutions,
     });
     this.anchorer = new Anchorer(db, this.ledger, this.secret, this.keys, this.config, logger, () => void this.anchorNow({ force: false }).catch(() => undefined));
     this.verifier = new Verifier(db, this.ledger, this.config, logger, this.keys);
@@ -384,7 +385,7 @@ export class ProvenanceService {
   }
 
   /** $verify: the full check of a report version now (default: the current one). */
-  async verify(reportId: string, version?: number, versionExpr = 'version'): Promise<VerifyResult> {
+  async verify(reportId: string, version?: number, versionExpr = 'version', options: { reverify?: boolean } = {}): Promise<VerifyResult> {
     const v = version ?? (await this.currentVersion(reportId));
     if (version !== undefined) {
       const hist = await this.db.query("SELECT deleted FROM resource_history WHERE type = 'DiagnosticReport' AND id = $1 AND version = $2", [reportId, version]);
@@ -393,7 +394,7 @@ export class ProvenanceService {
     }
     let rv = await reportVersion(this.db, reportId, v);
     if (!rv) rv = await this.db.transaction((sql) => ensureReportVersion(sql, reportId, v, this.keys));
-    return verifyReport(this.db, this.ledger, this.config, this.keys, this.institutions, rv);
+    return verifyReport(this.db, this.ledger, this.config, this.keys, this.institutions, rv, options);
   }
 
   /**

@@ -239,7 +239,8 @@ export async function verifyReport(
   config: ProvenanceConfig,
   keys: RecordKeys,
   institutions: InstitutionKeys,
-  rv: ReportVersionRow
+  rv: ReportVersionRow,
+  options: { reverify?: boolean } = {}
 ): Promise<VerifyResult> {
   const reasons: string[] = [];
   const integrity: string[] = [];
@@ -311,7 +312,9 @@ export async function verifyReport(
   const decisive = latest('institution') ?? latest('platform');
   // signed by the performing institution? over the fingerprint recomputed from the original
   const signatures = [...sm2Signatures(decisive?.anchor.signature), ...bundleSignatures];
-  const signature = await checkSignatures(db, institutions, rv.performer, recomputed ?? rv.fingerprint ?? undefined, signatures);
+  // the check recorded at intake is reused when it still applies (signatures.ts), unless asked to re-verify
+  const recorded = options.reverify ? undefined : { reportId: rv.report_id, version: rv.version, check: rv.signature_check, recordKeys: keys };
+  const signature = await checkSignatures(db, institutions, rv.performer, recomputed ?? rv.fingerprint ?? undefined, signatures, recorded);
   reasons.push(...integrity, ...(decisive ? decisive.verdict.reasons : after.chain_reasons));
   let status = after.status;
   // and the version it was derived from, down to the institution's own submission
