@@ -45,13 +45,14 @@ import { webappModule } from './webapp/module.ts';
 import { accountsModule } from './accounts/module.ts';
 import { auditModule } from './audit/module.ts';
 import { monitoringModule } from './monitoring/module.ts';
+import { privacyModule } from './privacy/module.ts';
 import { ProvenanceService } from './provenance/service.ts';
 
 /**
  * The domains, in order: `init` runs in this order before the server takes requests (the terminology before
  * the profiles that validate against it), `stop` in reverse. A new domain is a folder with a module.ts and a line here.
  */
-export const MODULES: readonly ModuleFactory[] = [terminologyModule, recognitionModule, profilesModule, dictionaryModule, provenanceModule, monitoringModule, cdsModule, accountsModule, auditModule, webappModule];
+export const MODULES: readonly ModuleFactory[] = [privacyModule, terminologyModule, recognitionModule, profilesModule, dictionaryModule, provenanceModule, monitoringModule, cdsModule, accountsModule, auditModule, webappModule];
 
 export interface Huren {
   config: Config;
@@ -97,6 +98,7 @@ export async function start(config: Config, options: StartOptions = {}): Promise
     repeatFinders: modules.flatMap((m) => m.repeatFinders ?? []),
     responseOnlyTags: modules.flatMap((m) => m.responseOnlyTags ?? []),
     access: scopeAccessPolicy,
+    codec: oneCodec(modules),
     identity: { name: 'Huren', description: 'Huren FHIR R4 server for mutual recognition of lab and examination results' },
   });
   for (const m of modules) await m.init?.();
@@ -150,6 +152,13 @@ export async function start(config: Config, options: StartOptions = {}): Promise
       await db.close();
     },
   };
+}
+
+/** The storage codec of the one module that brings it (server/privacy/), if any. */
+function oneCodec(modules: readonly HurenModule[]): HurenModule['codec'] {
+  const codecs = modules.filter((m) => m.codec);
+  if (codecs.length > 1) throw new Error(`only one module may bring a storage codec: ${codecs.map((m) => m.name).join(', ')}`);
+  return codecs[0]?.codec;
 }
 
 export function createApp(
