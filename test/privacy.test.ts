@@ -12,6 +12,7 @@ import { join } from 'node:path';
 import { Writable } from 'node:stream';
 import test from 'ava';
 import type { Patient } from '@medplum/fhirtypes';
+import { exportJWK, generateKeyPair, SignJWT } from 'jose';
 import { startTestServer, storeKind, type TestServer } from './helpers/server.ts';
 import { PERSON, reportBundle } from './helpers/chain.ts';
 import { PrivacyKeys } from '../server/privacy/keys.ts';
@@ -28,6 +29,8 @@ const OTHER = { name: '欧阳明月', family: '欧阳', given: '明月', nationa
 const SECRETS = [PERSON.name, PERSON.nationalId, PERSON.phone, PERSON.address, PERSON.mrn, OTHER.name, OTHER.given, OTHER.nationalId, OTHER.phone, OTHER.line];
 
 let s: TestServer;
+let hospitalA: CryptoKeyPair;
+let hospitalB: CryptoKeyPair;
 const logs: string[] = [];
 let reportId = '';
 let submitted = '';
@@ -39,7 +42,19 @@ test.before(async () => {
       done();
     },
   });
-  s = await startTestServer({ logLevel: 'info' }, { logStream });
+  hospitalA = await generateKeyPair('ES384', { extractable: true });
+  hospitalB = await generateKeyPair('ES384', { extractable: true });
+  const jwks = async (kp: CryptoKeyPair, kid: string) => ({ keys: [{ ...(await exportJWK(kp.publicKey)), kid, alg: 'ES384' }] });
+  s = await startTestServer(
+    {
+      logLevel: 'info',
+      clients: [
+        { clientId: 'his-a', organization: 'Organization?identifier=urn:huren:org|privacy-a', scope: 'system/*.rs', jwks: await jwks(hospitalA, 'a-1') },
+        { clientId: 'his-b', organization: 'Organization?identifier=urn:huren:org|privacy-b', scope: 'system/*.rs', jwks: await jwks(hospitalB, 'b-1') },
+      ],
+    },
+    { logStream }
+  );
   const r = reportBundle('privacy-1');
   submitted = JSON.stringify(r.bundle, null, 1); // the exact text, kept by $original
   const res = await fetch(`${s.base}`, { method: 'POST', headers: { authorization: `Bearer ${s.token}`, 'content-type': 'application/fhir+json' }, body: submitted });
@@ -268,4 +283,58 @@ test.serial('cost of the codec per report transaction (logged, not asserted)', a
     t.is(res.status, 200);
   }
   t.log(`a whole report transaction over HTTP with the codec: ${((performance.now() - t1) / 20).toFixed(1)} ms`);
+});
+
+async function clientToken(clientId: string, key: CryptoKeyPair, kid: string): Promise<string> {
+  const tokenUrl = `${s.huren.url}/auth/token`;
+  const assertion = await new SignJWT({})
+    .setProtectedHeader({ alg: 'ES384', kid, typ: 'JWT' })
+    .setIssuer(clientId)
+    .setSubject(clientId)
+    .setAudience(tokenUrl)
+    .setExpirationTime(Math.floor(Date.now() / 1000) + 240)
+    .setJti(crypto.randomUUID())
+    .sign(key.privateKey);
+  const res = await fetch(tokenUrl, {
+    method: 'POST',
+    headers: { 'content-type': 'application/x-www-form-urlencoded' },
+    body: new URLSearchParams({ grant_type: 'client_credentials', scope: 'system/*.rs', client_assertion_type: 'urn:ietf:params:oauth:client-assertion-type:jwt-bearer', client_assertion: assertion }).toString(),
+  });
+  const body = (await res.json()) as any;
+  if (res.status !== 200) throw new Error(`token: ${res.status} ${JSON.stringify(body)}`);
+  return body.access_token;
+}
+
+test.serial('over HTTP: a hospital reads the patient it manages in clear; another hospital never sees the clear values', async (t) => {
+  const orgs = await s.fhir('', {
+    method: 'POST',
+    json: {
+      resourceType: 'Bundle',
+      type: 'transaction',
+      entry: ['privacy-a', 'privacy-b'].map((k) => ({ resource: { resourceType: 'Organization', identifier: [{ system: 'urn:huren:org', value: k }], name: k }, request: { method: 'POST', url: 'Organization' } })),
+    },
+  });
+  const orgA = /Organization\/([^/]+)/.exec(((await orgs.json()) as any).entry[0].response.location)![1];
+  const created = await s.fhir('Patient', {
+    method: 'POST',
+    json: { resourceType: 'Patient', identifier: [{ system: NATIONAL_ID, value: '440104197707071234' }], name: [{ family: '黄', given: ['小明'] }], telecom: [{ system: 'phone', value: '13600001111' }], managingOrganization: { reference: `Organization/${orgA}` } },
+  });
+  const id = ((await created.json()) as any).id;
+  const read = async (token: string) => fetch(`${s.base}/Patient/${id}`, { headers: { authorization: `Bearer ${token}` } });
+  const own = await read(await clientToken('his-a', hospitalA, 'a-1'));
+  t.is(own.status, 200);
+  const clear = (await own.json()) as any;
+  t.is(clear.identifier[0].value, '440104197707071234');
+  t.is(clear.name[0].given[0], '小明');
+  const other = await read(await clientToken('his-b', hospitalB, 'b-1'));
+  const text = await other.text();
+  t.false(text.includes('440104197707071234'), 'no national ID');
+  t.false(text.includes('小明'), 'no given name');
+  t.false(text.includes('13600001111'), 'no phone');
+  if (other.status === 200) {
+    const masked = JSON.parse(text);
+    t.is(masked.identifier[0].value, '440104********1234');
+    t.is(masked.name[0].text, '黄**');
+    t.is(masked.telecom[0].value, '136****1111');
+  } else t.is(other.status, 403, 'or refused outright (no care relationship)');
 });

@@ -16,6 +16,7 @@
 import type { Bundle, HumanName, Identifier, Parameters, Patient, Resource } from '@medplum/fhirtypes';
 import type { ResponseDecorator } from '../fhir/engine.ts';
 import type { Principal } from '../fhir/principal.ts';
+import type { Sql } from '../db/database.ts';
 
 /** Whether a caller sees a Patient's identifying values in clear. */
 export function seesClear(principal: Principal, patient: Patient): boolean {
@@ -99,9 +100,36 @@ export function maskFor(principal: Principal, resource: Resource, depth = 0): Re
   return out;
 }
 
-/** The engine's answer decorator. An answer given as exact bytes ($original) is left as it is. */
+/**
+ * The engine's answer decorator. An answer given as exact bytes ($original) is left as it is. A caller
+ * registered by its institution's identifier (`Organization?identifier=system|value`) is compared by the
+ * Organization's id, looked up once per answer that holds a Patient.
+ */
 export const maskAnswers: ResponseDecorator = async (ctx, _req, res) => {
   if (!res.body || res.bytes || ctx.principal.kind === 'bootstrap') return res;
-  const body = maskFor(ctx.principal, res.body as Resource);
+  let principal = ctx.principal;
+  const conditional = principal.institution && /^Organization\?identifier=/.test(principal.institution);
+  if (conditional && holdsPatient(res.body as Resource)) {
+    const id = await organizationId(ctx.repo.connection, principal.institution!);
+    principal = { ...principal, institution: id ? `Organization/${id}` : principal.institution };
+  }
+  const body = maskFor(principal, res.body as Resource);
   return body === res.body ? res : { ...res, body: body as typeof res.body };
 };
+
+function holdsPatient(r: Resource): boolean {
+  return r.resourceType === 'Patient' || JSON.stringify(r).includes('"resourceType":"Patient"');
+}
+
+/** The id of the Organization `Organization?identifier=system|value` names (Organization identifiers are not sealed). */
+async function organizationId(sql: Sql, reference: string): Promise<string | undefined> {
+  const token = decodeURIComponent(reference.slice('Organization?identifier='.length));
+  const bar = token.indexOf('|');
+  const [system, value] = bar >= 0 ? [token.slice(0, bar), token.slice(bar + 1)] : [undefined, token];
+  const rows = await sql.query<{ id: string }>(
+    `SELECT i.id FROM idx_token i JOIN resource r ON r.type = i.type AND r.id = i.id AND NOT r.deleted
+      WHERE i.type = 'Organization' AND i.param = 'identifier' AND i.code = $1 AND ($2::text IS NULL OR i.system = $2) LIMIT 2`,
+    [value, system ?? null]
+  );
+  return rows.length === 1 ? rows[0]!.id : undefined;
+}
