@@ -338,3 +338,18 @@ test.serial('over HTTP: a hospital reads the patient it manages in clear; anothe
     t.is(masked.telecom[0].value, '136****1111');
   } else t.is(other.status, 403, 'or refused outright (no care relationship)');
 });
+
+test.serial('a client cannot smuggle a sealed envelope in: 400, nothing stored', async (t) => {
+  const count = async () => Number((await s.huren.db.query<{ n: number }>("SELECT count(*)::int AS n FROM resource WHERE type <> 'AuditEvent'"))[0]!.n);
+  const before = await count();
+  for (const json of [
+    { resourceType: 'Patient', gender: 'male', _sealed: 'sm4:k1:AAAA' },
+    { resourceType: 'Observation', status: 'final', code: { text: 'x' }, _sealed: 'sm4:k1:AAAA' },
+  ]) {
+    const res = await s.fhir(json.resourceType, { method: 'POST', json });
+    t.is(res.status, 400, json.resourceType);
+    const outcome = (await res.json()) as any;
+    t.regex(JSON.stringify(outcome.issue), /sealed/, 'the element is named');
+  }
+  t.is(await count(), before);
+});
