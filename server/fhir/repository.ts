@@ -255,7 +255,12 @@ export class Repository {
 
   async search(request: SearchRequest, baseUrl: string): Promise<Bundle> {
     const codec = this.codec;
-    return runSearch(this.sql, blindRequest(codec, request), baseUrl, (r) => codec.open(r));
+    return runSearch(this.reader, blindRequest(codec, request), baseUrl, (r) => codec.open(r));
+  }
+
+  /** Where reads that may be slightly stale go: the read replica outside a transaction, this transaction inside one. */
+  private get reader(): Sql {
+    return this.inTransaction ? this.sql : this.db.replica;
   }
 
   /** Versions newest first; one more than `count` when there is a next page. */
