@@ -7,6 +7,7 @@ import test from 'ava';
 import type Koa from 'koa';
 import { startTestServer, type TestServer } from './helpers/server.ts';
 import { apiLimit, SharedWindow } from '../server/http/rate-limit.ts';
+import { securityHeaders } from '../server/http/headers.ts';
 import { loadConfig } from '../server/config.ts';
 import type { Principal } from '../server/fhir/principal.ts';
 
@@ -62,20 +63,26 @@ test('every answer carries the security headers: FHIR, errors, token, login, app
 
 const res200or503 = (status: number) => status === 200 || status === 503;
 
-test('HSTS on https (HUREN_PUBLIC_URL), with its configured max-age; 0 turns it off', async (t) => {
+test('HSTS on https (HUREN_PUBLIC_URL, or TLS seen through the proxy), with its configured max-age; 0 turns it off', async (t) => {
   const https = await startTestServer({ publicUrl: 'https://huren.example.gov.cn', edge: { hstsMaxAge: 600 } });
-  const off = await startTestServer({ publicUrl: 'https://huren.example.gov.cn', edge: { hstsMaxAge: 0 } });
   try {
     const res = await fetch(`${https.huren.url}/fhir/metadata`);
     t.is(res.headers.get('strict-transport-security'), 'max-age=600; includeSubDomains');
     const err = await fetch(`${https.huren.url}/fhir/Patient`);
     t.is(err.status, 401);
     t.is(err.headers.get('strict-transport-security'), 'max-age=600; includeSubDomains', 'refusals too');
-    t.is((await fetch(`${off.huren.url}/fhir/metadata`)).headers.get('strict-transport-security'), null);
   } finally {
     await https.close();
-    await off.close();
   }
+  const hsts = async (options: { hstsMaxAge: number; publicUrl?: string }, secure: boolean) => {
+    const headers: Record<string, string> = {};
+    const ctx = { secure, set: (k: string, v: string) => (headers[k] = v) } as unknown as Koa.Context;
+    await securityHeaders(options)(ctx, async () => undefined);
+    return headers['Strict-Transport-Security'] as string | undefined;
+  };
+  t.is(await hsts({ hstsMaxAge: 0, publicUrl: 'https://huren.example.gov.cn' }, true), undefined, '0: never');
+  t.is(await hsts({ hstsMaxAge: 60 }, true), 'max-age=60; includeSubDomains', 'TLS seen (X-Forwarded-Proto through the trusted proxy)');
+  t.is(await hsts({ hstsMaxAge: 60, publicUrl: 'http://127.0.0.1:8080' }, false), undefined, 'plain http');
 });
 
 test.serial('sign-in attempts per source address: 429 with Retry-After and an OperationOutcome after the limit', async (t) => {
