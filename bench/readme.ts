@@ -65,7 +65,8 @@ export function renderSection(all: Record<string, Run>): string {
     'processes on one database — an experiment). Results: `bench/results/*.json` (`latest.json`: the last run per',
     'store and scale). Further suites, selected with `--scenarios`: `recognition-check,cds-order-sign` (issue 4),',
     '`tx-lookup,tx-expand-filter,tx-expand-full,tx-validate-code,tx-translate,tx-subsumes` (issue 3) and',
-    '`fingerprint,sweep,anchor` (issue 5); their tables follow the first ones.',
+    '`fingerprint,sweep,anchor` (issue 5) and `screen` (issue 14: the big screen\'s first load in Chromium,',
+    '`--screen-reports N` stored); their tables follow the first ones.',
     ''
   );
   const any = runs[stores[0]];
@@ -129,6 +130,7 @@ export function renderSection(all: Record<string, Run>): string {
   lines.push(...recognitionSection(suites.filter((r) => r.suite === 'recognition')));
   lines.push(...terminologySection(suites.filter((r) => r.suite === 'terminology')));
   lines.push(...provenanceSection(suites.filter((r) => r.suite === 'provenance')));
+  lines.push(...webappSection(suites.filter((r) => r.suite === 'webapp')));
   lines.push(...FINDINGS, '');
   return `${lines.join('\n')}`;
 }
@@ -399,4 +401,20 @@ function provenanceSection(runs: SuiteRun[]): string[] {
     ...table(['', 'result', 'load average', 'run'], rows),
     '',
   ];
+}
+
+function webappSection(runs: SuiteRun[]): string[] {
+  if (runs.length === 0) return [];
+  runs.sort((a, b) => (a.data.reports ?? 0) - (b.data.reports ?? 0) || a.timestamp.localeCompare(b.timestamp));
+  const kib = (b: number | undefined) => (b === undefined ? '—' : `${n(Math.round(b / 1024))} KiB`);
+  const rows: string[][] = [
+    ['reports stored', ...runs.map((r) => n(r.data.reports))],
+    ['first load of /app/screen → counters rendered, p50 / max ms', ...runs.map((r) => `${r.scenarios.screen?.firstLoad?.ms?.p50} / ${r.scenarios.screen?.firstLoad?.ms?.max} (${r.options.runs} runs)`)],
+    ['fetched on first load: on the wire, decoded (requests)', ...runs.map((r) => `${kib(r.scenarios.screen?.firstLoad?.bytesFetched)}, ${kib(r.scenarios.screen?.firstLoad?.bytesDecoded)} (${r.scenarios.screen?.firstLoad?.requests ?? '—'})`)],
+    ['API calls of the first load, ms', ...runs.map((r) => (r.scenarios.screen?.firstLoad?.apiMs ?? []).map((a: { path: string; ms: number }) => `${a.path.replace('/api/', '')} ${a.ms}`).join(', '))],
+    ['bundle (web/dist), gzip', ...runs.map((r) => `${kib(r.scenarios.screen?.bundle?.bytes)}, ${kib(r.scenarios.screen?.bundle?.gzipBytes)}`)],
+    ['load average at start', ...runs.map((r) => String(r.machine.loadAverageAtStart?.[0] ?? '—'))],
+    ['run', ...runs.map(when)],
+  ];
+  return ['### The monitoring app: the big screen\'s first load (issue 14)', '', ...table(['', ...runs.map(storeName)], rows), ''];
 }

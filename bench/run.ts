@@ -11,6 +11,8 @@
  *   npm run bench -- [--store pglite|postgres|both] [--scale 50000] [--patients 10000] [--duration 20]
  *                    [--warmup 3] [--concurrency 16] [--scenarios create,read,search,transaction]
  *                    [--max-requests 1000000] [--seed 20240601] [--profile] [--keep-db] [--no-readme] [--readme-only]
+ *                    [--screen-reports 1000000] [--screen-days 60] [--screen-runs 5]   (scenario screen: the big
+ *                                     screen's first load in Chromium, PostgreSQL only)
  *                    [--servers 1]   (PostgreSQL only: N server processes on the same database, clients spread
  *                                     over them — an experiment on using both cores, not the default)
  */
@@ -23,6 +25,7 @@ import { FhirClient, RoundRobin, round, runLoad, runOpenLoop, type LoadResult, t
 import { anchorLatency, fingerprintRate, PROVENANCE, sweepRate } from './provenance.ts';
 import { loadTerminologyFixture, TERMINOLOGY, terminologyRequests } from './terminology.ts';
 import { fixtureFromDatabase, loadRecognition, recognitionRequests, type RecognitionFixture } from './recognition.ts';
+import { screenFirstLoad, WEBAPP } from './webapp.ts';
 import {
   createBundle,
   defaultWindow,
@@ -69,6 +72,10 @@ const { values: args } = parseArgs({
     'sweep-reports': { type: 'string', default: '100000' },
     'anchor-rate': { type: 'string', default: '50' },
     'anchor-every': { type: 'string', default: '2' },
+    // the monitoring app's big screen (issue 14)
+    'screen-reports': { type: 'string', default: '1000000' },
+    'screen-days': { type: 'string', default: '60' },
+    'screen-runs': { type: 'string', default: '5' },
   },
   strict: true,
 });
@@ -106,11 +113,14 @@ const options = {
   sweepReports: int('sweep-reports', args['sweep-reports'], 100, 10_000_000),
   anchorRate: int('anchor-rate', args['anchor-rate'], 1, 10_000),
   anchorEvery: int('anchor-every', args['anchor-every'], 1, 59),
+  screenReports: int('screen-reports', args['screen-reports'], 0, 10_000_000),
+  screenDays: int('screen-days', args['screen-days'], 1, 366),
+  screenRuns: int('screen-runs', args['screen-runs'], 1, 100),
 };
 for (const s of options.stores) if (s !== 'pglite' && s !== 'postgres') throw new Error(`--store must be pglite, postgres or both, not '${s}'`);
 const STANDARD = ['create', 'read', 'search', 'transaction'];
 const RECOGNITION = ['recognition-check', 'cds-order-sign'];
-const SCENARIOS = [...STANDARD, ...RECOGNITION, ...TERMINOLOGY, ...PROVENANCE];
+const SCENARIOS = [...STANDARD, ...RECOGNITION, ...TERMINOLOGY, ...PROVENANCE, ...WEBAPP];
 for (const s of options.scenarios) if (!SCENARIOS.includes(s)) throw new Error(`Unknown scenario '${s}' (${SCENARIOS.join(', ')})`);
 
 const RESULTS_DIR = join(REPO_ROOT, 'bench/results');
@@ -771,6 +781,45 @@ async function benchProvenance(store: Store, machine: Record<string, unknown>) {
   };
 }
 
+// ---------------------------------------------------------------------------------------------------------
+// The monitoring app (issue 14): the big screen's first load in Chromium with --screen-reports reports stored.
+
+async function benchWebapp(store: Store, machine: Record<string, unknown>) {
+  if (store !== 'postgres') throw new Error('The screen scenario bulk-loads through a second connection: --store postgres');
+  log(`${store}: starting the server (monitoring jobs off: the screen reads the facts, not the evaluation)`);
+  const server = await startServer({ store, keepDatabase: options.keepDb, env: { HUREN_MONITORING_CRON: 'off' } });
+  const client = new FhirClient(server.baseUrl, server.token, 64);
+  try {
+    log(`${store}: screen — ${options.screenReports} reports over ${options.screenDays} days, ${options.screenRuns} first loads`);
+    const result = await screenFirstLoad(client, server, {
+      reports: options.screenReports,
+      days: options.screenDays,
+      runs: options.screenRuns,
+      reportObs: options.reportObs,
+      seed: options.seed,
+      batch: options.bulkBatch,
+      log,
+    });
+    log(`  screen: first load p50 ${result.firstLoad.ms.p50} ms, max ${result.firstLoad.ms.max} ms; bundle ${Math.round(result.bundle.bytes / 1024)} KiB (${Math.round(result.bundle.gzipBytes / 1024)} KiB gzip)`);
+    return {
+      benchmark: 'huren',
+      suite: 'webapp',
+      timestamp: new Date().toISOString(),
+      store,
+      engine: server.engineVersion,
+      options: { screenReports: options.screenReports, screenDays: options.screenDays, runs: options.screenRuns, seed: options.seed },
+      data: { reports: options.screenReports },
+      machine,
+      ...(result.load ? { load: result.load } : {}),
+      scenarios: { screen: { bundle: result.bundle, firstLoad: result.firstLoad } },
+      ...(options.note ? { note: options.note } : {}),
+    };
+  } finally {
+    client.close();
+    await server.stop();
+  }
+}
+
 async function machineInfo(): Promise<Record<string, unknown>> {
   const cpus = os.cpus();
   let postgres: string | undefined;
@@ -811,6 +860,7 @@ async function main() {
   if (options.scenarios.some((n) => RECOGNITION.includes(n))) suites.push(['recognition', benchRecognition]);
   if (options.scenarios.some((n) => TERMINOLOGY.includes(n))) suites.push(['terminology', benchTerminology]);
   if (options.scenarios.some((n) => PROVENANCE.includes(n))) suites.push(['provenance', benchProvenance]);
+  if (options.scenarios.some((n) => WEBAPP.includes(n))) suites.push(['webapp', benchWebapp]);
   for (const [suite, run] of suites) for (const store of options.stores) {
     const result = await run(store, { ...machine, loadAverageAtStart: os.loadavg().map((l) => round(l, 2)) });
     const stamp = result.timestamp.replace(/[:.]/g, '-');

@@ -55,11 +55,11 @@ async function freePort(): Promise<number> {
   });
 }
 
-export async function adminQuery<T = Record<string, unknown>>(text: string, url = ADMIN_DB_URL): Promise<T[]> {
+export async function adminQuery<T = Record<string, unknown>>(text: string, url = ADMIN_DB_URL, params?: unknown[]): Promise<T[]> {
   const client = new pg.Client({ connectionString: url });
   await client.connect();
   try {
-    return (await client.query(text)).rows as T[];
+    return (await client.query(text, params)).rows as T[];
   } finally {
     await client.end();
   }

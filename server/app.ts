@@ -48,13 +48,14 @@ import { accountsModule } from './accounts/module.ts';
 import { auditModule } from './audit/module.ts';
 import { monitoringModule } from './monitoring/module.ts';
 import { privacyModule } from './privacy/module.ts';
+import { exchangeModule } from './exchange/module.ts';
 import { ProvenanceService } from './provenance/service.ts';
 
 /**
  * The domains, in order: `init` runs in this order before the server takes requests (the terminology before
  * the profiles that validate against it), `stop` in reverse. A new domain is a folder with a module.ts and a line here.
  */
-export const MODULES: readonly ModuleFactory[] = [privacyModule, terminologyModule, recognitionModule, profilesModule, dictionaryModule, provenanceModule, monitoringModule, cdsModule, accountsModule, auditModule, webappModule];
+export const MODULES: readonly ModuleFactory[] = [privacyModule, terminologyModule, recognitionModule, profilesModule, dictionaryModule, provenanceModule, monitoringModule, exchangeModule, cdsModule, accountsModule, auditModule, webappModule];
 
 export interface Huren {
   config: Config;

@@ -5,6 +5,7 @@ import { loadCdsClients, type CdsClient } from './cds/trust.ts';
 import { loadAccountsConfig, type AccountsConfig } from './accounts/config.ts';
 import { loadLedgerConfig, type LedgerConfig } from './ledger/config.ts';
 import { loadProvenanceConfig, type ProvenanceConfig } from './provenance/config.ts';
+import { loadExchangeConfig, type ExchangeConfig } from './exchange/config.ts';
 import { parseCorsOrigins } from './http/cors.ts';
 import { DEFAULT_LIMITS, type Limits } from './fhir/limits.ts';
 
@@ -59,6 +60,8 @@ export interface Config {
   ledger: LedgerConfig;
   /** Anchoring, verification and sweep schedules (server/provenance/config.ts). */
   provenance: ProvenanceConfig;
+  /** The partner platforms' exchange: this platform's identity, the check's time budget (server/exchange/config.ts). */
+  exchange: ExchangeConfig;
   /** The CDS clients whose signed JWTs are accepted on CDS Hooks calls (HUREN_CDS_CLIENTS; server/cds/trust.ts). */
   cdsClients: CdsClient[];
   /** The hospital systems that get access tokens (SMART Backend Services; HUREN_CLIENTS; server/auth/backend.ts). */
@@ -124,6 +127,7 @@ export function loadConfig(env: NodeJS.ProcessEnv = process.env, overrides: Part
     analyzeCron: env.HUREN_ANALYZE_CRON === 'off' ? undefined : env.HUREN_ANALYZE_CRON || '*/30 * * * * *',
     ledger: overrides.ledger ?? loadLedgerConfig(env, { dataDir }),
     provenance: overrides.provenance ?? loadProvenanceConfig(env),
+    exchange: overrides.exchange ?? loadExchangeConfig(env),
     cdsClients: overrides.cdsClients ?? loadCdsClients(env.HUREN_CDS_CLIENTS),
     clients: overrides.clients ?? loadBackendClients(env.HUREN_CLIENTS),
     corsOrigins: overrides.corsOrigins ?? parseCorsOrigins(env.HUREN_CORS_ORIGINS),

@@ -71,7 +71,7 @@ test('sign-in: a wrong token is refused with a Chinese message; the right one op
 
 test('the report viewer highlights the abnormal and critical items of a known report', async (t) => {
   const w = await openPage(browser);
-  await signIn(w, `/reports/${seeded.report.cbc}`);
+  await signIn(w, `/reports/${seeded.report.cbc}?requester=Organization/${seeded.org['req-gz']}`);
   await w.page.waitForSelector('[data-test=observations] tbody tr');
   const view = (await (await s.fhir(`DiagnosticReport/${seeded.report.cbc}/$view`)).json()) as { parameter: any[] };
   const observations = view.parameter.filter((p) => p.name === 'observation').map((p) => p.resource);

@@ -65,6 +65,7 @@ const READING_OPERATIONS = new Set([
   'entry-history',
   'dictionary-qc',
   'verify-chain',
+  'exchange-check',
 ]);
 
 /**

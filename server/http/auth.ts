@@ -37,6 +37,9 @@ export function isPublic(method: string, path: string): boolean {
     path === '/livez' ||
     path === '/.well-known/smart-configuration' ||
     path === '/fhir/.well-known/smart-configuration' ||
+    // a platform's public keys for its partner platforms (server/exchange/api.ts)
+    path === '/api/exchange/identity' ||
+    path === '/api/exchange/jwks' ||
     path === '/cds-services' ||
     path === '/app' ||
     path.startsWith('/app/') ||

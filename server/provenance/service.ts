@@ -138,6 +138,17 @@ export class ProvenanceService {
     this.verifier = new Verifier(db, this.ledger, this.config, logger, this.keys);
   }
 
+  /** The SM2 public key registered for an institution (`system|value`) under `kid` (institution-keys.ts). */
+  institutionKey(organization: string, kid: string): string | undefined {
+    return this.institutions.keysOf([organization]).find((k) => k.kid === kid)?.publicKey;
+  }
+
+  /** The chain's identity for partners: its ledger name and, on an EVM chain, the anchor contract (opens the chain). */
+  async chainIdentity(): Promise<{ ledger: string; contract?: string }> {
+    const port = this.ledger instanceof LazyLedger ? await this.ledger.resolve() : this.ledger;
+    return { ledger: this.ledger.name, ...(port instanceof EvmLedger ? { contract: port.contract } : {}) };
+  }
+
   /** The record seals' keys (record-keys.ts): `keys.rotate()` makes a new current key. */
   get recordKeys(): RecordKeys {
     return this.keys;

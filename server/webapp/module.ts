@@ -7,6 +7,7 @@
 import { existsSync, readFileSync, statSync } from 'node:fs';
 import { extname, join, normalize, sep } from 'node:path';
 import { fileURLToPath } from 'node:url';
+import { gzipSync } from 'node:zlib';
 import type Koa from 'koa';
 import type { ModuleFactory } from '../module.ts';
 
@@ -29,7 +30,13 @@ const TYPES: Record<string, string> = {
 /** The app's Content-Security-Policy: its own scripts and styles only (Element Plus sets inline styles). */
 const CSP = "default-src 'self'; script-src 'self'; style-src 'self' 'unsafe-inline'; img-src 'self' data:; font-src 'self' data:; connect-src 'self'; frame-ancestors 'none'; base-uri 'self'; form-action 'self'";
 
+/** Text files larger than this are sent gzip-compressed to a client that accepts it. */
+const GZIP_MIN_BYTES = 1024;
+const COMPRESSIBLE = new Set(['.html', '.js', '.css', '.json', '.svg']);
+
 export function serveApp(dist = DIST): Koa.Middleware {
+  // the hashed build assets never change while the server runs: each is compressed once, on first request
+  const gzipped = new Map<string, Buffer>();
   return async (ctx, next) => {
     if (ctx.path !== APP_PREFIX && !ctx.path.startsWith(`${APP_PREFIX}/`)) return next();
     if (ctx.method !== 'GET' && ctx.method !== 'HEAD') {
@@ -59,8 +66,23 @@ export function serveApp(dist = DIST): Koa.Middleware {
     const target = isFile ? file : index;
     ctx.type = TYPES[extname(target)] ?? 'application/octet-stream';
     // hashed build assets never change; the page itself is always fetched afresh
-    ctx.set('Cache-Control', isFile && rel.startsWith('assets/') ? 'public, max-age=31536000, immutable' : 'no-cache');
-    ctx.body = readFileSync(target);
+    const immutable = isFile && rel.startsWith('assets/');
+    ctx.set('Cache-Control', immutable ? 'public, max-age=31536000, immutable' : 'no-cache');
+    const content = readFileSync(target);
+    if (COMPRESSIBLE.has(extname(target)) && content.length > GZIP_MIN_BYTES) {
+      ctx.vary('Accept-Encoding');
+      if (ctx.acceptsEncodings('gzip', 'identity') === 'gzip') {
+        let body = immutable ? gzipped.get(target) : undefined;
+        if (!body) {
+          body = gzipSync(content);
+          if (immutable) gzipped.set(target, body);
+        }
+        ctx.set('Content-Encoding', 'gzip');
+        ctx.body = body;
+        return;
+      }
+    }
+    ctx.body = content;
   };
 }
 

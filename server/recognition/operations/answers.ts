@@ -1,7 +1,8 @@
 /**
  * Answer shapes shared by the recognition operations: the parts of a recognisable result, a Parameters answer.
  */
-import type { Parameters, ParametersParameter } from '@medplum/fhirtypes';
+import type { OperationOutcomeIssue, Parameters, ParametersParameter } from '@medplum/fhirtypes';
+import type { FederatedAnswer } from '../partner.ts';
 import type { ApprovedMapping } from '../../dictionary/mappings.ts';
 import type { FhirResponse } from '../../fhir/router.ts';
 import { type ResultSummary } from '../service.ts';
@@ -38,4 +39,23 @@ export function mappingParameter(m: ApprovedMapping, name = 'mapping'): Paramete
 export function parameters(parameter: ParametersParameter[]): FhirResponse {
   const body: Parameters = { resourceType: 'Parameters', parameter };
   return { status: 200, body };
+}
+
+/** Where a result comes from: this platform's code, or the partner's (with the partner results' own parts). */
+export function originPart(origin: string): ParametersParameter {
+  return { name: 'origin', valueCode: origin };
+}
+
+/** The partners' warnings (slow, down, refused results) as one OperationOutcome parameter, when there are any. */
+export function outcomeParameter(issues: OperationOutcomeIssue[]): ParametersParameter[] {
+  return issues.length > 0 ? [{ name: 'outcome', resource: { resourceType: 'OperationOutcome', issue: issues } }] : [];
+}
+
+/** The local results labelled with this platform's origin, then the partners' results, then their warnings. */
+export function withPartners(local: ParametersParameter[], federated: FederatedAnswer | undefined): { results: ParametersParameter[]; outcome: ParametersParameter[] } {
+  if (!federated) return { results: local, outcome: [] };
+  return {
+    results: [...local.map((p) => ({ ...p, part: [...(p.part ?? []), originPart(federated.origin)] })), ...federated.results.map((r) => ({ name: 'result', part: r.parts }))],
+    outcome: outcomeParameter(federated.issues),
+  };
 }

@@ -8,7 +8,8 @@ import { duplicateCheck } from '../service.ts';
 import type { Operation } from '../../fhir/operations/registry.ts';
 import { loadDefinition } from '../../fhir/operations/registry.ts';
 import { RecognitionInput } from './params.ts';
-import { mappingParameter, resultParts, parameters } from './answers.ts';
+import { mappingParameter, resultParts, parameters, outcomeParameter, originPart } from './answers.ts';
+import { askPartners, orderPatient, orderedItems } from '../partner.ts';
 
 let duplicateDefinition: OperationDefinition | undefined;
 
@@ -24,19 +25,30 @@ export const duplicateCheckOperation: Operation = {
     if (!input.posted) throw badRequest('$duplicate-check takes a Parameters body with one or more order (ServiceRequest) parameters', 'Parameters');
     const orders = input.resources('order');
     const requester = input.reference('requester');
+    // the partner platforms are asked in parallel with the local search, for the catalogue items ordered
+    const patient = orderPatient(orders);
+    const codes = orderedItems(orders);
+    const partners = patient && codes.length > 0 ? askPartners({ kind: 'duplicate-check', repo: ctx.repo, principal: ctx.principal, patient, requester, codes, categories: [] }) : Promise.resolve(undefined);
     const result = await input.guard(() => duplicateCheck({ repo: ctx.repo, principal: ctx.principal }, { orders, requester }));
-    const parameter: ParametersParameter[] = result.items.map((item) => ({
-      name: 'item',
-      part: [
-        { name: 'order', valueString: item.order },
-        { name: 'code', valueCoding: item.code },
-        ...(item.orderMapping ? [mappingParameter(item.orderMapping, 'orderMapping')] : []),
-        { name: 'duplicate', valueBoolean: item.duplicate },
-        ...item.matches.map((m) => ({ name: 'match', part: resultParts(m) })),
-        ...(item.reason ? [{ name: 'reason', valueString: item.reason }] : []),
-      ],
-    }));
+    const federated = await partners;
+    const parameter: ParametersParameter[] = result.items.map((item) => {
+      const remote = (federated?.results ?? []).filter((r) => r.itemCode === item.code.code);
+      const duplicate = item.duplicate || remote.length > 0;
+      return {
+        name: 'item',
+        part: [
+          { name: 'order', valueString: item.order },
+          { name: 'code', valueCoding: item.code },
+          ...(item.orderMapping ? [mappingParameter(item.orderMapping, 'orderMapping')] : []),
+          { name: 'duplicate', valueBoolean: duplicate },
+          ...item.matches.map((m) => ({ name: 'match', part: federated ? [...resultParts(m), originPart(federated.origin)] : resultParts(m) })),
+          ...remote.map((r) => ({ name: 'match', part: r.parts })),
+          ...(item.reason && !duplicate ? [{ name: 'reason', valueString: item.reason }] : []),
+        ],
+      };
+    });
     parameter.push({ name: 'reminder', valueReference: { reference: `DetectedIssue/${result.reminder.id}` } });
+    if (federated) parameter.push(...outcomeParameter(federated.issues));
     return parameters(parameter);
   },
 };

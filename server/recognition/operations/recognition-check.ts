@@ -8,7 +8,8 @@ import { recognitionCheck, type PatientSelector } from '../service.ts';
 import type { Operation } from '../../fhir/operations/registry.ts';
 import { loadDefinition } from '../../fhir/operations/registry.ts';
 import { RecognitionInput } from './params.ts';
-import { resultParts, parameters } from './answers.ts';
+import { resultParts, parameters, withPartners } from './answers.ts';
+import { askPartners } from '../partner.ts';
 
 let checkDefinition: OperationDefinition | undefined;
 
@@ -35,11 +36,17 @@ export const recognitionCheckOperation: Operation = {
     const requester = input.reference('requester');
     const categories = input.tokens('category');
     const codes = input.tokens('code');
+    // the partner platforms are asked in parallel with the local search (server/recognition/partner.ts)
+    const partners = askPartners({ kind: 'recognition-check', repo: ctx.repo, principal: ctx.principal, patient: selector, requester, codes, categories });
     const result = await input.guard(() => recognitionCheck({ repo: ctx.repo, principal: ctx.principal }, { patient: selector, requester, categories, codes }));
+    const federated = await partners;
+    const local = result.results.map((r) => ({ name: 'result', part: resultParts(r) }));
+    const merged = withPartners(local, federated);
     const parameter: ParametersParameter[] = [
-      { name: 'exists', valueBoolean: result.exists },
+      { name: 'exists', valueBoolean: merged.results.length > 0 },
       { name: 'reminder', valueReference: { reference: `DetectedIssue/${result.reminder.id}` } },
-      ...result.results.map((r) => ({ name: 'result', part: resultParts(r) })),
+      ...merged.results,
+      ...merged.outcome,
     ];
     return parameters(parameter);
   },
