@@ -32,7 +32,9 @@ import { authMiddleware, resolveBootstrapToken, type BootstrapToken, type Princi
 import { cors } from './http/cors.ts';
 import { root } from './http/root.ts';
 import { readBody, UNSTORABLE_TEXT } from './http/body.ts';
-import { createLogger, createMetrics, observe, type Logger } from './http/observability.ts';
+import { createLogger, createMetrics, metricsByToken, observe, type Logger } from './http/observability.ts';
+import { securityHeaders } from './http/headers.ts';
+import { apiLimit, loginLimit } from './http/rate-limit.ts';
 import { Scheduler } from './scheduler/scheduler.ts';
 import type { HurenModule, ModuleContext, ModuleFactory, Readiness } from './module.ts';
 import { terminologyModule } from './terminology/module.ts';
@@ -45,6 +47,7 @@ import { webappModule } from './webapp/module.ts';
 import { accountsModule } from './accounts/module.ts';
 import { auditModule } from './audit/module.ts';
 import { monitoringModule } from './monitoring/module.ts';
+import { privacyModule } from './privacy/module.ts';
 import { exchangeModule } from './exchange/module.ts';
 import { ProvenanceService } from './provenance/service.ts';
 
@@ -52,7 +55,7 @@ import { ProvenanceService } from './provenance/service.ts';
  * The domains, in order: `init` runs in this order before the server takes requests (the terminology before
  * the profiles that validate against it), `stop` in reverse. A new domain is a folder with a module.ts and a line here.
  */
-export const MODULES: readonly ModuleFactory[] = [terminologyModule, recognitionModule, profilesModule, dictionaryModule, provenanceModule, monitoringModule, exchangeModule, cdsModule, accountsModule, auditModule, webappModule];
+export const MODULES: readonly ModuleFactory[] = [privacyModule, terminologyModule, recognitionModule, profilesModule, dictionaryModule, provenanceModule, monitoringModule, exchangeModule, cdsModule, accountsModule, auditModule, webappModule];
 
 export interface Huren {
   config: Config;
@@ -98,6 +101,7 @@ export async function start(config: Config, options: StartOptions = {}): Promise
     repeatFinders: modules.flatMap((m) => m.repeatFinders ?? []),
     responseOnlyTags: modules.flatMap((m) => m.responseOnlyTags ?? []),
     access: scopeAccessPolicy,
+    codec: oneCodec(modules),
     identity: { name: 'Huren', description: 'Huren FHIR R4 server for mutual recognition of lab and examination results' },
   });
   for (const m of modules) await m.init?.();
@@ -153,6 +157,13 @@ export async function start(config: Config, options: StartOptions = {}): Promise
   };
 }
 
+/** The storage codec of the one module that brings it (server/privacy/), if any. */
+function oneCodec(modules: readonly HurenModule[]): HurenModule['codec'] {
+  const codecs = modules.filter((m) => m.codec);
+  if (codecs.length > 1) throw new Error(`only one module may bring a storage codec: ${codecs.map((m) => m.name).join(', ')}`);
+  return codecs[0]?.codec;
+}
+
 export function createApp(
   config: Config,
   db: Database,
@@ -170,22 +181,22 @@ export function createApp(
   scheduler?.registerMetrics(metrics.registry);
   const repo = new Repository(db);
 
+  app.use(securityHeaders({ hstsMaxAge: config.edge.hstsMaxAge, publicUrl: config.publicUrl }));
   app.use(observe(logger, metrics));
   // the modules' edge middleware (the audit trail) wraps everything below, so it sees every request's final answer
   for (const m of modules) for (const middleware of m.edge ?? []) app.use(middleware);
   app.use(errors(logger));
-  app.use(async (ctx, next) => {
-    ctx.set('X-Content-Type-Options', 'nosniff');
-    ctx.set('Cache-Control', 'no-store');
-    await next();
-  });
   app.use(cors(config.corsOrigins));
+  // the scraper's own token (HUREN_METRICS_TOKEN), answered before the bearer tokens of people and systems are looked at
+  if (config.edge.metricsToken) app.use(metricsByToken(config.edge.metricsToken, metrics.registry));
+  app.use(loginLimit(db, config.rateLimits));
   const production = config.mode === 'production';
   const keys = TokenKeys.open(config.dataDir, (TOKEN_LIFETIME_SECONDS + CLOCK_TOLERANCE_SECONDS) * 1000);
   const backend = new BackendAuth(config.clients, { db, keys, production });
   const throttle = new AuthThrottle(config.rateLimits);
   const authenticators = modules.flatMap((m) => m.authenticators ?? []);
   app.use(authMiddleware(bootstrap, { cds: new CdsTrust(config.cdsClients, { db, production }), backend, base, throttle, authenticators }));
+  app.use(apiLimit(config.rateLimits));
   app.use(authRoutes({ backend, keys, throttle, base }));
 
   const router = new Router();
@@ -213,8 +224,8 @@ export function createApp(
     ctx.body = { status, database: db.engine, components };
   });
   router.get('/metrics', async (ctx) => {
-    // operational figures are for the platform's operators (the platform token), not for hospital clients
-    if ((ctx.state.principal as Principal | undefined)?.kind !== 'bootstrap') throw fail(403, 'forbidden', 'The metrics need the platform token');
+    // operational figures are for the platform's operators (HUREN_METRICS_TOKEN, above, or the platform token), not for hospital clients
+    if ((ctx.state.principal as Principal | undefined)?.kind !== 'bootstrap') throw fail(403, 'forbidden', 'The metrics need the metrics token (HUREN_METRICS_TOKEN) or the platform token');
     ctx.type = metrics.registry.contentType;
     ctx.body = await metrics.registry.metrics();
   });

@@ -70,6 +70,7 @@ export interface Config {
   corsOrigins: string[];
   /** Throttles, per minute (server/auth/throttle.ts): token requests per source address and per client, failed bearer tokens per source and per client. */
   rateLimits: RateLimits;
+  edge: EdgeHeaders;
 }
 
 export interface RateLimits {
@@ -77,6 +78,19 @@ export interface RateLimits {
   tokenPerClient: number;
   badTokenPerSource: number;
   badTokenPerClient: number;
+  /** Every request, per source address and per authenticated caller (server/http/rate-limit.ts; per process). */
+  apiPerSource: number;
+  apiPerClient: number;
+  /** Sign-in attempts (password and second factor) per source address, counted across processes in the database. */
+  loginPerSource: number;
+}
+
+/** The edge's response headers (server/http/headers.ts). */
+export interface EdgeHeaders {
+  /** Strict-Transport-Security max-age in seconds, sent on https (HUREN_PUBLIC_URL https or TLS seen); 0: never. */
+  hstsMaxAge: number;
+  /** The bearer token /metrics needs (HUREN_METRICS_TOKEN); without it only the platform token reads them. */
+  metricsToken?: string;
 }
 
 export function loadConfig(env: NodeJS.ProcessEnv = process.env, overrides: Partial<Config> = {}): Config {
@@ -122,6 +136,13 @@ export function loadConfig(env: NodeJS.ProcessEnv = process.env, overrides: Part
       tokenPerClient: positiveEnv(env.HUREN_RATE_TOKEN_PER_CLIENT, 60),
       badTokenPerSource: positiveEnv(env.HUREN_RATE_BAD_TOKEN_PER_SOURCE, 60),
       badTokenPerClient: positiveEnv(env.HUREN_RATE_BAD_TOKEN_PER_CLIENT, 30),
+      apiPerSource: positiveEnv(env.HUREN_RATE_API_PER_SOURCE, 12_000),
+      apiPerClient: positiveEnv(env.HUREN_RATE_API_PER_CLIENT, 6_000),
+      loginPerSource: positiveEnv(env.HUREN_RATE_LOGIN_PER_SOURCE, 60),
+    },
+    edge: {
+      hstsMaxAge: intEnv(env.HUREN_HSTS_MAX_AGE, 31_536_000),
+      metricsToken: env.HUREN_METRICS_TOKEN || undefined,
     },
     ...overrides,
   };

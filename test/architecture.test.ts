@@ -13,7 +13,7 @@ const ROOT = resolve(dirname(fileURLToPath(import.meta.url)), '..');
 const SERVER = join(ROOT, 'server');
 
 /** The domain folders: each has a module.ts that app.ts lists. */
-const DOMAINS = ['terminology', 'recognition', 'profiles', 'dictionary', 'provenance', 'monitoring', 'cds', 'webapp', 'accounts', 'audit', 'exchange'];
+const DOMAINS = ['terminology', 'recognition', 'profiles', 'dictionary', 'provenance', 'monitoring', 'cds', 'webapp', 'accounts', 'audit', 'exchange', 'privacy'];
 /** Domain folders the next issues add: named here so the engine never learns them. */
 const LATER_DOMAINS: string[] = [];
 /** What the engine may import besides itself: the database seam and the version string. */

@@ -91,7 +91,7 @@ test.serial('a used assertion and a used CDS JWT stay used after a restart and o
 test.serial('token requests and refused bearer tokens are throttled per source address and per client', async (t) => {
   // behind a proxy (HUREN_PUBLIC_URL): the source is the X-Forwarded-For address
   const publicUrl = 'https://huren.throttle.example';
-  const s = await startTestServer({ clients, publicUrl, rateLimits: { tokenPerSource: 3, tokenPerClient: 2, badTokenPerSource: 3, badTokenPerClient: 2 } });
+  const s = await startTestServer({ clients, publicUrl, rateLimits: { tokenPerSource: 3, tokenPerClient: 2, badTokenPerSource: 3, badTokenPerClient: 2, apiPerSource: 12_000, apiPerClient: 6_000, loginPerSource: 60 } });
   try {
     const url = s.huren.url;
     const from = (ip: string) => ({ 'x-forwarded-for': ip });

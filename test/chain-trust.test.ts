@@ -14,6 +14,7 @@ import { Writable } from 'node:stream';
 import { fingerprint as fp } from '../server/fingerprint/index.ts';
 import { buildAnchorTree, verifyAnchorProof } from '../server/merkle/index.ts';
 import { startTestServer, type TestServer } from './helpers/server.ts';
+import { engineOf } from '../server/fhir/engine.ts';
 import { anchorOf, deployContract, institutionLedger, ledgerConfig, Node, reportBundle, testProvenanceConfig, withProvenance } from './helpers/chain.ts';
 import { generateSm2KeyPair, signFingerprint } from '../server/fingerprint/signature.ts';
 import type { EvmLedger } from '../server/ledger/index.ts';
@@ -101,9 +102,11 @@ async function forge(id: string): Promise<{ forgedFp: string; forgedRoot: string
   await db.query(`UPDATE resource SET content = ${patch} WHERE type = 'DiagnosticReport' AND id = $1`, [id]);
   await db.query(`UPDATE resource_history SET content = ${patch} WHERE type = 'DiagnosticReport' AND id = $1 AND version = 1`, [id]);
   const [o] = await db.query<{ id: string; raw: string }>('SELECT o.id, o.raw FROM report_original o JOIN report_version v ON v.original_id = o.id WHERE v.report_id = $1', [id]);
-  const bundle = JSON.parse(o!.raw);
+  // the original is stored sealed (server/privacy/): this forger holds the privacy key too, the worst case
+  const codec = engineOf(db).codec;
+  const bundle = JSON.parse(codec.openText(o!.raw));
   bundle.entry.find((e: any) => e.resource.resourceType === 'DiagnosticReport').resource.status = 'preliminary';
-  const raw = JSON.stringify(bundle);
+  const raw = codec.sealText(JSON.stringify(bundle));
   const forgedFp = fp(bundle, 'sm3');
   const [a] = await db.query<{ id: string; anchor: any; root: string; provenance_id: string }>('SELECT id, anchor, root, provenance_id FROM report_anchor WHERE report_id = $1', [id]);
   const realRoot = a!.root;

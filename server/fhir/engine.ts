@@ -13,6 +13,8 @@ import { fail } from './errors.ts';
 import { OperationRegistry, type Operation } from './operations/registry.ts';
 import { validateOperation } from './operations/validate.ts';
 import type { Principal } from './principal.ts';
+import type { ParamDef } from './definitions.ts';
+import type { IndexRows } from './search/indexer.ts';
 import type { Repository, WriteObserver } from './repository.ts';
 import type { FhirContext, FhirRequest, FhirResponse } from './router.ts';
 
@@ -34,6 +36,40 @@ export interface AccessPolicy {
   authorize(principal: Principal, method: string, segments: readonly string[]): void;
 }
 
+/**
+ * How resources and their index rows are kept at rest (e.g. personal data encrypted, with a blind index): the
+ * store passes every new version through `seal` (once per write: the same stored form goes to the current row
+ * and the history) and its index rows through `index`; every row read back passes through `open`; every
+ * search value of a parameter through `search`. `sealText`/`openText` do the same for other stored text that
+ * may hold what a resource holds (an async job's answer, a module's copy of a submission). The engine knows no
+ * rule itself: without an installed codec, everything is stored as given.
+ */
+export interface StorageCodec {
+  /** The form to store (a new object; the argument is not changed). */
+  seal(resource: Resource): Resource;
+  /** The resource as it was given, from its stored form (a stored form without anything sealed is returned as is). */
+  open(resource: Resource): Resource;
+  /** Rewrites (in place) the index rows of a resource before they are stored. */
+  index(resource: Resource, rows: IndexRows): void;
+  /**
+   * The values to look up for a search clause of `param` on `resourceType` (undefined: as given). May throw a
+   * 400 FhirError when the modifier cannot work on what is stored (e.g. `:contains` over a blind index).
+   */
+  search(resourceType: string, param: ParamDef, modifier: string | undefined, values: readonly string[]): string[] | undefined;
+  sealText(text: string): string;
+  openText(text: string): string;
+}
+
+/** Stores everything as given. */
+export const CLEAR_CODEC: StorageCodec = {
+  seal: (r) => r,
+  open: (r) => r,
+  index: () => undefined,
+  search: () => undefined,
+  sealText: (t) => t,
+  openText: (t) => t,
+};
+
 export interface EngineParts {
   /** Operations beyond the engine's own ($validate). */
   operations?: readonly Operation[];
@@ -46,6 +82,8 @@ export interface EngineParts {
   /** `meta.tag` systems that answers may carry but that are never stored (stripped from every write). */
   responseOnlyTags?: readonly string[];
   access?: AccessPolicy;
+  /** How resources are kept at rest (default: as given). */
+  codec?: StorageCodec;
   /** How the CapabilityStatement names the server (publisher and software name, implementation description). */
   identity?: ServerIdentity;
 }
@@ -62,6 +100,7 @@ export interface FhirEngine {
   readonly repeatFinders: readonly RepeatFinder[];
   readonly responseOnlyTags: ReadonlySet<string>;
   readonly access: AccessPolicy;
+  readonly codec: StorageCodec;
   readonly identity: ServerIdentity;
 }
 
@@ -85,6 +124,7 @@ function build(parts: EngineParts): FhirEngine {
     repeatFinders: [...(parts.repeatFinders ?? [])],
     responseOnlyTags: new Set(parts.responseOnlyTags ?? []),
     access: parts.access ?? DENY_ALL,
+    codec: parts.codec ?? CLEAR_CODEC,
     identity: parts.identity ?? { name: 'FHIR server', description: 'FHIR R4 server' },
   };
 }
@@ -112,4 +152,9 @@ export function engineOf(db: Database): FhirEngine {
 export async function decorate(engine: FhirEngine, ctx: FhirContext, req: FhirRequest, res: FhirResponse): Promise<FhirResponse> {
   for (const d of engine.responseDecorators) res = await d(ctx, req, res);
   return res;
+}
+
+/** A resource read from the store by a module's own SQL, as it was given (the installed codec's `open`). */
+export function openStored<T extends Resource>(db: Database, content: T): T {
+  return engineOf(db).codec.open(content) as T;
 }

@@ -13,7 +13,8 @@ import { writeVersions, type NewVersion } from './store.ts';
 import { assertValid } from './validate.ts';
 import { parseSearch, type SearchRequest } from './search/parse.ts';
 import { findIds, runSearch } from './search/execute.ts';
-import { engineOf } from './engine.ts';
+import { engineOf, type StorageCodec } from './engine.ts';
+import { blindRequest } from './search/blind.ts';
 import { resolveWriteReferences } from './write-references.ts';
 
 export interface WriteResult {
@@ -88,6 +89,16 @@ export class Repository {
     return value;
   }
 
+  /** How the installed engine keeps resources at rest. */
+  private get codec(): StorageCodec {
+    return engineOf(this.db).codec;
+  }
+
+  /** A stored row's content as it was given. */
+  private opened(content: Resource): Resource {
+    return present(this.codec.open(content));
+  }
+
   /** This repository's SQL connection (its transaction, if any): for modules that keep tables beside the resources. */
   get connection(): Sql {
     return this.sql;
@@ -95,7 +106,7 @@ export class Repository {
 
   /** Writes new versions (and tells the observer). */
   private async write(versions: NewVersion[]): Promise<void> {
-    await writeVersions(this.sql, versions);
+    await writeVersions(this.sql, versions, this.codec);
     this.writes?.versions.push(...versions);
   }
 
@@ -104,7 +115,7 @@ export class Repository {
     const rows = await this.sql.query<CurrentRow>(READ_SQL, [type, id]);
     if (rows.length === 0) throw notFound(`${type}/${id} not found`);
     if (rows[0].deleted) throw gone(`${type}/${id} was deleted`);
-    return present(rows[0].content);
+    return this.opened(rows[0].content);
   }
 
   /** The current versions of many resources of one type, in one query; unknown and deleted ids are left out. */
@@ -113,7 +124,7 @@ export class Repository {
     const unique = [...new Set(ids)];
     if (unique.length === 0) return [];
     const rows = await this.sql.query<CurrentRow>(READ_MANY_SQL, [type, unique]);
-    return rows.map((r) => present(r.content));
+    return rows.map((r) => this.opened(r.content));
   }
 
   async vread(type: string, id: string, version: string): Promise<Resource> {
@@ -125,7 +136,7 @@ export class Repository {
     );
     if (rows.length === 0) throw notFound(`${type}/${id}/_history/${version} not found`);
     if (rows[0].deleted) throw gone(`${type}/${id}/_history/${version} is a deletion`);
-    return present(rows[0].content);
+    return this.opened(rows[0].content);
   }
 
   /** Creates a resource (server-assigned id unless `id` is given by a transaction's pre-assignment). */
@@ -248,7 +259,8 @@ export class Repository {
   }
 
   async search(request: SearchRequest, baseUrl: string): Promise<Bundle> {
-    return runSearch(this.reader, request, baseUrl);
+    const codec = this.codec;
+    return runSearch(this.reader, blindRequest(codec, request), baseUrl, (r) => codec.open(r));
   }
 
   /** Where reads that may be slightly stale go: the read replica outside a transaction, this transaction inside one. */
@@ -275,6 +287,7 @@ export class Repository {
        ORDER BY last_updated DESC, id, version DESC LIMIT $${params.length + 1} OFFSET $${params.length + 2}`,
       [...params, options.count + 1, options.offset]
     );
+    for (const row of rows) if (!row.deleted) row.content = this.codec.open(row.content);
     if (id && type && rows.length === 0 && options.offset === 0 && !options.since && !options.after) {
       throw notFound(`${type}/${id} not found`);
     }
@@ -291,11 +304,12 @@ export class Repository {
     if (request.unknown.length > 0) throw badRequest(`Unknown search parameter '${request.unknown[0]}' in conditional request`, where);
     const key = `${type}?${pairs.map(([k, v]) => `${k}=${v}`).sort().join('&')}`;
     await this.sql.query('SELECT pg_advisory_xact_lock(hashtext($1))', [key]);
-    return findIds(this.sql, request, 2);
+    return findIds(this.sql, blindRequest(this.codec, request), 2);
   }
 
   private async lockCurrent(type: string, id: string): Promise<CurrentRow | undefined> {
     const rows = await this.sql.query<CurrentRow>('SELECT version, deleted, content FROM resource WHERE type = $1 AND id = $2 FOR UPDATE', [type, id]);
+    if (rows[0] && !rows[0].deleted) rows[0].content = this.codec.open(rows[0].content);
     return rows[0];
   }
 

@@ -12,6 +12,7 @@
 import type { Resource } from '@medplum/fhirtypes';
 import { prepared, type Sql } from '../db/database.ts';
 import { indexResource, INDEX_TABLES, type IndexRows, type IndexTable } from './search/indexer.ts';
+import { CLEAR_CODEC, type StorageCodec } from './engine.ts';
 
 export type WriteMethod = 'POST' | 'PUT' | 'PATCH' | 'DELETE';
 
@@ -68,16 +69,25 @@ function buildWriteSql(): string {
   return `WITH ${ctes.join(',\n')}\nSELECT count(*)::int AS n FROM v`;
 }
 
-/** Writes the versions and their index rows, in one statement. Call inside a transaction. */
-export async function writeVersions(sql: Sql, versions: NewVersion[]): Promise<void> {
+/**
+ * Writes the versions and their index rows, in one statement. Call inside a transaction. Each version is
+ * sealed once by the codec (the same stored form goes to `resource` and `resource_history`), its index rows
+ * computed from the clear resource and then rewritten by the codec (a blind index).
+ */
+export async function writeVersions(sql: Sql, versions: NewVersion[], codec: StorageCodec = CLEAR_CODEC): Promise<void> {
   if (versions.length === 0) return;
   const payload: Record<string, unknown[][]> = { v: [] };
   for (const table of INDEX_TABLES) payload[table] = [];
   versions.forEach((version, k) => {
     const r = version.resource;
     const meta = r.meta;
-    payload.v.push([r.resourceType, r.id, Number(meta?.versionId), meta?.lastUpdated, version.method === 'DELETE', version.method, !version.isNew, r]);
-    if (version.method !== 'DELETE') addRows(payload, k, indexResource(r));
+    const deleted = version.method === 'DELETE';
+    payload.v.push([r.resourceType, r.id, Number(meta?.versionId), meta?.lastUpdated, deleted, version.method, !version.isNew, deleted ? r : codec.seal(r)]);
+    if (!deleted) {
+      const rows = indexResource(r);
+      codec.index(r, rows);
+      addRows(payload, k, rows);
+    }
   });
   await sql.query(WRITE_SQL, [JSON.stringify(payload)]);
 }

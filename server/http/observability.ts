@@ -2,7 +2,7 @@
  * Structured JSON logs (no personal data: no query strings, no bodies, no identifiers beyond resource
  * type and interaction) and Prometheus metrics.
  */
-import { randomUUID } from 'node:crypto';
+import { createHash, randomUUID, timingSafeEqual } from 'node:crypto';
 import type Koa from 'koa';
 import pino from 'pino';
 import client from 'prom-client';
@@ -72,5 +72,21 @@ export function observe(logger: Logger, metrics: Metrics): Koa.Middleware {
         'request'
       );
     }
+  };
+}
+
+/**
+ * GET /metrics for the scraper's bearer token (HUREN_METRICS_TOKEN), compared in constant time; any other
+ * request goes on (to the platform-token route, or a 401/403).
+ */
+export function metricsByToken(token: string, registry: client.Registry): Koa.Middleware {
+  const want = createHash('sha256').update(token).digest();
+  return async (ctx, next) => {
+    if (ctx.path !== '/metrics' || ctx.method !== 'GET') return next();
+    const header = ctx.get('authorization');
+    const given = /^Bearer\s+(.+)$/i.exec(header)?.[1] ?? '';
+    if (!given || !timingSafeEqual(createHash('sha256').update(given).digest(), want)) return next();
+    ctx.type = registry.contentType;
+    ctx.body = await registry.metrics();
   };
 }

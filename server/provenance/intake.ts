@@ -19,6 +19,7 @@ import type { DiagnosticReport, Provenance, Resource } from '@medplum/fhirtypes'
 import type { Sql } from '../db/database.ts';
 import { badRequest } from '../fhir/errors.ts';
 import type { TxWrites, WriteObserver } from '../fhir/repository.ts';
+import type { StorageCodec } from '../fhir/engine.ts';
 import {
   canonicalize,
   CHAIN_ANCHOR_URL,
@@ -56,6 +57,8 @@ export interface IntakeOptions {
   keys: RecordKeys;
   /** The institutions' registered SM2 keys: a submission's signature is checked against them on intake. */
   institutions: InstitutionKeys;
+  /** How stored text is kept at rest (the engine's storage codec: an original holds the patient's identity). */
+  texts: () => TextCodec;
 }
 
 const ANCHOR_EXPR = `extension.where(url='${CHAIN_ANCHOR_URL}')`;
@@ -128,9 +131,12 @@ export class Intake implements WriteObserver {
         throw e;
       }
       const id = randomUUID();
+      // stored sealed (SM4 when the privacy module is installed); the digest is of the stored text, so the
+      // sweep can compare it in SQL, and $original opens it back to the exact bytes
+      const stored = this.options.texts().sealText(raw);
       const rows = await sql.query<{ xmin: string }>(
         `INSERT INTO report_original (id, raw, raw_exact, raw_digest, alg, fingerprint) VALUES ($1, $2, $3, $4, $5, $6) RETURNING xmin::text AS xmin`,
-        [id, raw, submission.raw !== undefined, rawDigest(raw), alg, fp]
+        [id, stored, submission.raw !== undefined, rawDigest(stored), alg, fp]
       );
       original = { id, xmin: rows[0]!.xmin, alg, fingerprint: fp };
     }
@@ -193,7 +199,7 @@ export class Intake implements WriteObserver {
         if (hist.length === 0) throw badRequest(`Provenance.target[${i}]: DiagnosticReport/${id.slice(0, 64)} has no version ${asked}`, `Provenance.target[${i}]`);
       }
       const rv = await ensureReportVersion(sql, id, version, this.options.keys);
-      const local = await localCheck(sql, rv, anchor);
+      const local = await localCheck(sql, rv, anchor, this.options.texts());
       // the institution's signature over the fingerprint of what it submitted (when there is an original)
       const signed = rv.fingerprint; // what $verify checks it over (verify.ts)
       if (prov.signature?.length && signed) {
@@ -254,7 +260,7 @@ export function readBundleAnchors(bundle: unknown): Array<{ index: number; ancho
  * anchor's algorithm) must be the anchored one and the Merkle proof must lead to the root. `pending` means
  * it now needs the chain.
  */
-export async function localCheck(sql: Sql, rv: ReportVersionRow, anchor: ChainAnchor): Promise<{ status: AnchorStatus; reasons: string[]; root: string; fingerprint?: string }> {
+export async function localCheck(sql: Sql, rv: ReportVersionRow, anchor: ChainAnchor, texts: TextCodec): Promise<{ status: AnchorStatus; reasons: string[]; root: string; fingerprint?: string }> {
   const claimed = formatFp(anchor.fingerprint);
   const root = anchor.proof?.root ? formatFp(anchor.proof.root) : claimed;
   if (!rv.original_id && rv.derived_from !== null && rv.derived_from !== undefined) {
@@ -272,7 +278,7 @@ export async function localCheck(sql: Sql, rv: ReportVersionRow, anchor: ChainAn
     };
   }
   let fp = rv.fingerprint ?? undefined;
-  if (anchor.alg !== rv.alg || !fp) fp = await originalFingerprint(sql, rv.original_id, anchor.alg);
+  if (anchor.alg !== rv.alg || !fp) fp = await originalFingerprint(sql, rv.original_id, anchor.alg, texts);
   return compareAnchor(fp, claimed, root, anchor, 'the fingerprint of the submitted Bundle');
 }
 
@@ -286,11 +292,14 @@ function compareAnchor(fp: string, claimed: string, root: string, anchor: ChainA
 }
 
 /** The fingerprint of a stored original, recomputed in the given algorithm. */
-export async function originalFingerprint(sql: Sql, originalId: string, alg: HashAlg): Promise<string> {
+export async function originalFingerprint(sql: Sql, originalId: string, alg: HashAlg, texts: TextCodec): Promise<string> {
   const rows = await sql.query<{ raw: string }>('SELECT raw FROM report_original WHERE id = $1', [originalId]);
   if (rows.length === 0) throw new Error(`original ${originalId} is missing`);
-  return fingerprint(parseOriginal(rows[0]!.raw), alg);
+  return fingerprint(parseOriginal(texts.openText(rows[0]!.raw)), alg);
 }
+
+/** The part of the engine's storage codec that keeps stored text (report_original.raw). */
+export type TextCodec = Pick<StorageCodec, 'sealText' | 'openText'>;
 
 /** The original's text → the Bundle (a byte-order mark is ignored, as on intake). */
 export function parseOriginal(raw: string): unknown {

@@ -19,7 +19,7 @@ import type { DiagnosticReport } from '@medplum/fhirtypes';
 import type { Config } from '../config.ts';
 import type { Database, Sql } from '../db/database.ts';
 import { badRequest, gone, notFound } from '../fhir/errors.ts';
-import type { EngineParts } from '../fhir/engine.ts';
+import { engineOf, type EngineParts } from '../fhir/engine.ts';
 import { Repository } from '../fhir/repository.ts';
 import { HASH_BADGE_SYSTEM } from '../profiles/canonical.ts';
 import type { ScheduledJob } from '../scheduler/scheduler.ts';
@@ -133,6 +133,7 @@ export class ProvenanceService {
       onPending: () => this.kickVerifier(),
       keys: this.keys,
       institutions: this.institutions,
+      texts: () => engineOf(db).codec,
     });
     this.anchorer = new Anchorer(db, this.ledger, this.secret, this.keys, this.config, logger, () => void this.anchorNow({ force: false }).catch(() => undefined));
     this.verifier = new Verifier(db, this.ledger, this.config, logger, this.keys);
@@ -415,7 +416,7 @@ export class ProvenanceService {
     const anchors = (await anchorsOf(this.db, reportId, v)).filter((a) => !a.withdrawn);
     const latest = (source: string) => anchors.filter((a) => a.source === source).at(-1);
     const decisive = latest('institution') ?? latest('platform');
-    const raw = undot(rows[0]!.dotted);
+    const raw = engineOf(this.db).codec.openText(undot(rows[0]!.dotted));
     const sig = sm2Signatures(decisive?.signature)[0] ?? sm2Signatures((parseOriginal(raw) as { signature?: unknown })?.signature)[0];
     return { reportId, version: v, row: rv, raw, exact: rows[0]!.raw_exact, received: rows[0]!.received, anchor: decisive, ...(sig ? { signature: sig } : {}) };
   }

@@ -16,6 +16,7 @@
  * Also: report versions the server never recorded (written before chain provenance was enabled, or inserted
  * behind its back) get a row (`unanchored`; a new version of a known report is `inconsistent`).
  */
+import { engineOf } from '../fhir/engine.ts';
 import type { Database } from '../db/database.ts';
 import { fingerprint, type HashAlg } from '../fingerprint/index.ts';
 import { ensureReportVersion, parseOriginal } from './intake.ts';
@@ -153,7 +154,7 @@ async function sweepPartition(
       }
       if (deep && r.raw !== null && r.original_ok !== false) {
         try {
-          const fp = fingerprint(parseOriginal(r.raw), (r.alg ?? 'sm3') as HashAlg);
+          const fp = fingerprint(parseOriginal(engineOf(db).codec.openText(r.raw)), (r.alg ?? 'sm3') as HashAlg);
           if (fp !== r.fingerprint) reasons.push(`the fingerprint recomputed from the original (${fp}) is not the one recorded at intake (${r.fingerprint})`);
         } catch (e) {
           reasons.push(`the original Bundle can no longer be read: ${(e as Error).message.slice(0, 120)}`);

@@ -7,6 +7,7 @@
  *
  * Also the full check of one report version that `$verify` runs on demand (verifyReport).
  */
+import { engineOf } from '../fhir/engine.ts';
 import type { Database, Sql } from '../db/database.ts';
 import { LedgerError, type LedgerPort, type LookupResult, type TxLookupResult } from '../ledger/port.ts';
 import { fingerprint, type HashAlg } from '../fingerprint/index.ts';
@@ -258,7 +259,7 @@ export async function verifyReport(
       exact = o.raw_exact;
       if (rawDigest(o.raw) !== o.raw_digest) integrity.push('the original Bundle was changed in the database (its digest no longer matches the one taken at intake)');
       try {
-        const bundle = parseOriginal(o.raw) as { signature?: unknown };
+        const bundle = parseOriginal(engineOf(db).codec.openText(o.raw)) as { signature?: unknown };
         bundleSignatures = sm2Signatures(bundle?.signature);
         recomputed = fingerprint(bundle, (rv.alg ?? o.alg) as HashAlg);
         if (recomputed !== rv.fingerprint) integrity.push(`the fingerprint recomputed from the original (${recomputed}) is not the one recorded at intake (${rv.fingerprint})`);
@@ -292,7 +293,7 @@ export async function verifyReport(
   const anchors: AnchorReport[] = [];
   for (const a of (await anchorsOf(db, rv.report_id, rv.version)).filter((x) => !x.withdrawn)) {
     const sealed = anchorSealState(keys, a);
-    const local = await localCheck(db, rv, a.anchor);
+    const local = await localCheck(db, rv, a.anchor, engineOf(db).codec);
     const verdict: ChainVerdict =
       local.status !== 'pending' ? { status: local.status, reasons: local.reasons } : await checkOnChain(ledger, { ...a, root: local.root, attempts: 1 }, config, { wasFound: sealed.wasFound });
     anchors.push({ anchor: a, verdict: withSeal(sealed, verdict) });

@@ -7,6 +7,7 @@ import type { DiagnosticReport, Observation, Organization, Patient, Reference, R
 import { prepared } from '../db/database.ts';
 import { approvedMappings } from '../dictionary/mappings.ts';
 import type { Repository } from '../fhir/repository.ts';
+import { openStored } from '../fhir/engine.ts';
 import { parseReference } from '../fhir/search/references.ts';
 import { RecognitionError } from './errors.ts';
 import { performerId, resultIds, type LoadedReport } from './facts.ts';
@@ -62,10 +63,10 @@ export async function queryFacts(repo: Repository, patientIds: string[], options
   let requester: Organization | undefined;
   for (const { k, content } of rows) {
     const kind = Number(k);
-    if (kind === 0) reports.push(content as DiagnosticReport);
-    else if (kind === 1) obs.set(content.id as string, content as Observation);
+    if (kind === 0) reports.push(openStored(repo.db, content as DiagnosticReport));
+    else if (kind === 1) obs.set(content.id as string, openStored(repo.db, content as Observation));
     else if (kind === 2) orgs.set(content.id as string, content as Organization);
-    else if (kind === 3) patients.push(content as Patient);
+    else if (kind === 3) patients.push(openStored(repo.db, content as Patient));
     else requester = content as Organization;
   }
   const local = await approvedMappings(repo.db, reports.map((r) => performerId(r) ?? ''));

@@ -14,6 +14,7 @@
 import { randomUUID } from 'node:crypto';
 import type { CodeableConcept, Coding, Provenance, Resource } from '@medplum/fhirtypes';
 import type { Database, Sql } from '../db/database.ts';
+import { openStored } from '../fhir/engine.ts';
 import { Repository } from '../fhir/repository.ts';
 import { FhirError } from '../fhir/errors.ts';
 import type { Principal } from '../http/auth.ts';
@@ -188,7 +189,7 @@ async function upgradeBatch(repo: Repository, jobId: string, n: number, map: Con
     }
     if (!concept) continue;
     try {
-      const { meta: _meta, ...rest } = r.content as Resource & { code?: CodeableConcept };
+      const { meta: _meta, ...rest } = openStored(repo.db, r.content) as Resource & { code?: CodeableConcept };
       const written = await repo.update({ ...rest, code: concept } as Resource, { ifMatch: String(r.version) });
       upgraded++;
       provenances.push(

@@ -12,6 +12,7 @@ import type { Principal } from '../principal.ts';
 import { asFhirError, notFound, outcome, statusOf } from '../errors.ts';
 import { OperationOutcomeError } from '@medplum/core';
 import type { FhirRequest, FhirResponse } from '../router.ts';
+import { engineOf } from '../engine.ts';
 
 export interface AsyncOptions {
   /** How long a finished job's result is kept, in seconds. */
@@ -60,7 +61,7 @@ export class AsyncJobs {
     await this.db.query('INSERT INTO async_job (id, status, request, principal, base_url) VALUES ($1, $2, $3, $4, $5)', [
       id,
       'pending',
-      JSON.stringify(stored),
+      this.pack(stored),
       JSON.stringify(principal),
       baseUrl,
     ]);
@@ -82,7 +83,7 @@ export class AsyncJobs {
         headers: { 'X-Progress': job.status === 'pending' ? 'queued' : (job.progress ?? 'in progress'), 'Retry-After': '1' },
       };
     }
-    const r = job.result;
+    const r = this.unpack(job.result) as NonNullable<JobRow['result']>;
     const bundle: Bundle = {
       resourceType: 'Bundle',
       type: 'batch-response',
@@ -162,7 +163,7 @@ export class AsyncJobs {
     }
     let result: JobRow['result'];
     try {
-      const res = await this.execute(claimed.request, claimed.principal, claimed.base_url, this.reporter(claimed.id));
+      const res = await this.execute(this.unpack(claimed.request) as FhirRequest, claimed.principal, claimed.base_url, this.reporter(claimed.id));
       result = { status: res.status, ...(res.body ? { body: res.body } : {}), ...(res.location ? { location: res.location } : {}) };
     } catch (thrown) {
       // a failing request is a finished job too; its answer is the error
@@ -173,9 +174,21 @@ export class AsyncJobs {
     await this.db.query(
       `UPDATE async_job SET status = 'done', result = $2, updated_at = now(), lease_until = NULL,
        expires_at = now() + make_interval(secs => $3) WHERE id = $1 AND status = 'running'`,
-      [claimed.id, JSON.stringify(result), this.options.retentionSeconds]
+      [claimed.id, this.pack(result), this.options.retentionSeconds]
     );
     return true;
+  }
+
+  /**
+   * A request or an answer as stored: sealed as a whole by the engine's storage codec (it may hold what the
+   * resources hold — a search by national ID, a Patient), a JSON string in the jsonb column.
+   */
+  private pack(value: unknown): string {
+    return JSON.stringify(engineOf(this.db).codec.sealText(JSON.stringify(value)));
+  }
+
+  private unpack(stored: unknown): unknown {
+    return typeof stored === 'string' ? JSON.parse(engineOf(this.db).codec.openText(stored)) : stored;
   }
 
   /** A throttled progress reporter for one running job (at most one write a second). */

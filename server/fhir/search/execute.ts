@@ -28,7 +28,8 @@ export async function findIds(sql: Sql, req: SearchRequest, limit: number): Prom
   return rows.map((r) => r.id);
 }
 
-export async function runSearch(sql: Sql, req: SearchRequest, baseUrl: string): Promise<Bundle> {
+/** `open`: a stored row's content as it was given (the engine's storage codec). */
+export async function runSearch(sql: Sql, req: SearchRequest, baseUrl: string, open: (r: Resource) => Resource = (r) => r): Promise<Bundle> {
   const snapshot = req.snapshot ?? new Date().toISOString();
   const frozen = { ...req, snapshot };
   const p = new Params();
@@ -48,7 +49,7 @@ export async function runSearch(sql: Sql, req: SearchRequest, baseUrl: string): 
     [...p.values, req.count + 1, req.offset]
   );
   const hasNext = rows.length > req.count;
-  const matches = rows.slice(0, req.count).map((r) => r.content);
+  const matches = rows.slice(0, req.count).map((r) => open(r.content));
 
   let total: number | undefined;
   if (req.total === 'accurate' || req.total === 'estimate' || (req.count === 0 && req.total !== 'none')) {
@@ -57,7 +58,7 @@ export async function runSearch(sql: Sql, req: SearchRequest, baseUrl: string): 
     total = req.offset + matches.length; // known without counting
   }
 
-  const included = await fetchIncludes(sql, req, matches);
+  const included = (await fetchIncludes(sql, req, matches)).map(open);
   const entries: BundleEntry[] = [
     ...matches.map((r) => entry(baseUrl, shape(r, req), 'match')),
     ...included.map((r) => entry(baseUrl, shape(r, req), 'include')),

@@ -11,6 +11,8 @@ import type { Bundle, BundleEntry, BundleLink, CompartmentDefinition, OperationD
 import { badRequest } from '../../fhir/errors.ts';
 import { isSupportedResourceType } from '../../fhir/definitions.ts';
 import { present } from '../../fhir/repository.ts';
+import { openStored } from '../../fhir/engine.ts';
+import type { Database } from '../../db/database.ts';
 import { readPatientRecord } from '../patient-record.ts';
 import type { FhirContext, FhirResponse } from '../../fhir/router.ts';
 import type { Operation } from '../../fhir/operations/registry.ts';
@@ -84,7 +86,7 @@ async function everything(
     db.query<{ content: Resource }>(`${cte} SELECT r.content ${from} ORDER BY r.created, r.type, r.id LIMIT ${count + 1} OFFSET ${offset}`, params),
     db.query<{ n: number }>(`${cte} SELECT count(*)::int AS n ${from}`, params),
   ]);
-  const page = rows.slice(0, count).map((r) => present(r.content));
+  const page = rows.slice(0, count).map((r) => present(openStored(db, r.content)));
   const included = await referenced(ctx.repo.db, page, types, wanted);
 
   const link = (off: number): string => {
@@ -108,7 +110,7 @@ async function everything(
 }
 
 /** The resources outside the compartment that the page refers to (institutions, practitioners, …). */
-async function referenced(db: { query<T>(text: string, params?: unknown[]): Promise<T[]> }, page: Resource[], compartmentTypes: Set<string>, wanted: string[]): Promise<Resource[]> {
+async function referenced(db: Database, page: Resource[], compartmentTypes: Set<string>, wanted: string[]): Promise<Resource[]> {
   if (page.length === 0) return [];
   const rows = await db.query<{ content: Resource }>(
     `SELECT r.content FROM resource r
@@ -119,5 +121,5 @@ async function referenced(db: { query<T>(text: string, params?: unknown[]): Prom
       ORDER BY r.type, r.id LIMIT 1000`,
     [page.map((r) => r.id), page.map((r) => r.resourceType), [...compartmentTypes]]
   );
-  return rows.map((r) => present(r.content)).filter((r) => wanted.length === 0 || wanted.includes(r.resourceType));
+  return rows.map((r) => present(openStored(db, r.content))).filter((r) => wanted.length === 0 || wanted.includes(r.resourceType));
 }

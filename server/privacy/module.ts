@@ -1,0 +1,21 @@
+/**
+ * Personal data at rest and in answers (docs/security.md 数据保密性, 个人信息保护): the storage codec that
+ * keeps what identifies a patient sealed with SM4 and searchable through a blind index (codec.ts, keys.ts),
+ * and the answer decorator that masks it for callers who do not need it in clear (mask.ts).
+ *
+ * Settings (environment): HUREN_PRIVACY_KEY_FILE (default <dataDir>/privacy-keys.json; every server process
+ * of one database must share it).
+ */
+import type { ModuleFactory } from '../module.ts';
+import { privacyCodec } from './codec.ts';
+import { PrivacyKeys, privacyKeyFile } from './keys.ts';
+import { maskAnswers } from './mask.ts';
+
+export const privacyModule: ModuleFactory = ({ config }) => {
+  const keys = new PrivacyKeys(privacyKeyFile(config.dataDir));
+  return {
+    name: 'privacy',
+    codec: privacyCodec(keys),
+    responseDecorators: [maskAnswers],
+  };
+};
