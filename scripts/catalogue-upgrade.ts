@@ -109,13 +109,16 @@ async function direct(options: UpgradeOptions, progress: Progress): Promise<Upgr
   const { installEngine } = await import('../server/fhir/engine.ts');
   const { createLogger } = await import('../server/http/observability.ts');
   const { ProvenanceService } = await import('../server/provenance/service.ts');
+  const { privacyCodec } = await import('../server/privacy/codec.ts');
+  const { PrivacyKeys, privacyKeyFile } = await import('../server/privacy/keys.ts');
   const config = loadConfig();
   loadDefinitions();
   const db = await openDatabase({ url: config.databaseUrl, dataDir: config.inMemory ? undefined : `${config.dataDir}/pglite` });
   // chain provenance's intake sees the upgraded versions, as in the server: they are recorded as the
   // platform's revisions and queued for anchoring (the server's anchoring job anchors them)
   const provenance = new ProvenanceService(db, config, createLogger(config.logLevel === 'info' ? 'warn' : config.logLevel, process.stderr));
-  installEngine(db, { writeObservers: provenance.engineParts().writeObservers });
+  // and personal data stays sealed at rest, with the server's keys (server/privacy/)
+  installEngine(db, { writeObservers: provenance.engineParts().writeObservers, codec: privacyCodec(new PrivacyKeys(privacyKeyFile(config.dataDir))) });
   try {
     await migrate(db);
     await loadTerminology(db);

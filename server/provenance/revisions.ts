@@ -86,7 +86,9 @@ export async function recordRevisions(sql: Sql, writes: TxWrites, written: Array
       const rows = await sql.query<{ content: unknown }>('SELECT content FROM resource_history WHERE type = $1 AND id = $2 AND version = $3', [type, id, base]);
       baseDigest = rows[0] ? contentDigest(rows[0].content) : null;
     }
-    const row = { type, id, version, base_version: base, activity: revision.activity, reason: revision.reason, base_digest: baseDigest, digest: revisionDigest(resource, type, id, base, baseDigest, revision.reason) };
+    // the digest is of the version as stored (sealed at rest when the privacy module is on), as checkRevision reads it
+    const [stored] = await sql.query<{ content: unknown }>('SELECT content FROM resource_history WHERE type = $1 AND id = $2 AND version = $3', [type, id, version]);
+    const row = { type, id, version, base_version: base, activity: revision.activity, reason: revision.reason, base_digest: baseDigest, digest: revisionDigest(stored?.content ?? resource, type, id, base, baseDigest, revision.reason) };
     await sql.query(
       `INSERT INTO platform_revision (type, id, version, base_version, activity, reason, base_digest, digest, seal)
        VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9) ON CONFLICT DO NOTHING`,
