@@ -11,7 +11,7 @@ import type { Bundle, BundleEntry, OperationOutcome, Resource } from '@medplum/f
 import { asFhirError, badRequest, FhirError, statusOf } from './errors.ts';
 import { resolveConditionalInTransaction } from './conditional-reference.ts';
 import { isSupportedResourceType } from './definitions.ts';
-import { authorize, route, type FhirContext, type FhirRequest, type FhirResponse, type Prefer } from './router.ts';
+import { authorize, route, writeGuard, type FhirContext, type FhirRequest, type FhirResponse, type Prefer } from './router.ts';
 import { assertValid } from './validate.ts';
 import { engineOf } from './engine.ts';
 import { AnswerBudget, limits, tooCostly } from './limits.ts';
@@ -160,6 +160,8 @@ async function transaction(ctx: FhirContext, submitted: BundleEntry[], prefer: P
     }
     // 3. validate the plain creates up front, then write them in one go
     for (const i of plainCreates) await at(i, async () => assertValid(entries[i].resource, `Bundle.entry[${i}].resource`));
+    const guard = writeGuard(tctx);
+    if (guard) for (const i of plainCreates) await at(i, () => guard({ method: 'POST', type: entries[i].resource!.resourceType, next: entries[i].resource }, repo));
     const created = plainCreates.length > 0 ? await repo.createMany(plainCreates.map((i) => entries[i].resource!)) : [];
     plainCreates.forEach((i, k) => {
       results[i] = { status: 201, resource: created[k], body: created[k], location: `${ctx.baseUrl}/${created[k].resourceType}/${created[k].id}/_history/1` };

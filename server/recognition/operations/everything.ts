@@ -15,6 +15,7 @@ import { recordAccess, resolvePatients } from '../service.ts';
 import type { Operation } from '../../fhir/operations/registry.ts';
 import { loadDefinition } from '../../fhir/operations/registry.ts';
 import { RecognitionInput } from './params.ts';
+import { authorizePatientRecord } from '../../auth/care.ts';
 
 export const EVERYTHING_DEFAULT_COUNT = 50;
 export const EVERYTHING_MAX_COUNT = 500;
@@ -59,6 +60,8 @@ export const everythingOperation: Operation = {
     const since = sinceText ? new Date(sinceText).toISOString() : undefined;
 
     const [patient] = await input.guard(() => resolvePatients(ctx.repo, { id: target.id }, 'patient'));
+    // the one check of a read of a patient's record (also $summary's): own patient, or in care with a purpose
+    await authorizePatientRecord(ctx, patient.id as string, 'everything');
     const { pairs, types } = patientCompartment();
     const memberTypes = wanted.length > 0 ? wanted.filter((t) => types.has(t)) : [...types].filter((t) => !HIDDEN_BY_DEFAULT.has(t));
     const params: unknown[] = [patient.id, pairs, memberTypes, snapshot];
