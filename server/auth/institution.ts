@@ -30,6 +30,9 @@ export const OWNER_PATHS: Record<string, readonly string[]> = {
   Task: ['requester', 'owner'],
   Organization: ['partOf'],
   PractitionerRole: ['organization'],
+  // an institution's local dictionary and its map (server/dictionary/): the venue they are used at
+  CodeSystem: ['useContext.valueReference'],
+  ConceptMap: ['useContext.valueReference'],
   Practitioner: [],
 };
 

@@ -15,7 +15,7 @@ import type { Bundle, BundleEntry, Parameters, ParametersParameter, Resource } f
 import { fail, informational } from '../fhir/errors.ts';
 import type { AccessPolicy } from '../fhir/engine.ts';
 import type { Principal } from '../fhir/principal.ts';
-import { careRefusal, ReadAccess } from './care.ts';
+import { careRefusal, isPersonalType, ReadAccess } from './care.ts';
 import { claimsOf, institutionsOf, isOwnResource, isPlatform, namesOwn } from './institution.ts';
 import { missing, parseScope, refusalText, requirements } from './scopes.ts';
 
@@ -25,6 +25,12 @@ import { missing, parseScope, refusalText, requirements } from './scopes.ts';
  * API; the platform's operations and jobs do (a check writes its reminder; a decision is $decide).
  */
 export const PLATFORM_RECORDS: ReadonlySet<string> = new Set(['DetectedIssue', 'MeasureReport', 'Flag', 'AuditEvent']);
+
+/**
+ * Operations that change the platform's own state (its settings, catalogue, statistics and monitoring
+ * records): never run by a caller bound to an institution, whatever its scopes.
+ */
+export const PLATFORM_OPERATIONS: ReadonlySet<string> = new Set(['badge-settings', 'code-upgrade', 'catalogue-import', 'evaluate-monitoring', 'chain-statistics']);
 
 /** Types a bound caller creates only naming its own institution (a report without a performer is no one's). */
 const CLAIM_REQUIRED: Record<string, string> = {
@@ -69,6 +75,10 @@ export function accessPolicy(): AccessPolicy {
       if (audit) return authorizeAudit(principal, audit.action);
       const need = missing(principal.scopes, needs);
       if (need) throw fail(403, 'forbidden', refusalText(need));
+      const op = segments.find((x) => x.startsWith('$'))?.slice(1);
+      if (op && PLATFORM_OPERATIONS.has(op) && principal.institution && !isPlatform(principal)) {
+        throw fail(403, 'forbidden', `$${op} changes the platform's own records: it is run by the platform, not by an institution`);
+      }
     },
 
     async authorizeWrite(principal, change, repo) {
@@ -99,12 +109,18 @@ export function accessPolicy(): AccessPolicy {
     },
 
     async filterAnswer(ctx, req, res) {
-      if (isPlatform(ctx.principal) || !res.body) return res;
+      if (isPlatform(ctx.principal) || !res.body || res.judged) return res;
       const access = new ReadAccess(ctx.repo, ctx.principal);
       const write = !req.path.includes('$') && ['POST', 'PUT', 'PATCH'].includes(req.method.toUpperCase()) && req.path.split('/').filter(Boolean).length > 0;
       const body = res.body;
       if (body.resourceType === 'Bundle') {
-        const filtered = await filterBundle(access, body as Bundle);
+        const bundle = body as Bundle;
+        // a count of personal data (`_summary=count`, `_count=0`) holds nothing to judge: no total is given
+        if (bundle.type === 'searchset' && bundle.total !== undefined && !(bundle.entry ?? []).some((e) => e.resource && !CONTAINERS.has(e.resource.resourceType)) && isPersonalType(req.path.split('/').filter(Boolean)[0] ?? '')) {
+          const { total: _total, ...rest } = bundle;
+          return { ...res, body: rest as Bundle, bytes: undefined };
+        }
+        const filtered = await filterBundle(access, bundle);
         return filtered === body ? res : { ...res, body: filtered, bytes: undefined };
       }
       if (body.resourceType === 'Parameters') {

@@ -258,12 +258,23 @@ function toRequest(entry: BundleEntry, prefer: Prefer): FhirRequest {
     method: entry.request!.method!,
     path,
     query: qs ? ([...new URLSearchParams(qs)] as [string, string][]) : [],
-    body: entry.resource,
+    body: entry.request!.method === 'PATCH' ? patchBody(entry.resource) : entry.resource,
     ifMatch: entry.request!.ifMatch,
     ifNoneExist: entry.request!.ifNoneExist,
     ifNoneMatch: entry.request!.ifNoneMatch,
     prefer,
   };
+}
+
+/** A PATCH entry's body: a JSON Patch document carried as a Binary (FHIR R4 http.html#patch), or the operations themselves. */
+function patchBody(resource: unknown): unknown {
+  const binary = resource as { resourceType?: string; contentType?: string; data?: string } | undefined;
+  if (binary?.resourceType !== 'Binary' || !/json-patch/.test(binary.contentType ?? '') || typeof binary.data !== 'string') return resource;
+  try {
+    return JSON.parse(Buffer.from(binary.data, 'base64').toString('utf8'));
+  } catch {
+    throw badRequest('The Binary of a PATCH entry must hold a JSON Patch document (base64 of JSON)', 'resource.data');
+  }
 }
 
 function responseEntry(ctx: FhirContext, res: FhirResponse, prefer?: Prefer): BundleEntry {

@@ -43,6 +43,8 @@ export interface FhirResponse {
   headers?: Record<string, string>;
   /** `body` already serialised as compact JSON (UTF-8), when the operation keeps it (large cached answers). */
   bytes?: Buffer;
+  /** The operation authorised its whole answer itself: the access policy's answer filter leaves it as it is. */
+  judged?: boolean;
 }
 
 export interface FhirContext {

@@ -10,7 +10,11 @@ import type { FhirContext, FhirRequest } from '../router.ts';
 /** The principal may write resources of `type` (SMART-style scopes: system/*.*, system/Type.*, system/Type.write). */
 export function requireWrite(ctx: FhirContext, type: string, what: string): void {
   const scopes = ctx.principal?.scopes ?? [];
-  const ok = scopes.some((s) => ['system/*.*', 'system/*.write', `system/${type}.*`, `system/${type}.write`].includes(s));
+  // SMART v1 (`*`, `write`) or v2 letters with `u` (`cruds`, `ru`…), on the type or on every type
+  const ok = scopes.some((s) => {
+    const m = /^system\/([A-Za-z]+|\*)\.([a-z*]+)$/.exec(s);
+    return !!m && (m[1] === '*' || m[1] === type) && (m[2] === '*' || m[2] === 'write' || /^c?r?ud?s?$/.test(m[2]));
+  });
   if (!ok) throw fail(403, 'forbidden', `${what} needs the right to write ${type} resources`);
 }
 

@@ -13,6 +13,7 @@ import type { NodeHolding } from '../../ledger/port.ts';
 import type { Operation } from '../../fhir/operations/registry.ts';
 import { loadDefinition } from '../../fhir/operations/registry.ts';
 import { OpInput } from '../../fhir/operations/input.ts';
+import { authorizeReport } from '../../auth/care.ts';
 
 let definition: OperationDefinition | undefined;
 
@@ -24,6 +25,7 @@ export const verifyOperation: Operation = {
   methods: ['GET', 'POST'],
   async: true,
   async handle(ctx, req, target) {
+    await authorizeReport(ctx, target.id as string, 'verify');
     const input = new OpInput('verify', req);
     refuseUnknown(input, ['version']);
     const version = input.integer('version', { min: 1, max: 999_999_999 });
@@ -50,7 +52,7 @@ export const verifyOperation: Operation = {
       ...(r.signature.status === 'invalid' || r.signature.status === 'no-key' ? [{ name: 'signatureReason', valueString: r.signature.reason! }] : []),
       ...r.reasons.map((reason) => ({ name: 'reason', valueString: reason })),
     ];
-    return { status: 200, body: { resourceType: 'Parameters', parameter } as Parameters };
+    return { status: 200, body: { resourceType: 'Parameters', parameter } as Parameters, judged: true };
   },
 };
 
