@@ -226,3 +226,23 @@ test.serial('a Consent of the patient permitting the institution makes care; an 
   t.is(enc.status, 201);
   t.is((await as(tokenA, report3, { headers: TREAT })).status, 200);
 });
+
+test.serial('an institution acts for its registered parts (Organization.partOf), and registers no other institution', async (t) => {
+  const branch = await s.fhir('Organization', { method: 'POST', json: { resourceType: 'Organization', name: '荔湾区人民医院分院', identifier: [{ system: ORG_ID, value: `branch-${TAG}` }], partOf: { reference: `Organization/${A}` } } });
+  const branchId = (await branch.json()).id;
+  const report = { resourceType: 'DiagnosticReport', status: 'final', code: { text: 'K' }, subject: { reference: `Patient/${d.emptyPatient}` }, performer: [{ reference: `Organization?identifier=${ORG_ID}|branch-${TAG}` }] };
+  const filed = await as(tokenA, 'DiagnosticReport', { json: report });
+  t.is(filed.status, 201, 'a report of its branch, named by identifier');
+  t.is((await filed.json()).performer[0].reference, `Organization/${branchId}`);
+  t.is((await as(tokenB, 'DiagnosticReport', { json: report })).status, 403, 'B does not act for A\'s branch');
+  const none = await refusal(await as(tokenA, 'DiagnosticReport', { json: { ...report, performer: undefined } }));
+  t.deepEqual([none.status, none.expression], [403, 'DiagnosticReport.performer'], 'a report names its institution');
+  const other = await refusal(await as(tokenA, 'Organization', { json: { resourceType: 'Organization', name: '另一家医院' } }));
+  t.deepEqual([other.status, other.expression], [403, 'Organization.partOf']);
+  t.is((await as(tokenA, 'Organization', { json: { resourceType: 'Organization', name: '第二分院', partOf: { reference: `Organization/${A}` } } })).status, 201);
+  // its own Organization it may update; B's not
+  const own = await platformRead(`Organization/${A}`);
+  t.is((await as(tokenA, `Organization/${A}`, { method: 'PUT', json: { ...own, alias: ['荔湾'] } })).status, 200);
+  const theirs = await platformRead(`Organization/${B}`);
+  t.is((await as(tokenA, `Organization/${B}`, { method: 'PUT', json: { ...theirs, alias: ['x'] } })).status, 403);
+});
