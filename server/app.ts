@@ -35,7 +35,7 @@ import { root } from './http/root.ts';
 import { readBody, UNSTORABLE_TEXT } from './http/body.ts';
 import { createLogger, createMetrics, observe, type Logger } from './http/observability.ts';
 import { Scheduler } from './scheduler/scheduler.ts';
-import type { HurenModule, ModuleContext, ModuleFactory } from './module.ts';
+import type { HurenModule, ModuleContext, ModuleFactory, Readiness } from './module.ts';
 import { terminologyModule } from './terminology/module.ts';
 import { recognitionModule } from './recognition/module.ts';
 import { profilesModule } from './profiles/module.ts';
@@ -86,7 +86,7 @@ export async function start(config: Config, options: StartOptions = {}): Promise
   if (bootstrap.source === 'generated' && bootstrap.active) logger.warn('a generated bootstrap token is on until the first security administrator is created with it (POST /api/accounts)');
   loadDefinitions();
   loadValidation();
-  const db = await openDatabase({ url: config.databaseUrl, dataDir: config.inMemory ? undefined : `${config.dataDir}/pglite`, statementTimeoutMs: config.statementTimeoutMs });
+  const db = await openDatabase({ url: config.databaseUrl, readUrl: config.databaseReadUrl, dataDir: config.inMemory ? undefined : `${config.dataDir}/pglite`, statementTimeoutMs: config.statementTimeoutMs });
   const applied = await migrate(db);
   if (applied.length > 0) logger.info({ applied, engine: db.engine }, 'migrations applied');
   const context: ModuleContext = { config, db, logger, limits: { maxBytes: config.maxBodyBytes, maxDepth: config.maxJsonDepth }, bootstrap };
@@ -115,7 +115,7 @@ export async function start(config: Config, options: StartOptions = {}): Promise
   });
   // the JWT audiences: HUREN_PUBLIC_URL, else the address listened on (known once listening)
   let listening = '';
-  const app = createApp(config, db, logger, bootstrap, modules, jobs, () => config.publicUrl ?? listening);
+  const app = createApp(config, db, logger, bootstrap, modules, jobs, () => config.publicUrl ?? listening, scheduler);
   // long FHIR search URLs are normal: allow 64 KiB of request line + headers (Node's default is 16 KiB)
   const server = createServer({ maxHeaderSize: 64 * 1024 }, app.callback());
   server.keepAliveTimeout = 65_000;
@@ -161,12 +161,14 @@ export function createApp(
   bootstrap: BootstrapToken,
   modules: readonly HurenModule[],
   jobs?: AsyncJobs,
-  base = () => config.publicUrl ?? `http://${config.host}:${config.port}`
+  base = () => config.publicUrl ?? `http://${config.host}:${config.port}`,
+  scheduler?: Scheduler
 ): Koa {
   // behind a proxy, the source address is the X-Forwarded-For entry the proxy added (the last), not one a client wrote
   const app = new Koa({ proxy: config.trustProxy, maxIpsCount: 1 });
   const metrics = createMetrics();
-  ProvenanceService.of(db)?.registerMetrics(metrics.registry);
+  for (const m of modules) m.metrics?.(metrics.registry);
+  scheduler?.registerMetrics(metrics.registry);
   const repo = new Repository(db);
 
   app.use(observe(logger, metrics));
@@ -189,17 +191,27 @@ export function createApp(
 
   const router = new Router();
   router.get('/', root(config.publicUrl));
-  router.get('/healthz', (ctx) => {
+  // liveness: the process answers (a restart is the cure for a no); nothing else is asked
+  const live = (ctx: Koa.Context) => {
     ctx.body = { status: 'ok' };
-  });
+  };
+  router.get('/healthz', live);
+  router.get('/livez', live);
+  // readiness: can this instance serve? 503 takes it out of the load balancer — only when the database is down;
+  // the chain, partner platforms and the scheduler are reported (degraded) but are worked around
   router.get('/readyz', async (ctx) => {
-    try {
-      await db.query('SELECT 1');
-      ctx.body = { status: 'ready', database: db.engine };
-    } catch {
-      ctx.status = 503;
-      ctx.body = { status: 'unavailable', database: db.engine };
-    }
+    const checks: [string, () => Promise<Readiness>][] = [
+      ['database', async () => (await db.query('SELECT 1'), { status: 'up', detail: { engine: db.engine } })],
+      ...(scheduler ? [['scheduler', async () => schedulerReadiness(scheduler)] as [string, () => Promise<Readiness>]] : []),
+      ...modules.flatMap((m) => Object.entries(m.readiness ?? {})),
+    ];
+    const components: Record<string, Readiness> = {};
+    await Promise.all(checks.map(async ([name, check]) => (components[name] = await withTimeout(check, name === 'database' ? 'down' : 'degraded'))));
+    const states = Object.values(components).map((c) => c.status);
+    const status = components.database.status === 'down' ? 'unavailable' : states.every((s) => s === 'up') ? 'ready' : 'degraded';
+    ctx.status = status === 'unavailable' ? 503 : 200;
+    if (ctx.status === 503) ctx.set('Retry-After', String(RETRY_AFTER_SECONDS));
+    ctx.body = { status, database: db.engine, components };
   });
   router.get('/metrics', async (ctx) => {
     // operational figures are for the platform's operators (the platform token), not for hospital clients
@@ -266,6 +278,26 @@ export function createApp(
   return app;
 }
 
+const RETRY_AFTER_SECONDS = 2;
+const READINESS_TIMEOUT_MS = 2000;
+
+/** A readiness check that throws or takes longer than 2 s counts as `failed` (down for the database, degraded otherwise). */
+async function withTimeout(check: () => Promise<Readiness>, failed: 'down' | 'degraded'): Promise<Readiness> {
+  let timer: NodeJS.Timeout | undefined;
+  const late = new Promise<Readiness>((resolve) => (timer = setTimeout(() => resolve({ status: failed, detail: { error: 'no answer within 2 s' } }), READINESS_TIMEOUT_MS)));
+  try {
+    return await Promise.race([check().catch((e: unknown) => ({ status: failed, detail: { error: String((e as Error)?.name ?? 'error') } }) as Readiness), late]);
+  } finally {
+    clearTimeout(timer);
+  }
+}
+
+function schedulerReadiness(scheduler: Scheduler): Readiness {
+  const state = scheduler.state();
+  const failing = Object.entries(state.lastRuns).filter(([, r]) => !r.ok).map(([job]) => job);
+  return { status: state.running && failing.length === 0 ? 'up' : 'degraded', detail: { running: state.running, jobs: state.jobs, failing } };
+}
+
 /** Maps every error to an OperationOutcome; unknown errors are 500s, logged without their data. */
 function errors(logger: Logger): Koa.Middleware {
   return async (ctx, next) => {
@@ -289,6 +321,8 @@ function errors(logger: Logger): Koa.Middleware {
         }
       }
       ctx.status = status;
+      // a 503 is transient (statement timeout, failover, shortage): say when to come back
+      if (status === 503 && !ctx.response.get('Retry-After')) ctx.set('Retry-After', String(RETRY_AFTER_SECONDS));
       ctx.type = 'application/fhir+json; charset=utf-8';
       ctx.body = JSON.stringify(body);
     }

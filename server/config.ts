@@ -23,6 +23,8 @@ export interface Config {
   dataDir: string;
   /** A PostgreSQL server instead of PGlite. */
   databaseUrl?: string;
+  /** DATABASE_READ_URL: a streaming replica for reads that may be slightly stale (search, history, statistics). */
+  databaseReadUrl?: string;
   /** Use an in-memory PGlite (tests). */
   inMemory: boolean;
   bootstrapToken?: string;
@@ -90,6 +92,7 @@ export function loadConfig(env: NodeJS.ProcessEnv = process.env, overrides: Part
     host: env.HOST || '127.0.0.1',
     dataDir,
     databaseUrl: env.DATABASE_URL || undefined,
+    databaseReadUrl: env.DATABASE_READ_URL || undefined,
     inMemory: env.HUREN_IN_MEMORY === '1',
     bootstrapToken: env.HUREN_BOOTSTRAP_TOKEN || undefined,
     accounts: overrides.accounts ?? loadAccountsConfig(env),

@@ -9,6 +9,7 @@
  * Adding a domain is a new folder and one line in app.ts's list; removing one is the reverse.
  */
 import type Koa from 'koa';
+import type client from 'prom-client';
 import type { Config } from './config.ts';
 import type { Database } from './db/database.ts';
 import type { EngineParts } from './fhir/engine.ts';
@@ -27,6 +28,17 @@ export interface ModuleContext {
   bootstrap: BootstrapToken;
 }
 
+/**
+ * A component's state for `/readyz`: `down` for what the platform cannot work without (only the database is
+ * that: the app takes it out of the load balancer), `degraded` for what it works around (the chain: anchors
+ * wait in the outbox; a partner city: checks answer without it).
+ */
+export interface Readiness {
+  status: 'up' | 'degraded' | 'down';
+  /** Figures for the operator: no personal data. */
+  detail?: Record<string, unknown>;
+}
+
 export interface HurenModule extends Omit<EngineParts, 'access'> {
   /** Short and unique: `recognition`, `provenance`… */
   name: string;
@@ -40,6 +52,10 @@ export interface HurenModule extends Omit<EngineParts, 'access'> {
   routes?: readonly Koa.Middleware<any, any>[];
   /** Bearer tokens of the module's own (a person's session): tried by the authorisation seam, server/http/auth.ts. */
   authenticators?: readonly Authenticator[];
+  /** Components this module watches, for `/readyz` (each check is cut off after 2 s and then counts as degraded). */
+  readiness?: Readonly<Record<string, () => Promise<Readiness>>>;
+  /** Registers the module's Prometheus metrics (served at `/metrics`). */
+  metrics?(registry: client.Registry): void;
   /** Periodic jobs; names are prefixed with the module's name by convention (`provenance.anchor`). */
   jobs?: readonly ScheduledJob[];
   /** Before the server takes requests, in list order (load reference data, publish resources). */

@@ -20,7 +20,7 @@ const MAX_BATCH = 2000;
 /** Beyond this many unwritten events (the database is unreachable) the oldest are dropped, and counted in the log. */
 const MAX_QUEUE = 200_000;
 /** Liveness probes carry no data and would flood the trail. */
-const UNAUDITED = new Set(['/healthz', '/readyz']);
+const UNAUDITED = new Set(['/healthz', '/livez', '/readyz']);
 const READS_TRAIL = /AuditEvent|\$trace|\$everything/;
 
 export class AuditTrail {

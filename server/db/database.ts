@@ -13,6 +13,12 @@ export interface Sql {
 export interface Database extends Sql {
   readonly engine: 'pglite' | 'postgres';
   /**
+   * Where reads that may be slightly stale go (search, history, statistics, monitoring): the read replica of
+   * `DATABASE_READ_URL` when one is configured, else the database itself. Writes, reads by id and everything
+   * inside a transaction stay on the primary, so a client reads its own writes.
+   */
+  readonly replica: Sql;
+  /**
    * Runs `fn` in one transaction; a throw rolls everything back. On PostgreSQL a transaction that lost a
    * race (deadlock, serialization failure, duplicate key) is re-run, so `fn` must not mutate its inputs.
    */
@@ -21,8 +27,14 @@ export interface Database extends Sql {
 }
 
 export interface DatabaseOptions {
-  /** A PostgreSQL connection string; when absent PGlite is used. */
+  /**
+   * A PostgreSQL connection string; when absent PGlite is used. It may name several hosts
+   * (`postgres://u@h1:5432,h2:5432/db`): the pool connects to the one that is a writable primary and, when
+   * that one goes away (failover), finds the new primary by itself.
+   */
   url?: string;
+  /** A PostgreSQL connection string (one or several hosts) for reads that may be slightly stale. */
+  readUrl?: string;
   /** PGlite data directory; `undefined` means in memory. */
   dataDir?: string;
   poolSize?: number;
@@ -35,7 +47,11 @@ export interface DatabaseOptions {
 }
 
 export async function openDatabase(options: DatabaseOptions): Promise<Database> {
-  return options.url ? openPostgres(options.url, options.poolSize ?? 10, options.statementTimeoutMs ?? 0) : openPglite(options.dataDir);
+  if (!options.url) {
+    if (options.readUrl) throw new Error('DATABASE_READ_URL needs DATABASE_URL: the embedded store has no replicas');
+    return openPglite(options.dataDir);
+  }
+  return openPostgres(options.url, options.readUrl, options.poolSize ?? 10, options.statementTimeoutMs ?? 0);
 }
 
 /**
@@ -66,12 +82,11 @@ async function openPglite(dataDir: string | undefined): Promise<Database> {
     mkdirSync(dataDir, { recursive: true });
   }
   const lite = await PGlite.create(dataDir ? { dataDir } : {});
+  const query: Sql['query'] = async (text, params) => (await lite.query<any>(text, params as any[])).rows;
   return {
     engine: 'pglite',
-    async query(text, params) {
-      const result = await lite.query<any>(text, params as any[]);
-      return result.rows;
-    },
+    query,
+    replica: { query },
     async transaction(fn) {
       return lite.transaction(async (tx) =>
         fn({
@@ -95,39 +110,177 @@ async function openPglite(dataDir: string | undefined): Promise<Database> {
 const RETRYABLE = new Set(['40001', '40P01', '23505']);
 const MAX_ATTEMPTS = 4;
 
-async function openPostgres(url: string, poolSize: number, statementTimeoutMs: number): Promise<Database> {
+/**
+ * The errors that mean "this server is not (or no longer) the writable primary": the connection failed or was
+ * cut (class 08 and Node's socket errors), the server is shutting down or starting (57P01–57P03), or it is a
+ * standby that refuses writes (25006). They are thrown on as `DatabaseUnavailableError` (SQLSTATE 08006, which
+ * the FHIR layer answers 503 with Retry-After), and the pool looks for the primary again.
+ */
+function lostPrimary(err: unknown): boolean {
+  const e = err as { code?: unknown; message?: unknown } | null;
+  const code = typeof e?.code === 'string' ? e.code : '';
+  if (code.startsWith('08') || ['57P01', '57P02', '57P03', '25006'].includes(code)) return true;
+  if (['ECONNREFUSED', 'ECONNRESET', 'EPIPE', 'ETIMEDOUT', 'EHOSTUNREACH', 'ENOTFOUND'].includes(code)) return true;
+  return typeof e?.message === 'string' && /Connection terminated|connection timeout|Client has encountered a connection error/i.test(e.message);
+}
+
+export class DatabaseUnavailableError extends Error {
+  readonly code = '08006';
+  constructor(message: string) {
+    super(message);
+    this.name = 'DatabaseUnavailableError';
+  }
+}
+
+/** `postgres://u@h1:1,h2:2/db?x=y` → one connection string per host (the same user, database and options). */
+export function splitHosts(url: string): string[] {
+  const m = /^(postgres(?:ql)?:\/\/)([^@/?#]*@)?([^/?#]*)(.*)$/.exec(url);
+  if (!m || !m[3].includes(',')) return [stripSessionAttrs(url)];
+  return m[3].split(',').filter(Boolean).map((host) => stripSessionAttrs(`${m[1]}${m[2] ?? ''}${host}${m[4]}`));
+}
+
+/** libpq's `target_session_attrs` is what this pool does itself; node-postgres does not know it. */
+function stripSessionAttrs(url: string): string {
+  return url.replace(/([?&])target_session_attrs=[^&]*&?/, '$1').replace(/[?&]$/, '');
+}
+
+/**
+ * A pool over the first of several hosts that answers as wanted: the writable primary (`pg_is_in_recovery()`
+ * false) for the primary pool; any host for a replica pool. With one host there is nothing to choose and the
+ * pool is made directly. After `lost()`, the next `pool()` looks again (at most every 500 ms, so a request
+ * storm during a failover does not become a connection storm).
+ */
+class HostPool {
+  private current: pg.Pool | undefined;
+  private looking: Promise<pg.Pool> | undefined;
+  private lastFailure = 0;
+  private closed = false;
+
+  constructor(
+    private readonly urls: string[],
+    private readonly wantPrimary: boolean,
+    private readonly config: pg.PoolConfig
+  ) {}
+
+  pool(): Promise<pg.Pool> {
+    if (this.closed) return Promise.reject(new Error('The database is closed'));
+    if (this.current) return Promise.resolve(this.current);
+    if (this.urls.length === 1) return Promise.resolve((this.current = this.make(this.urls[0])));
+    if (Date.now() - this.lastFailure < 500) return Promise.reject(this.unavailable());
+    this.looking ??= this.find().finally(() => (this.looking = undefined));
+    return this.looking;
+  }
+
+  /** The current pool failed in a way that says its host is gone or demoted: drop it. */
+  lost(pool: pg.Pool): void {
+    if (this.current !== pool) return;
+    this.current = undefined;
+    pool.end().catch(() => undefined);
+  }
+
+  async end(): Promise<void> {
+    this.closed = true;
+    const pool = this.current;
+    this.current = undefined;
+    await pool?.end();
+  }
+
+  private async find(): Promise<pg.Pool> {
+    for (const url of this.urls) {
+      const probe = new pg.Client({ connectionString: url, connectionTimeoutMillis: 2000 });
+      probe.on('error', () => undefined);
+      try {
+        await probe.connect();
+        const [{ standby }] = (await probe.query<{ standby: boolean }>('SELECT pg_is_in_recovery() AS standby')).rows;
+        if (this.wantPrimary && standby) continue;
+        return (this.current = this.make(url));
+      } catch {
+        // not reachable: the next host
+      } finally {
+        await probe.end().catch(() => undefined);
+      }
+    }
+    this.lastFailure = Date.now();
+    throw this.unavailable();
+  }
+
+  private make(url: string): pg.Pool {
+    const pool = new pg.Pool({ ...this.config, connectionString: url });
+    pool.on('error', () => undefined); // idle client errors surface on the next query
+    return pool;
+  }
+
+  private unavailable(): DatabaseUnavailableError {
+    return new DatabaseUnavailableError(this.wantPrimary ? 'No writable PostgreSQL primary is reachable' : 'No PostgreSQL server is reachable');
+  }
+}
+
+async function openPostgres(url: string, readUrl: string | undefined, poolSize: number, statementTimeoutMs: number): Promise<Database> {
   // Dates and timestamps come back as ISO strings, as from PGlite after normalisation below.
   pg.types.setTypeParser(1184, (v) => v); // timestamptz
   pg.types.setTypeParser(20, (v) => Number(v)); // int8
-  const pool = new pg.Pool({ connectionString: url, max: poolSize, ...(statementTimeoutMs > 0 ? { statement_timeout: statementTimeoutMs } : {}) });
-  pool.on('error', () => undefined); // idle client errors surface on the next query
+  // no connection timeout: under load a request waits its turn for a pooled connection rather than failing
+  const config: pg.PoolConfig = { max: poolSize, ...(statementTimeoutMs > 0 ? { statement_timeout: statementTimeoutMs } : {}) };
+  const primary = new HostPool(splitHosts(url), true, config);
+  const readers = readUrl ? new HostPool(splitHosts(readUrl), false, config) : undefined;
   const run = async (client: pg.Pool | pg.PoolClient, text: string, params?: unknown[]) => {
     const name = preparedName(text);
     const result = name ? await client.query({ name, text, values: params as any[] }) : await client.query(text, params as any[]);
     return result.rows;
   };
+  /** Runs `fn` on a pool of `hosts`; an error that says the host is gone drops the pool and becomes a 503. */
+  const onPool = async <T>(hosts: HostPool, fn: (pool: pg.Pool) => Promise<T>): Promise<T> => {
+    const pool = await hosts.pool();
+    try {
+      return await fn(pool);
+    } catch (err) {
+      if (!lostPrimary(err)) throw err;
+      hosts.lost(pool);
+      throw err instanceof DatabaseUnavailableError ? err : new DatabaseUnavailableError('The PostgreSQL connection was lost; try again');
+    }
+  };
+  const query: Sql['query'] = (text, params) => onPool(primary, (pool) => run(pool, text, params));
   return {
     engine: 'postgres',
-    query: (text, params) => run(pool, text, params),
+    query,
+    // a replica that is down is not an outage: its reads go to the primary
+    replica: readers
+      ? {
+          query: (text, params) =>
+            onPool(readers, (pool) => run(pool, text, params)).catch((err) => {
+              if (err instanceof DatabaseUnavailableError) return query(text, params);
+              throw err;
+            }),
+        }
+      : { query },
     async transaction(fn) {
       for (let attempt = 1; ; attempt++) {
-        const client = await pool.connect();
-        try {
-          await client.query('BEGIN');
-          const value = await fn({ query: (text, params) => run(client, text, params) });
-          await client.query('COMMIT');
-          return value;
-        } catch (err) {
-          await client.query('ROLLBACK').catch(() => undefined);
-          if (attempt < MAX_ATTEMPTS && RETRYABLE.has((err as { code?: string }).code ?? '')) continue;
-          throw err;
-        } finally {
-          client.release();
-        }
+        const retry = await onPool(primary, async (pool) => {
+          const client = await pool.connect();
+          // a connection cut while checked out emits 'error' on the client: the failing query reports it
+          const ignore = () => undefined;
+          client.on('error', ignore);
+          let failed: unknown;
+          try {
+            await client.query('BEGIN');
+            const value = await fn({ query: (text, params) => run(client, text, params) });
+            await client.query('COMMIT');
+            return { value };
+          } catch (err) {
+            failed = err;
+            await client.query('ROLLBACK').catch(() => undefined);
+            if (attempt < MAX_ATTEMPTS && RETRYABLE.has((err as { code?: string }).code ?? '')) return undefined;
+            throw err;
+          } finally {
+            client.off('error', ignore);
+            client.release(failed !== undefined && lostPrimary(failed)); // a broken connection is not pooled again
+          }
+        });
+        if (retry) return retry.value;
       }
     },
     async close() {
-      await pool.end();
+      await Promise.all([primary.end(), readers?.end()]);
     },
   };
 }

@@ -43,7 +43,8 @@ export function statusOf(err: unknown): number {
  * A database error that is the input's doing, or the database's refusal to do more, as the FHIR error it
  * means (SQLSTATE classes): 22 data exception (a value out of range or malformed) → 400; 54 program limit
  * exceeded (a statement too complex, an index row too large) → 422 `too-costly`; 57014 cancelled (the
- * statement timeout) and 53 insufficient resources → 503 `transient`. Anything else stays a server fault.
+ * statement timeout), 53 insufficient resources, 08 connection lost, 57P01/57P03 server shutting down or
+ * starting and 25006 a read-only standby (no writable primary during a failover) → 503 `transient`. Anything else stays a server fault.
  * The database's message is not repeated: it may quote the values.
  */
 export function databaseFailure(err: unknown): FhirError | undefined {
@@ -52,6 +53,9 @@ export function databaseFailure(err: unknown): FhirError | undefined {
   if (code.startsWith('22')) return fail(400, 'invalid', `A value in the request is out of range or malformed for the store (SQLSTATE ${code})`);
   if (code.startsWith('54')) return fail(422, 'too-costly', `The request is too large or complex for the store (SQLSTATE ${code})`);
   if (code === '57014') return fail(503, 'transient', 'The request took longer than the statement timeout and was cancelled; try again, or ask for less');
+  if (code.startsWith('08') || code === '57P01' || code === '57P03' || code === '25006') {
+    return fail(503, 'transient', 'The database is not reachable right now (a failover may be under way); try again shortly');
+  }
   if (code.startsWith('53')) return fail(503, 'transient', `The store is short of resources (SQLSTATE ${code}); try again later`);
   return undefined;
 }

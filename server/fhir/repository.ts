@@ -259,7 +259,12 @@ export class Repository {
   }
 
   async search(request: SearchRequest, baseUrl: string): Promise<Bundle> {
-    return runSearch(this.sql, request, baseUrl);
+    return runSearch(this.reader, request, baseUrl);
+  }
+
+  /** Where reads that may be slightly stale go: the read replica outside a transaction, this transaction inside one. */
+  private get reader(): Sql {
+    return this.inTransaction ? this.sql : this.db.replica;
   }
 
   /** Versions newest first; one more than `count` when there is a next page. */

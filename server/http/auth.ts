@@ -34,6 +34,7 @@ export function isPublic(method: string, path: string): boolean {
     path === '/fhir/metadata' ||
     path === '/healthz' ||
     path === '/readyz' ||
+    path === '/livez' ||
     path === '/.well-known/smart-configuration' ||
     path === '/fhir/.well-known/smart-configuration' ||
     path === '/cds-services' ||

@@ -8,6 +8,7 @@ import type { ModuleFactory } from '../module.ts';
 import { monitoringApi } from './api.ts';
 import { loadMonitoringConfig } from './config.ts';
 import { evaluateMonitoringOperation } from './operations/evaluate-monitoring.ts';
+import { monitoringMetrics } from './metrics.ts';
 import { MonitoringService } from './service.ts';
 
 export const monitoringModule: ModuleFactory = ({ db, logger, limits }) => {
@@ -19,5 +20,6 @@ export const monitoringModule: ModuleFactory = ({ db, logger, limits }) => {
     writeObservers: [service.facts.observer],
     routes: [service.facts.callRecorder(), api.routes(), api.allowedMethods()],
     jobs: service.jobs(),
+    metrics: (registry) => monitoringMetrics(db, registry),
   };
 };

@@ -22,6 +22,8 @@ export const provenanceModule: ModuleFactory = ({ db, config, logger, limits }) 
     ...service.engineParts(),
     routes: [api.routes(), api.allowedMethods()],
     jobs: service.jobs(),
+    readiness: { chain: () => service.readiness() },
+    metrics: (registry) => service.registerMetrics(registry),
     start: () => service.start(),
     stop: () => service.stop(),
   };

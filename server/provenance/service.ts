@@ -26,6 +26,7 @@ import type { ScheduledJob } from '../scheduler/scheduler.ts';
 import { repeatedChainProvenance } from './repeat.ts';
 import type { Logger } from '../http/observability.ts';
 import type { LedgerPort } from '../ledger/port.ts';
+import type { Readiness } from '../module.ts';
 import { describeLedgerConfig, type LedgerConfig } from '../ledger/config.ts';
 import { setHashStatusProvider } from '../recognition/service.ts';
 import type { ProvenanceConfig } from './config.ts';
@@ -76,6 +77,15 @@ export interface OriginalResult {
 export interface ProvenanceOptions {
   /** A ledger to use instead of the configured one (tests). */
   ledger?: LedgerPort;
+}
+
+const BACKLOG_DEGRADED_SECONDS = 15 * 60;
+
+async function anchorBacklog(db: Database): Promise<{ queued: number; oldestSeconds: number }> {
+  const [row] = await db.query<{ queued: number; oldest: number | null }>(
+    `SELECT count(*)::int AS queued, extract(epoch FROM now() - min(enqueued_at))::float8 AS oldest FROM anchor_outbox WHERE state = 'queued'`
+  );
+  return { queued: row.queued, oldestSeconds: Math.max(0, Math.round(row.oldest ?? 0)) };
 }
 
 export class ProvenanceService {
@@ -150,6 +160,40 @@ export class ProvenanceService {
       help: 'Report versions whose hash status went from consistent to pending (an anchor the chain no longer confirms)',
       registers: [registry],
     });
+    const db = this.db;
+    let last: Promise<{ queued: number; oldestSeconds: number } | undefined> | undefined;
+    // one query per scrape serves both gauges (the first collect() runs it, the second reuses it)
+    const scrape = () => (last ??= anchorBacklog(db).catch(() => undefined).finally(() => setImmediate(() => (last = undefined))));
+    new client.Gauge({
+      name: 'huren_anchor_backlog',
+      help: 'Records waiting in the outbox for an anchor',
+      registers: [registry],
+      async collect() {
+        const b = await scrape();
+        if (b) this.set(b.queued);
+      },
+    });
+    new client.Gauge({
+      name: 'huren_anchor_backlog_oldest_seconds',
+      help: 'Age of the oldest record waiting for an anchor (0 when none waits)',
+      registers: [registry],
+      async collect() {
+        const b = await scrape();
+        if (b) this.set(b.oldestSeconds);
+      },
+    });
+  }
+
+  /**
+   * The chain for `/readyz`: degraded (never down — anchors wait in the outbox) when the oldest record has waited
+   * longer than 15 minutes or, once the ledger is open, no node is up.
+   */
+  async readiness(): Promise<Readiness> {
+    const b = await anchorBacklog(this.db);
+    let nodesUp: boolean | undefined;
+    if (!(this.ledger instanceof LazyLedger) || this.ledger.opened) nodesUp = (await this.ledger.health()).up;
+    const late = b.oldestSeconds > BACKLOG_DEGRADED_SECONDS;
+    return { status: late || nodesUp === false ? 'degraded' : 'up', detail: { ledger: this.ledger.name, nodesUp: nodesUp ?? 'not opened yet', backlog: b.queued, oldestSeconds: b.oldestSeconds } };
   }
 
   private regressed(event: StatusAlert): void {

@@ -13,6 +13,7 @@
 import { randomBytes } from 'node:crypto';
 import { hostname } from 'node:os';
 import schedule from 'node-schedule';
+import client from 'prom-client';
 import type { Database } from '../db/database.ts';
 
 export interface ScheduledJob {
@@ -57,6 +58,8 @@ export class Scheduler {
   private readonly retentionDays: number;
   private started = false;
   private stopped = false;
+  private readonly lastRun = new Map<string, { at: string; ok: boolean }>();
+  private observeRun?: (job: string, outcome: TickOutcome, seconds: number) => void;
 
   constructor(
     private readonly db: Database,
@@ -73,6 +76,32 @@ export class Scheduler {
     if (this.jobs.has(job.name)) throw new Error(`scheduler: a job named ${job.name} is registered already`);
     this.jobs.set(job.name, job);
     if (this.started) this.schedule(job);
+  }
+
+  /** Whether the timers run, and the last run of each job in this process (for `/readyz`). */
+  state(): { running: boolean; jobs: number; lastRuns: Record<string, { at: string; ok: boolean }> } {
+    return { running: this.started && !this.stopped, jobs: this.jobs.size, lastRuns: Object.fromEntries(this.lastRun) };
+  }
+
+  /**
+   * Prometheus metrics of every job: ticks by outcome, run duration, and the time of the last success (an
+   * alert rule sees a job that stopped succeeding: deploy/prometheus/huren-alerts.yml).
+   */
+  registerMetrics(registry: client.Registry): void {
+    const ticks = new client.Counter({ name: 'huren_job_ticks_total', help: 'Scheduled ticks by job and outcome in this process', labelNames: ['job', 'outcome'], registers: [registry] });
+    const duration = new client.Histogram({
+      name: 'huren_job_duration_seconds',
+      help: 'Run time of the scheduled jobs this process ran',
+      labelNames: ['job'],
+      buckets: [0.01, 0.05, 0.1, 0.5, 1, 5, 15, 60, 300],
+      registers: [registry],
+    });
+    const lastSuccess = new client.Gauge({ name: 'huren_job_last_success_timestamp_seconds', help: 'When each job last ran successfully in this process (Unix time)', labelNames: ['job'], registers: [registry] });
+    this.observeRun = (job, outcome, seconds) => {
+      ticks.inc({ job, outcome });
+      if (outcome === 'ran' || outcome === 'failed') duration.observe({ job }, seconds);
+      if (outcome === 'ran') lastSuccess.set({ job }, Date.now() / 1000);
+    };
   }
 
   /** The registered jobs' names and schedules. */
@@ -106,7 +135,10 @@ export class Scheduler {
     const job = this.jobs.get(name);
     if (!job || this.stopped) return false;
     const tick = new Date(Math.floor(at.getTime() / 1000) * 1000);
+    const begun = process.hrtime.bigint();
     const outcome = await this.claimAndRun(job, tick);
+    if (outcome === 'ran' || outcome === 'failed') this.lastRun.set(name, { at: new Date().toISOString(), ok: outcome === 'ran' });
+    this.observeRun?.(name, outcome, Number(process.hrtime.bigint() - begun) / 1e9);
     this.logger.debug({ job: name, tick: tick.toISOString(), holder: this.holder, outcome }, 'scheduled tick');
     return outcome === 'ran' || outcome === 'failed';
   }
