@@ -23,7 +23,8 @@ import { limits, setLimits, tooCostly } from './fhir/limits.ts';
 import { AsyncJobs } from './fhir/async/jobs.ts';
 import { BackendAuth, TOKEN_LIFETIME_SECONDS } from './auth/backend.ts';
 import { CLOCK_TOLERANCE_SECONDS } from './auth/keys.ts';
-import { scopeAccessPolicy } from './auth/policy.ts';
+import { accessPolicy } from './auth/policy.ts';
+import { configureCare, parsePurpose } from './auth/care.ts';
 import { authRoutes } from './auth/routes.ts';
 import { TokenKeys } from './auth/signing.ts';
 import { AuthThrottle } from './auth/throttle.ts';
@@ -94,13 +95,14 @@ export async function start(config: Config, options: StartOptions = {}): Promise
   if (applied.length > 0) logger.info({ applied, engine: db.engine }, 'migrations applied');
   const context: ModuleContext = { config, db, logger, limits: { maxBytes: config.maxBodyBytes, maxDepth: config.maxJsonDepth }, bootstrap };
   const modules = MODULES.map((factory) => factory(context));
+  configureCare(db, { windowHours: config.careWindowHours });
   installEngine(db, {
     operations: modules.flatMap((m) => m.operations ?? []),
     writeObservers: modules.flatMap((m) => m.writeObservers ?? []),
     responseDecorators: modules.flatMap((m) => m.responseDecorators ?? []),
     repeatFinders: modules.flatMap((m) => m.repeatFinders ?? []),
     responseOnlyTags: modules.flatMap((m) => m.responseOnlyTags ?? []),
-    access: scopeAccessPolicy,
+    access: accessPolicy(),
     codec: oneCodec(modules),
     identity: { name: 'Huren', description: 'Huren FHIR R4 server for mutual recognition of lab and examination results' },
   });
@@ -259,7 +261,10 @@ export function createApp(
       ifNoneMatch: ctx.get('if-none-match') || undefined,
       prefer: parsePrefer(ctx.get('prefer')),
     };
-    const fctx: FhirContext = { repo, baseUrl, principal: ctx.state.principal as Principal, processBundle, jobs, cors: config.corsOrigins.length > 0 };
+    // the purpose of use the request states, for reads of other institutions' personal data (server/auth/care.ts)
+    const purposeOfUse = parsePurpose(ctx.get('x-purpose-of-use') || undefined);
+    const principal: Principal = { ...(ctx.state.principal as Principal), ...(purposeOfUse ? { purposeOfUse } : {}) };
+    const fctx: FhirContext = { repo, baseUrl, principal, processBundle, jobs, cors: config.corsOrigins.length > 0 };
     const res = await route(fctx, request);
     ctx.status = res.status;
     if (res.resource?.meta?.versionId) ctx.set('ETag', `W/"${res.resource.meta.versionId}"`);

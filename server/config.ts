@@ -54,6 +54,12 @@ export interface Config {
   /** Asynchronous requests: results kept this long (seconds), jobs run at once (0: no worker). */
   asyncRetentionSeconds: number;
   asyncConcurrency: number;
+  /**
+   * Reads with a reason (server/auth/care.ts): another institution's personal data is readable for a patient for
+   * this many hours after the caller's institution checked, ordered for or saw that patient (HUREN_CARE_WINDOW_HOURS,
+   * default 24).
+   */
+  careWindowHours: number;
   /** When tables that grew are analysed (HUREN_ANALYZE_CRON, default every 30 s; `off` disables; server/db/database.ts). */
   analyzeCron?: string;
   /** The chain (HUREN_LEDGER…, server/ledger/config.ts); default the embedded chain under dataDir/chain, opened on first use. */
@@ -124,6 +130,7 @@ export function loadConfig(env: NodeJS.ProcessEnv = process.env, overrides: Part
     logLevel: env.LOG_LEVEL ?? 'info',
     asyncRetentionSeconds: intEnv(env.HUREN_ASYNC_RETENTION_SECONDS, 24 * 3600),
     asyncConcurrency: intEnv(env.HUREN_ASYNC_CONCURRENCY, 2),
+    careWindowHours: intEnv(env.HUREN_CARE_WINDOW_HOURS, 24),
     analyzeCron: env.HUREN_ANALYZE_CRON === 'off' ? undefined : env.HUREN_ANALYZE_CRON || '*/30 * * * * *',
     ledger: overrides.ledger ?? loadLedgerConfig(env, { dataDir }),
     provenance: overrides.provenance ?? loadProvenanceConfig(env),

@@ -119,7 +119,7 @@ async function tokenFor(client: 'writer' | 'reader', scope: string): Promise<str
 const fhir = (token: string, path: string, init: RequestInit & { json?: unknown } = {}) =>
   fetch(`${s.base}/${path}`, {
     ...init,
-    headers: { authorization: `Bearer ${token}`, accept: 'application/fhir+json', ...(init.json !== undefined ? { 'content-type': 'application/fhir+json' } : {}) },
+    headers: { authorization: `Bearer ${token}`, accept: 'application/fhir+json', ...(init.json !== undefined ? { 'content-type': 'application/fhir+json' } : {}), ...(init.headers as Record<string, string>) },
     ...(init.json !== undefined ? { body: JSON.stringify(init.json) } : {}),
   });
 
@@ -168,7 +168,8 @@ test.serial('calls outside the scopes are 403 and write nothing; the bootstrap t
   const writer = await tokenFor('writer', 'system/*.rs system/DiagnosticReport.cu');
   const patients = await countOf(s, 'Patient');
 
-  t.is((await fhir(reader, `Patient/${d.patient}`)).status, 200);
+  // the Foshan client checked this patient (the test before): in its care, read with a stated purpose
+  t.is((await fhir(reader, `Patient/${d.patient}`, { headers: { 'x-purpose-of-use': 'TREAT' } })).status, 200);
   t.is((await fhir(reader, 'Organization?_count=1')).status, 200);
   const refused: [string, string, RequestInit & { json?: unknown }][] = [
     [reader, 'Patient', { method: 'POST', json: { resourceType: 'Patient', name: [{ family: '测试' }] } }],

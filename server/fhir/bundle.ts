@@ -11,7 +11,7 @@ import type { Bundle, BundleEntry, OperationOutcome, Resource } from '@medplum/f
 import { asFhirError, badRequest, FhirError, statusOf } from './errors.ts';
 import { resolveConditionalInTransaction } from './conditional-reference.ts';
 import { isSupportedResourceType } from './definitions.ts';
-import { authorize, route, type FhirContext, type FhirRequest, type FhirResponse, type Prefer } from './router.ts';
+import { authorize, route, writeGuard, type FhirContext, type FhirRequest, type FhirResponse, type Prefer } from './router.ts';
 import { assertValid } from './validate.ts';
 import { engineOf } from './engine.ts';
 import { AnswerBudget, limits, tooCostly } from './limits.ts';
@@ -160,6 +160,8 @@ async function transaction(ctx: FhirContext, submitted: BundleEntry[], prefer: P
     }
     // 3. validate the plain creates up front, then write them in one go
     for (const i of plainCreates) await at(i, async () => assertValid(entries[i].resource, `Bundle.entry[${i}].resource`));
+    const guard = writeGuard(tctx);
+    if (guard) for (const i of plainCreates) await at(i, () => guard({ method: 'POST', type: entries[i].resource!.resourceType, next: entries[i].resource }, repo));
     const created = plainCreates.length > 0 ? await repo.createMany(plainCreates.map((i) => entries[i].resource!)) : [];
     plainCreates.forEach((i, k) => {
       results[i] = { status: 201, resource: created[k], body: created[k], location: `${ctx.baseUrl}/${created[k].resourceType}/${created[k].id}/_history/1` };
@@ -256,12 +258,23 @@ function toRequest(entry: BundleEntry, prefer: Prefer): FhirRequest {
     method: entry.request!.method!,
     path,
     query: qs ? ([...new URLSearchParams(qs)] as [string, string][]) : [],
-    body: entry.resource,
+    body: entry.request!.method === 'PATCH' ? patchBody(entry.resource) : entry.resource,
     ifMatch: entry.request!.ifMatch,
     ifNoneExist: entry.request!.ifNoneExist,
     ifNoneMatch: entry.request!.ifNoneMatch,
     prefer,
   };
+}
+
+/** A PATCH entry's body: a JSON Patch document carried as a Binary (FHIR R4 http.html#patch), or the operations themselves. */
+function patchBody(resource: unknown): unknown {
+  const binary = resource as { resourceType?: string; contentType?: string; data?: string } | undefined;
+  if (binary?.resourceType !== 'Binary' || !/json-patch/.test(binary.contentType ?? '') || typeof binary.data !== 'string') return resource;
+  try {
+    return JSON.parse(Buffer.from(binary.data, 'base64').toString('utf8'));
+  } catch {
+    throw badRequest('The Binary of a PATCH entry must hold a JSON Patch document (base64 of JSON)', 'resource.data');
+  }
 }
 
 function responseEntry(ctx: FhirContext, res: FhirResponse, prefer?: Prefer): BundleEntry {

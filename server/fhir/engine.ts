@@ -15,7 +15,7 @@ import { validateOperation } from './operations/validate.ts';
 import type { Principal } from './principal.ts';
 import type { ParamDef } from './definitions.ts';
 import type { IndexRows } from './search/indexer.ts';
-import type { Repository, WriteObserver } from './repository.ts';
+import type { Repository, WriteChange, WriteObserver } from './repository.ts';
 import type { FhirContext, FhirRequest, FhirResponse } from './router.ts';
 
 /** Post-processes every answer (e.g. a badge on the resources shown); must not change what was stored. */
@@ -34,6 +34,17 @@ export type RepeatFinder = (repo: Repository, resource: Resource, retried: Reado
  */
 export interface AccessPolicy {
   authorize(principal: Principal, method: string, segments: readonly string[]): void;
+  /**
+   * Decides whether the caller may make one write the REST interactions make (create, update, patch, delete,
+   * conditional forms, each entry of a batch or transaction): `next` is what would be stored, `current` what is
+   * stored now. Throws a 403 FhirError naming the element when not. Operations' own writes are not asked.
+   */
+  authorizeWrite?(principal: Principal, change: WriteChange, repo: Repository): Promise<void>;
+  /**
+   * Sees every answer before it leaves (also each entry of a batch, and an asynchronous job's result): removes
+   * what the caller may not see from a Bundle, or throws a 403 for a single resource it may not see.
+   */
+  filterAnswer?(ctx: FhirContext, req: FhirRequest, res: FhirResponse): Promise<FhirResponse>;
 }
 
 /**
@@ -148,8 +159,9 @@ export function engineOf(db: Database): FhirEngine {
   return engines.get(db) ?? BARE;
 }
 
-/** Runs the decorators of an engine over an answer. */
+/** Runs the access policy's answer filter, then the decorators of an engine, over an answer. */
 export async function decorate(engine: FhirEngine, ctx: FhirContext, req: FhirRequest, res: FhirResponse): Promise<FhirResponse> {
+  if (engine.access.filterAnswer) res = await engine.access.filterAnswer(ctx, req, res);
   for (const d of engine.responseDecorators) res = await d(ctx, req, res);
   return res;
 }

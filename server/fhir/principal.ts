@@ -12,6 +12,11 @@ export interface Principal {
   institution?: string;
   /** A signed-in person's roles (kind 'user'); their scopes above are what the roles grant. */
   roles?: string[];
+  /**
+   * The purpose of use the request states (`X-Purpose-Of-Use`: a code of v3 PurposeOfUse, e.g. TREAT), set per
+   * request; reads of another institution's personal data need one (server/auth/care.ts).
+   */
+  purposeOfUse?: string;
 }
 
 export const ANONYMOUS: Principal = { kind: 'anonymous', id: 'anonymous', scopes: [] };

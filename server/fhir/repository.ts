@@ -54,6 +54,19 @@ export interface WriteObserver {
   afterCommit?(writes: TxWrites): void;
 }
 
+/** One write a REST interaction asks for, shown to the access policy before it is made (engine.ts). */
+export interface WriteChange {
+  method: 'POST' | 'PUT' | 'PATCH' | 'DELETE';
+  type: string;
+  /** What would be stored (absent for a delete). */
+  next?: Resource;
+  /** What is stored now (absent for a create or an update that creates). */
+  current?: Resource;
+}
+
+/** Asked before a write is made (in its transaction, with that transaction's repository): throws to refuse it. */
+export type WriteGuard = (change: WriteChange, repo: Repository) => Promise<void>;
+
 /** Reads by primary key: plans that never depend on the values, so prepared once per connection (database.ts). */
 const READ_SQL = prepared('SELECT version, deleted, content FROM resource WHERE type = $1 AND id = $2');
 const READ_MANY_SQL = prepared('SELECT version, deleted, content FROM resource WHERE type = $1 AND id = ANY($2::text[]) AND NOT deleted');
@@ -140,7 +153,7 @@ export class Repository {
   }
 
   /** Creates a resource (server-assigned id unless `id` is given by a transaction's pre-assignment). */
-  async create(resource: Resource, options: { ifNoneExist?: string; id?: string } = {}): Promise<WriteResult> {
+  async create(resource: Resource, options: { ifNoneExist?: string; id?: string; guard?: WriteGuard } = {}): Promise<WriteResult> {
     resource = withoutResponseTags(this.db, resource);
     const warnings = assertValid(resource);
     if (hasLocalReferences(resource)) {
@@ -151,10 +164,10 @@ export class Repository {
         const match = await repo.conditionalMatch(resource.resourceType, options.ifNoneExist as string, 'If-None-Exist');
         if (match.length === 1) return { resource: await repo.read(resource.resourceType, match[0]), status: 200 as const, unchanged: true };
         if (match.length > 1) throw preconditionFailed(`If-None-Exist matched ${match.length} resources`, 'If-None-Exist');
-        return repo.insertNew(resource, options.id, warnings);
+        return repo.insertNew(resource, options.id, warnings, options.guard);
       });
     }
-    return this.transaction((repo) => repo.insertNew(resource, options.id, warnings));
+    return this.transaction((repo) => repo.insertNew(resource, options.id, warnings, options.guard));
   }
 
   /** Creates many new resources with one statement per table (ids already assigned, already valid). */
@@ -165,14 +178,15 @@ export class Repository {
     return stored;
   }
 
-  private async insertNew(resource: Resource, id: string | undefined, warnings: OperationOutcomeIssue[]): Promise<WriteResult> {
+  private async insertNew(resource: Resource, id: string | undefined, warnings: OperationOutcomeIssue[], guard?: WriteGuard): Promise<WriteResult> {
+    await guard?.({ method: 'POST', type: resource.resourceType, next: resource }, this);
     const stored = stamp(resource, id ?? randomUUID(), 1, new Date().toISOString());
     await this.write([{ resource: stored, method: 'POST', isNew: true }]);
     return { resource: stored, status: 201, warnings };
   }
 
   /** Update (or create with a client id); `ifMatch` is a version number to check. */
-  async update(resource: Resource, options: { ifMatch?: string; method?: 'PUT' | 'PATCH' } = {}): Promise<WriteResult> {
+  async update(resource: Resource, options: { ifMatch?: string; method?: 'PUT' | 'PATCH'; guard?: WriteGuard } = {}): Promise<WriteResult> {
     resource = withoutResponseTags(this.db, resource);
     const warnings = assertValid(resource);
     const type = resource.resourceType;
@@ -184,6 +198,7 @@ export class Repository {
       if (options.ifMatch !== undefined && (!current || String(current.version) !== options.ifMatch)) {
         throw preconditionFailed(`Version conflict: ${type}/${id} is at version ${current?.version ?? 'none'}, not ${options.ifMatch}`, 'If-Match');
       }
+      await options.guard?.({ method: options.method ?? 'PUT', type, next: resource, current: current && !current.deleted ? current.content : undefined }, repo);
       if (current && !current.deleted && sameContent(current.content, resource)) {
         return { resource: present(current.content), status: 200 as const, unchanged: true, warnings };
       }
@@ -194,24 +209,24 @@ export class Repository {
   }
 
   /** Conditional update: `PUT Type?query`. */
-  async conditionalUpdate(resource: Resource, query: string): Promise<WriteResult> {
+  async conditionalUpdate(resource: Resource, query: string, guard?: WriteGuard): Promise<WriteResult> {
     assertValid(resource);
     return this.transaction(async (repo) => {
       const match = await repo.conditionalMatch(resource.resourceType, query, 'url');
       if (match.length > 1) throw preconditionFailed(`Conditional update matched ${match.length} resources`);
       if (match.length === 0) {
-        if (resource.id) return repo.update(resource);
-        return repo.create(resource);
+        if (resource.id) return repo.update(resource, { guard });
+        return repo.create(resource, { guard });
       }
       if (resource.id && resource.id !== match[0]) {
         throw badRequest(`Resource id ${resource.id} does not match the resource found (${match[0]})`, `${resource.resourceType}.id`);
       }
-      return repo.update({ ...resource, id: match[0] });
+      return repo.update({ ...resource, id: match[0] }, { guard });
     });
   }
 
   /** JSON Patch (RFC 6902). */
-  async patch(type: string, id: string, operations: unknown, ifMatch?: string): Promise<WriteResult> {
+  async patch(type: string, id: string, operations: unknown, ifMatch?: string, guard?: WriteGuard): Promise<WriteResult> {
     checkType(type);
     if (!Array.isArray(operations)) throw badRequest('A JSON Patch body must be an array of operations');
     checkPatch(operations);
@@ -235,25 +250,26 @@ export class Repository {
       if (!patched || typeof patched !== 'object' || Array.isArray(patched) || patched.resourceType !== type || patched.id !== id) {
         throw fail(422, 'processing', 'A patch cannot change resourceType or id');
       }
-      return repo.update(patched, { ifMatch, method: 'PATCH' });
+      return repo.update(patched, { ifMatch, method: 'PATCH', guard });
     });
   }
 
-  async delete(type: string, id: string): Promise<void> {
+  async delete(type: string, id: string, guard?: WriteGuard): Promise<void> {
     checkType(type);
     await this.transaction(async (repo) => {
       const current = await repo.lockCurrent(type, id);
       if (!current || current.deleted) return; // deleting twice is not an error
+      await guard?.({ method: 'DELETE', type, current: current.content }, repo);
       const stub = stamp({ resourceType: type } as Resource, id, current.version + 1, new Date().toISOString());
       await repo.write([{ resource: stub, method: 'DELETE', isNew: false }]);
     });
   }
 
-  async conditionalDelete(type: string, query: string): Promise<number> {
+  async conditionalDelete(type: string, query: string, guard?: WriteGuard): Promise<number> {
     return this.transaction(async (repo) => {
       const match = await repo.conditionalMatch(type, query, 'url');
       if (match.length > 1) throw preconditionFailed(`Conditional delete matched ${match.length} resources`);
-      for (const id of match) await repo.delete(type, id);
+      for (const id of match) await repo.delete(type, id, guard);
       return match.length;
     });
   }

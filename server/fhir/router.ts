@@ -4,7 +4,7 @@
  * request sent alone.
  */
 import type { Bundle, OperationOutcome, Resource } from '@medplum/fhirtypes';
-import type { Repository } from './repository.ts';
+import type { Repository, WriteGuard } from './repository.ts';
 import { badRequest, fail, informational, notFound } from './errors.ts';
 import { isSupportedResourceType } from './definitions.ts';
 import { decodeCursor, encodeCursor, parseSearch, pageParam, DEFAULT_COUNT } from './search/parse.ts';
@@ -43,6 +43,8 @@ export interface FhirResponse {
   headers?: Record<string, string>;
   /** `body` already serialised as compact JSON (UTF-8), when the operation keeps it (large cached answers). */
   bytes?: Buffer;
+  /** The operation authorised its whole answer itself: the access policy's answer filter leaves it as it is. */
+  judged?: boolean;
 }
 
 export interface FhirContext {
@@ -96,9 +98,9 @@ async function dispatch(ctx: FhirContext, req: FhirRequest): Promise<FhirRespons
       case 'POST':
         return create(ctx, type, req);
       case 'PUT':
-        return writeAnswer(ctx, req, await ctx.repo.conditionalUpdate(ensureBody(req, type), conditionalQuery(req)));
+        return writeAnswer(ctx, req, await ctx.repo.conditionalUpdate(ensureBody(req, type), conditionalQuery(req), writeGuard(ctx)));
       case 'DELETE': {
-        const n = await ctx.repo.conditionalDelete(type, conditionalQuery(req));
+        const n = await ctx.repo.conditionalDelete(type, conditionalQuery(req), writeGuard(ctx));
         return { status: 200, body: informational(n === 0 ? 'No resource matched; nothing deleted' : 'Deleted') };
       }
     }
@@ -121,12 +123,12 @@ async function dispatch(ctx: FhirContext, req: FhirRequest): Promise<FhirRespons
       case 'PUT': {
         const body = ensureBody(req, type);
         if (body.id !== id) throw badRequest(`The resource id (${body.id ?? 'missing'}) must match the URL id (${id})`, `${type}.id`);
-        return writeAnswer(ctx, req, await ctx.repo.update(body, { ifMatch: etagVersion(req.ifMatch) }));
+        return writeAnswer(ctx, req, await ctx.repo.update(body, { ifMatch: etagVersion(req.ifMatch), guard: writeGuard(ctx) }));
       }
       case 'PATCH':
-        return writeAnswer(ctx, req, await ctx.repo.patch(type, id, req.body, etagVersion(req.ifMatch)));
+        return writeAnswer(ctx, req, await ctx.repo.patch(type, id, req.body, etagVersion(req.ifMatch), writeGuard(ctx)));
       case 'DELETE':
-        await ctx.repo.delete(type, id);
+        await ctx.repo.delete(type, id, writeGuard(ctx));
         return { status: 200, body: informational(`Deleted ${type}/${id}`) };
     }
     throw fail(405, 'not-supported', `${method} is not supported on ${type}/${id}`);
@@ -147,9 +149,16 @@ export function authorize(ctx: FhirContext, method: string, segments: readonly s
   engineOf(ctx.repo.db).access.authorize(ctx.principal, method, segments);
 }
 
+/** The access policy's check of each write the caller's REST interaction makes (engine.ts `authorizeWrite`). */
+export function writeGuard(ctx: FhirContext): WriteGuard | undefined {
+  const policy = engineOf(ctx.repo.db).access;
+  if (!policy.authorizeWrite) return undefined;
+  return (change, repo) => policy.authorizeWrite!(ctx.principal, change, repo);
+}
+
 async function create(ctx: FhirContext, type: string, req: FhirRequest): Promise<FhirResponse> {
   const body = ensureBody(req, type);
-  const result = await ctx.repo.create(body, { ifNoneExist: req.ifNoneExist });
+  const result = await ctx.repo.create(body, { ifNoneExist: req.ifNoneExist, guard: writeGuard(ctx) });
   return writeAnswer(ctx, req, result);
 }
 

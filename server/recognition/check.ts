@@ -6,7 +6,7 @@ import { currentCatalogue } from './catalogue.ts';
 import { candidatesOf } from './facts.ts';
 import { encounterDetail, reminder } from './records.ts';
 import type { ServiceContext, RecognitionCheckInput, RecognitionCheckResult } from './model.ts';
-import { requireRequester } from './patients.ts';
+import { assertOwnRequester, requireRequester } from './patients.ts';
 import { patientRequesterReports } from './facts-query.ts';
 import { categoryMatcher, itemCodes, summaries, uniqueReports } from './results.ts';
 import type { DetectedIssue } from '@medplum/fhirtypes';
@@ -18,6 +18,7 @@ export async function recognitionCheck(ctx: ServiceContext, input: RecognitionCh
   const itemFilter = itemCodes(catalogue, input.codes ?? [], 'code');
   const categoryFilter = categoryMatcher(catalogue, input.categories ?? []);
   const { patients, requester, loaded } = await patientRequesterReports(ctx.repo, input.patient, requesterRef, { param: input.patient.identifier ? 'identifier' : 'patient' });
+  await assertOwnRequester(ctx, requester.organization);
   const candidates = candidatesOf(loaded, catalogue, requester.institution, now).filter(
     (c) => (!itemFilter || itemFilter.has(c.item.code)) && categoryFilter(c)
   );

@@ -8,9 +8,22 @@ import { parseReference } from '../fhir/search/references.ts';
 import { REASON_SYSTEM } from '../terminology/canonical.ts';
 import { terminology } from '../terminology/load.ts';
 import { RecognitionError } from './errors.ts';
+import { institutionsOf, isPlatform, namesOwn } from '../auth/institution.ts';
+import { EXT } from '../profiles/canonical.ts';
 import { refId } from './facts.ts';
 import { decisionMitigation, isRecognitionRecord, type Decision } from './records.ts';
 import { MAX_COMMENT, type DecisionRequest, type ServiceContext } from './model.ts';
+
+/** A caller bound to an institution decides only on its own reminders (those it asked for as requester). */
+async function assertOwnReminder(ctx: ServiceContext, issue: DetectedIssue): Promise<void> {
+  if (!ctx.principal || isPlatform(ctx.principal) || !ctx.principal.institution) return;
+  const own = await institutionsOf(ctx.repo, ctx.principal);
+  const i = (issue.extension ?? []).findIndex((e) => e.url === EXT.requestingInstitution);
+  const asked = i >= 0 ? issue.extension![i].valueReference : undefined;
+  if (!asked || !namesOwn(asked, own)) {
+    throw new RecognitionError(403, 'forbidden', `DetectedIssue/${issue.id} was asked for by another institution: only that institution records its decision`, 'reminder');
+  }
+}
 
 export async function recordDecision(ctx: ServiceContext, input: DecisionRequest): Promise<DetectedIssue> {
   const now = ctx.now ?? new Date();
@@ -50,6 +63,7 @@ export async function recordDecision(ctx: ServiceContext, input: DecisionRequest
         throw err;
       }
       if (!isRecognitionRecord(issue)) throw new RecognitionError(400, 'invalid', `DetectedIssue/${issue.id} is not a recognition reminder`, 'reminder');
+      await assertOwnReminder({ ...ctx, repo }, issue);
       const implicated = (issue.implicated ?? []).map((r) => refId(r, 'DiagnosticReport')).filter(Boolean);
       if (implicated.length === 0) throw new RecognitionError(400, 'business-rule', 'The reminder names no recognisable result: there is nothing to decide', 'reminder');
       let report: Reference | undefined;

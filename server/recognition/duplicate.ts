@@ -10,7 +10,7 @@ import { RecognitionError } from './errors.ts';
 import { candidatesOf, type Candidate } from './facts.ts';
 import { describe, reminder, whyNot } from './records.ts';
 import type { DuplicateCheckInput, DuplicateCheckResult, DuplicateItem, PatientSelector, ResultSummary, ServiceContext } from './model.ts';
-import { requireRequester } from './patients.ts';
+import { assertOwnRequester, requireRequester } from './patients.ts';
 import { patientRequesterReports } from './facts-query.ts';
 import { pick, summaries, uniqueReports } from './results.ts';
 
@@ -32,6 +32,7 @@ export async function duplicateCheck(ctx: ServiceContext, input: DuplicateCheckI
   const parsed = input.orders.map((o, i) => parseOrder(catalogue, o, i));
   const selector = sameSubject(parsed);
   const { patients, requester, loaded } = await patientRequesterReports(ctx.repo, selector, requesterRef, { param: 'order', index: 0, path: 'resource.subject' });
+  await assertOwnRequester(ctx, requester.organization);
   // orders coded with the requester's local codes: through its approved dictionary entries
   if (parsed.some((p) => p.items.length === 0)) {
     const local = await approvedMappingsOf(ctx.repo.db, requester.institution.id);

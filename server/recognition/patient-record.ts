@@ -7,6 +7,7 @@
  */
 import type { Patient, Reference } from '@medplum/fhirtypes';
 import type { ServiceContext } from './model.ts';
+import { authorizePatientRecord } from '../auth/care.ts';
 import { resolvePatients } from './patients.ts';
 import { recordAccess } from './views.ts';
 
@@ -21,6 +22,8 @@ export async function readPatientRecord<T>(
   requester?: () => Reference | undefined
 ): Promise<T> {
   const [patient] = await resolvePatients(ctx.repo, { id: patientId }, 'patient');
+  // own patient, or one in the caller's care with a stated purpose (auth/care.ts)
+  if (ctx.principal) await authorizePatientRecord({ repo: ctx.repo, principal: ctx.principal }, patient.id as string, operation.slice(1));
   const result = await read(patient);
   await recordAccess(ctx, operation, [{ reference: `Patient/${patient.id}` }], requester?.());
   return result;

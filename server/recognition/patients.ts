@@ -8,6 +8,7 @@ import { parseSearch } from '../fhir/search/parse.ts';
 import { parseReference } from '../fhir/search/references.ts';
 import { EXT } from '../profiles/canonical.ts';
 import { RecognitionError } from './errors.ts';
+import { institutionsOf, isPlatform } from '../auth/institution.ts';
 import { cityOfDistrict, districtOf, type Requester } from './facts.ts';
 import { defaultRequester, type PatientSelector, type ServiceContext } from './model.ts';
 
@@ -15,6 +16,18 @@ export function requireRequester(ctx: ServiceContext, given: Reference | undefin
   const ref = given ?? defaultRequester(ctx.principal);
   if (!ref) throw new RecognitionError(400, 'required', 'requester (the requesting institution, Reference(Organization)) is required', 'requester');
   return ref;
+}
+
+/**
+ * A caller bound to an institution asks only as itself (docs/security.md 访问控制): the requester of a check
+ * must be its own institution (or one it acts for); the platform may name any.
+ */
+export async function assertOwnRequester(ctx: ServiceContext, organization: Organization, expression = 'requester'): Promise<void> {
+  if (!ctx.principal || isPlatform(ctx.principal) || !ctx.principal.institution) return;
+  const own = await institutionsOf(ctx.repo, ctx.principal);
+  if (!own.ids.has(organization.id as string)) {
+    throw new RecognitionError(403, 'forbidden', 'The requester must be the caller\'s own institution: an institution asks only as itself', expression);
+  }
 }
 
 /** Escapes a search value (`,` `|` `$` `\`). */

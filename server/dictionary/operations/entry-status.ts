@@ -1,7 +1,9 @@
 /**
  * `ConceptMap/[id]/$entry-status`: changes the status of dictionary entries (pending / approved / rejected / retired).
  */
-import { badRequest } from '../../fhir/errors.ts';
+import { badRequest, fail } from '../../fhir/errors.ts';
+import type { FhirContext } from '../../fhir/router.ts';
+import { institutionsOf, isOwnResource, isPlatform } from '../../auth/institution.ts';
 import { setStatus, STATUSES, type EntryStatus } from '../store.ts';
 import type { Operation } from '../../fhir/operations/registry.ts';
 import { loadDefinition } from '../../fhir/operations/registry.ts';
@@ -12,6 +14,15 @@ import { OpInput, parametersResponse } from '../../fhir/operations/input.ts';
 import { guarded, entryParameter, definitions } from './params.ts';
 
 
+/** A caller bound to an institution reviews only its own dictionary's entries (the map's useContext venue). */
+async function requireOwnMap(ctx: FhirContext, id: string): Promise<void> {
+  if (isPlatform(ctx.principal) || !ctx.principal.institution) return;
+  const [map] = await ctx.repo.readMany('ConceptMap', [id]);
+  if (map && !(await isOwnResource(ctx.repo, map, await institutionsOf(ctx.repo, ctx.principal)))) {
+    throw fail(403, 'forbidden', `ConceptMap/${id.slice(0, 64)} is another institution's dictionary map: only that institution reviews its entries`, 'ConceptMap.useContext');
+  }
+}
+
 export const entryStatusOperation: Operation = {
   name: 'entry-status',
   get definition() {
@@ -20,6 +31,7 @@ export const entryStatusOperation: Operation = {
   methods: ['POST'],
   async handle(ctx, req, target) {
     requireWrite(ctx, 'ConceptMap', 'Reviewing dictionary entries');
+    await requireOwnMap(ctx, target.id as string);
     const input = new OpInput('entry-status', req);
     const codes = input.strings('code');
     if (codes.length === 0) throw badRequest('$entry-status needs the local code(s) of the entries: code', input.expr('code'));

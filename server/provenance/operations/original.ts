@@ -23,6 +23,7 @@ import { OpInput } from '../../fhir/operations/input.ts';
 import { refuseUnknown } from './verify.ts';
 import { num } from '../records.ts';
 import { ProvenanceService } from '../service.ts';
+import { authorizeReport } from '../../auth/care.ts';
 
 let definition: OperationDefinition | undefined;
 
@@ -33,6 +34,7 @@ export const originalOperation: Operation = {
   },
   methods: ['GET'],
   async handle(ctx, req, target) {
+    await authorizeReport(ctx, target.id as string, 'original');
     const input = new OpInput('original', req);
     refuseUnknown(input, ['version']);
     if (req.query.some(([k, v]) => k === '_pretty' && v === 'true')) throw badRequest('$original serves the Bundle exactly as it was submitted: _pretty is not available', '_pretty');
@@ -69,6 +71,6 @@ export const originalOperation: Operation = {
       headers['Huren-Signature'] = [`alg=sm2-sm3`, ...(who?.system && who.value && /^[\x21-\x7e]{1,200}$/.test(`${who.system}|${who.value}`) ? [`who=${who.system}|${who.value}`] : []), `data=${o.signature.data}`].join('; ');
     }
     // the parsed Bundle stands for the answer inside the server; what is sent is `bytes`
-    return { status: 200, body: JSON.parse(o.raw.replace(/^\uFEFF/, '')), bytes, headers };
+    return { status: 200, body: JSON.parse(o.raw.replace(/^\uFEFF/, '')), bytes, headers, judged: true };
   },
 };

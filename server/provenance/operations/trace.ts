@@ -13,6 +13,7 @@ import type { Operation } from '../../fhir/operations/registry.ts';
 import { loadDefinition } from '../../fhir/operations/registry.ts';
 import { OpInput } from '../../fhir/operations/input.ts';
 import { nodeParts, refuseUnknown } from './verify.ts';
+import { authorizeReport } from '../../auth/care.ts';
 
 let definition: OperationDefinition | undefined;
 
@@ -24,6 +25,7 @@ export const traceOperation: Operation = {
   methods: ['GET', 'POST'],
   async: true,
   async handle(ctx, req, target) {
+    await authorizeReport(ctx, target.id as string, 'trace');
     refuseUnknown(new OpInput('trace', req), []);
     const service = ProvenanceService.of(ctx.repo.db);
     if (!service) throw fail(503, 'transient', 'Chain provenance is not running on this server');
@@ -106,6 +108,6 @@ export const traceOperation: Operation = {
         ],
       });
     }
-    return { status: 200, body: { resourceType: 'Parameters', parameter } as Parameters };
+    return { status: 200, body: { resourceType: 'Parameters', parameter } as Parameters, judged: true };
   },
 };

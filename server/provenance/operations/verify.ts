@@ -15,6 +15,7 @@ import type { NodeHolding } from '../../ledger/port.ts';
 import type { Operation } from '../../fhir/operations/registry.ts';
 import { loadDefinition } from '../../fhir/operations/registry.ts';
 import { OpInput } from '../../fhir/operations/input.ts';
+import { authorizeReport } from '../../auth/care.ts';
 
 let definition: OperationDefinition | undefined;
 
@@ -26,6 +27,7 @@ export const verifyOperation: Operation = {
   methods: ['GET', 'POST'],
   async: true,
   async handle(ctx, req, target) {
+    await authorizeReport(ctx, target.id as string, 'verify');
     const input = new OpInput('verify', req);
     refuseUnknown(input, ['version', 'reverify']);
     const version = input.integer('version', { min: 1, max: 999_999_999 });
@@ -57,7 +59,7 @@ export const verifyOperation: Operation = {
       ...r.revisions.map((text) => ({ name: 'revision', valueString: text })),
       ...(r.derivedFrom ? [{ name: 'derivedFrom', part: derivedParts(r.derivedFrom) }] : []),
     ];
-    return { status: 200, body: { resourceType: 'Parameters', parameter } as Parameters };
+    return { status: 200, body: { resourceType: 'Parameters', parameter } as Parameters, judged: true };
   },
 };
 

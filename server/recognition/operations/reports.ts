@@ -7,6 +7,7 @@ import { patientReports } from '../service.ts';
 import type { Operation } from '../../fhir/operations/registry.ts';
 import { loadDefinition } from '../../fhir/operations/registry.ts';
 import { RecognitionInput } from './params.ts';
+import { authorizePatientRecord } from '../../auth/care.ts';
 import { limits } from '../../fhir/limits.ts';
 import { REPORTS_DEFAULT_COUNT, REPORTS_MAX_COUNT, reportParts, parameters } from './report-parts.ts';
 
@@ -19,6 +20,7 @@ export const reportsOperation: Operation = {
   },
   methods: ['GET', 'POST'],
   async handle(ctx, req, target) {
+    await authorizePatientRecord(ctx, target.id as string, 'reports');
     const input = new RecognitionInput('reports', req, ['requester', 'kind', 'category', '_count', '_offset']);
     const kinds = input.strings('kind');
     const categories = input.tokens('category');

@@ -8,6 +8,7 @@ import type { Operation } from '../../fhir/operations/registry.ts';
 import { loadDefinition } from '../../fhir/operations/registry.ts';
 import { RecognitionInput } from './params.ts';
 import { itemParts, abnormalParts, parameters } from './report-parts.ts';
+import { authorizeReport } from '../../auth/care.ts';
 
 let viewDefinition: OperationDefinition | undefined;
 
@@ -18,6 +19,7 @@ export const viewOperation: Operation = {
   },
   methods: ['GET', 'POST'],
   async handle(ctx, req, target) {
+    await authorizeReport(ctx, target.id as string, 'view');
     const input = new RecognitionInput('view', req, ['requester']);
     const requester = input.reference('requester');
     const detail = await input.guard(() => viewReport({ repo: ctx.repo, principal: ctx.principal }, { reportId: target.id as string, requester }));
@@ -33,6 +35,7 @@ export const viewOperation: Operation = {
       ...(detail.daysRemaining !== undefined ? [{ name: 'daysRemaining', valueInteger: detail.daysRemaining }] : []),
       ...detail.items.map((i) => ({ name: 'item', part: itemParts(i) })),
     ];
-    return parameters(parameter);
+    // the report was authorised as a whole above (authorizeReport): its Observations and performer go with it
+    return { ...parameters(parameter), judged: true };
   },
 };
