@@ -187,8 +187,17 @@ class HostPool {
     pool.end().catch(() => undefined);
   }
 
+  /**
+   * Rejects once the pool is closed: what waits for a pooled connection then would wait for ever (pg-pool serves
+   * no queued request once it is ending), so waiters race this.
+   */
+  private rejectClosing: (err: Error) => void = () => undefined;
+  readonly closing: Promise<never> = new Promise<never>((_, reject) => (this.rejectClosing = reject));
+
   async end(): Promise<void> {
     this.closed = true;
+    this.closing.catch(() => undefined);
+    this.rejectClosing(new Error('The database is closed'));
     const pool = this.current;
     this.current = undefined;
     await pool?.end();
@@ -254,7 +263,7 @@ async function openPostgres(url: string, readUrl: string | undefined, poolSize: 
   const onPool = async <T>(hosts: HostPool, fn: (pool: pg.Pool) => Promise<T>): Promise<T> => {
     const pool = await hosts.pool();
     try {
-      return await fn(pool);
+      return await Promise.race([fn(pool), hosts.closing]);
     } catch (err) {
       if (!lostPrimary(err)) throw err;
       hosts.lost(pool);
