@@ -305,6 +305,12 @@ const OPERATIONS: Record<string, Omit<Row, 'name'>> = {
   reports: { allowed: OWNER_B, run: async (r) => (await as(r, `Patient/${ids.P}/$reports`)).status === 200 },
   view: { allowed: OWNER_B, run: async (r) => showsB(await as(r, `DiagnosticReport/${ids.RB}/$view`)) },
   everything: { allowed: OWNER_B, run: async (r) => showsB(await as(r, `Patient/${ids.P}/$everything`)) },
+  // the health-record summary goes through the same whole-record check as $everything
+  summary: { allowed: OWNER_B, run: async (r) => (await as(r, `Patient/${ids.P}/$summary`)).status === 200 },
+  // a partner platform's call (its registered SMART client) only: no hospital or person
+  'exchange-check': { allowed: [], run: async (r) => called(await as(r, 'Endpoint/$exchange-check', { json: { resourceType: 'Parameters', parameter: [{ name: 'patient', valueString: '0'.repeat(64) }, { name: 'requesterCity', valueString: '440100' }] } })) },
+  // a briefing covers a district or the city: the platform makes it (its job, or full rights)
+  'monitoring-briefing': { allowed: [], writes: true, run: async (r) => called(await as(r, 'DocumentReference/$monitoring-briefing', { json: { resourceType: 'Parameters', parameter: [{ name: 'kind', valueString: 'month' }, { name: 'refresh', valueBoolean: false }] } })) },
   verify: { allowed: OWNER_B, run: async (r) => called(await as(r, `DiagnosticReport/${ids.RB}/$verify`)) },
   original: { allowed: OWNER_B, run: async (r) => called(await as(r, `DiagnosticReport/${ids.RB}/$original`)) },
   trace: { allowed: OWNER_B, run: async (r) => called(await as(r, `DiagnosticReport/${ids.RB}/$trace`)) },
@@ -313,7 +319,8 @@ const OPERATIONS: Record<string, Omit<Row, 'name'>> = {
   'chain-statistics': { allowed: [], run: async (r) => called(await as(r, 'Measure/$chain-statistics')) },
   'evaluate-monitoring': { allowed: [], writes: true, run: async (r) => called(await as(r, 'Measure/$evaluate-monitoring', { json: { resourceType: 'Parameters' } })) },
   'badge-settings': { allowed: [], writes: true, run: async (r) => called(await as(r, '$badge-settings', { json: { resourceType: 'Parameters' } })) },
-  'code-upgrade': { allowed: [], writes: true, run: async (r) => called(await as(r, '$code-upgrade', { json: { resourceType: 'Parameters', parameter: [{ name: 'dryRun', valueBoolean: true }] } })) },
+  // the code upgrade is the system administrator's (the app's 设置 page), never an institution's
+  'code-upgrade': { allowed: ['sysAdmin'], writes: true, run: async (r) => called(await as(r, '$code-upgrade', { json: { resourceType: 'Parameters', parameter: [{ name: 'dryRun', valueBoolean: true }] } })) },
   'catalogue-import': { allowed: ['sysAdmin'], writes: true, run: async (r) => called(await as(r, 'CodeSystem/$catalogue-import', { json: { resourceType: 'Parameters' } })) },
   lookup: { allowed: [...STAR_READERS, 'doctorA', 'instAdminA', 'sysAdmin', 'commission'], run: async (r) => called(await as(r, `CodeSystem/$lookup?system=${encodeURIComponent(CATALOGUE)}&code=${ITEM.potassium}`)) },
   subsumes: { allowed: [...STAR_READERS, 'doctorA', 'instAdminA', 'sysAdmin', 'commission'], run: async (r) => called(await as(r, `CodeSystem/$subsumes?system=${encodeURIComponent(CATALOGUE)}&codeA=${ITEM.potassium}&codeB=${ITEM.potassium}`)) },

@@ -3,7 +3,9 @@
  * jobs, the chain backlog and the monitors that the shipped alert rules read (deploy/prometheus/).
  */
 import test from 'ava';
+import { randomBytes } from 'node:crypto';
 import { readFileSync } from 'node:fs';
+import { freePort } from './helpers/pg-cluster.ts';
 import { startTestServer } from './helpers/server.ts';
 
 test('/livez answers without credentials', async (t) => {
@@ -24,7 +26,8 @@ test('/readyz reports each component; the chain backlog makes it degraded, not u
     t.is(ready.status, 200);
     const body = (await ready.json()) as { status: string; components: Record<string, { status: string; detail?: Record<string, unknown> }> };
     t.is(body.status, 'ready');
-    t.deepEqual(Object.keys(body.components).sort(), ['chain', 'database', 'scheduler']);
+    t.deepEqual(Object.keys(body.components).sort(), ['chain', 'database', 'partners', 'scheduler']);
+    t.deepEqual(body.components.partners.detail?.partners, {}, 'no partner registered');
     t.is(body.components.database.status, 'up');
     t.is(body.components.scheduler.detail?.running, true);
     t.is(body.components.chain.detail?.backlog, 0);
@@ -42,6 +45,40 @@ test('/readyz reports each component; the chain backlog makes it degraded, not u
     t.regex(metrics, /^huren_anchor_backlog 1$/m);
     const oldest = Number(/^huren_anchor_backlog_oldest_seconds (\d+)/m.exec(metrics)?.[1]);
     t.true(oldest >= 3600);
+  } finally {
+    await server.close();
+  }
+});
+
+test('/readyz: a partner platform that does not answer makes it degraded, not unavailable', async (t) => {
+  const server = await startTestServer();
+  try {
+    const auth = { authorization: `Bearer ${server.token}`, 'content-type': 'application/json' };
+    const identity = (await (await fetch(`${server.huren.url}/api/exchange/identity`)).json()) as Record<string, any>;
+    const closed = await freePort();
+    const put = await fetch(`${server.huren.url}/api/exchange/partners/foshan`, {
+      method: 'PUT',
+      headers: auth,
+      body: JSON.stringify({
+        name: '佛山市互认平台',
+        city: '440600',
+        coverage: ['440100'],
+        fhirBase: `http://127.0.0.1:${closed}/fhir`,
+        tokenUrl: `http://127.0.0.1:${closed}/auth/token`,
+        clientId: 'huren-guangzhou',
+        partnerClientId: 'huren-foshan',
+        vcKey: identity.vcKey,
+        chain: identity.chain,
+        idKey: randomBytes(32).toString('hex'),
+      }),
+    });
+    t.is(put.status, 200, await put.text());
+    const res = await fetch(`${server.huren.url}/readyz`);
+    t.is(res.status, 200, 'the instance still serves: checks answer without the partner');
+    const body = (await res.json()) as { status: string; components: Record<string, { status: string; detail?: { partners?: Record<string, { up: boolean }> } }> };
+    t.is(body.status, 'degraded');
+    t.is(body.components.partners.status, 'degraded');
+    t.deepEqual(body.components.partners.detail?.partners, { foshan: { up: false } });
   } finally {
     await server.close();
   }

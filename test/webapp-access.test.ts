@@ -183,7 +183,7 @@ test.serial('a role without the right gets no page and no data: the guard shows 
   const w2 = await openPage(browser);
   await openAs(w2, s, commission, '/audit');
   await w2.page.waitForSelector('[data-test=forbidden]');
-  t.deepEqual(await menu(w2), ['上链统计', '字典质控']);
+  t.deepEqual(await menu(w2), ['大屏', '数据质控', '上链统计', '字典质控']);
   await w2.page.goto(app('/users'));
   await w2.page.waitForURL(/\/app\/forbidden/);
   t.deepEqual([...w.errors, ...w2.errors], []);
@@ -349,7 +349,7 @@ test.serial('字典质控 for an institution administrator: its own institution 
   const w = await openPage(browser);
   await openAs(w, s, mine, '/dictionary');
   await w.page.waitForSelector('[data-test=entries] tbody tr');
-  t.deepEqual(await menu(w), ['上链统计', '字典质控']);
+  t.deepEqual(await menu(w), ['数据质控', '上链统计', '字典质控']);
   await w.page.click('[data-test=org]');
   await w.page.locator('.el-select-dropdown:visible .el-select-dropdown__item').first().waitFor();
   t.deepEqual(await w.page.$$eval('.el-select-dropdown:visible .el-select-dropdown__item', (items) => items.map((i) => i.textContent?.trim())), [ORG], 'no other institution to choose');

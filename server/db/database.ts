@@ -23,6 +23,12 @@ export interface Database extends Sql {
    * race (deadlock, serialization failure, duplicate key) is re-run, so `fn` must not mutate its inputs.
    */
   transaction<T>(fn: (sql: Sql) => Promise<T>): Promise<T>;
+  /**
+   * Calls `onMessage` with the payload of every NOTIFY on `channel` (from any server process on this database;
+   * send with `SELECT pg_notify(channel, payload)`). On PostgreSQL a dedicated connection listens, and connects
+   * again (to the primary) after it is lost. Resolves to the function that stops listening.
+   */
+  listen(channel: string, onMessage: (payload: string) => void): Promise<() => Promise<void>>;
   close(): Promise<void>;
 }
 
@@ -87,6 +93,9 @@ async function openPglite(dataDir: string | undefined): Promise<Database> {
     engine: 'pglite',
     query,
     replica: { query },
+    async listen(channel, onMessage) {
+      return lite.listen(channel, onMessage);
+    },
     async transaction(fn) {
       return lite.transaction(async (tx) =>
         fn({
@@ -178,8 +187,17 @@ class HostPool {
     pool.end().catch(() => undefined);
   }
 
+  /**
+   * Rejects once the pool is closed: what waits for a pooled connection then would wait for ever (pg-pool serves
+   * no queued request once it is ending), so waiters race this.
+   */
+  private rejectClosing: (err: Error) => void = () => undefined;
+  readonly closing: Promise<never> = new Promise<never>((_, reject) => (this.rejectClosing = reject));
+
   async end(): Promise<void> {
     this.closed = true;
+    this.closing.catch(() => undefined);
+    this.rejectClosing(new Error('The database is closed'));
     const pool = this.current;
     this.current = undefined;
     await pool?.end();
@@ -204,9 +222,22 @@ class HostPool {
     throw this.unavailable();
   }
 
+  /** A connection of its own to the host this pool uses (or would use), for LISTEN. */
+  async client(): Promise<pg.Client> {
+    const pool = await this.pool();
+    const url = this.urls.find((u) => this.urlOf.get(pool) === u) ?? this.urls[0];
+    const client = new pg.Client({ connectionString: url });
+    client.on('error', () => undefined);
+    await client.connect();
+    return client;
+  }
+
+  private readonly urlOf = new WeakMap<pg.Pool, string>();
+
   private make(url: string): pg.Pool {
     const pool = new pg.Pool({ ...this.config, connectionString: url });
     pool.on('error', () => undefined); // idle client errors surface on the next query
+    this.urlOf.set(pool, url);
     return pool;
   }
 
@@ -232,7 +263,7 @@ async function openPostgres(url: string, readUrl: string | undefined, poolSize: 
   const onPool = async <T>(hosts: HostPool, fn: (pool: pg.Pool) => Promise<T>): Promise<T> => {
     const pool = await hosts.pool();
     try {
-      return await fn(pool);
+      return await Promise.race([fn(pool), hosts.closing]);
     } catch (err) {
       if (!lostPrimary(err)) throw err;
       hosts.lost(pool);
@@ -278,6 +309,31 @@ async function openPostgres(url: string, readUrl: string | undefined, poolSize: 
         });
         if (retry) return retry.value;
       }
+    },
+    async listen(channel, onMessage) {
+      if (!/^[a-z_][a-z0-9_]{0,62}$/.test(channel)) throw new Error(`listen: '${channel.slice(0, 70)}' is not a plain channel name`);
+      let client: pg.Client | undefined;
+      let stopped = false;
+      let retry: NodeJS.Timeout | undefined;
+      const connect = async (): Promise<void> => {
+        try {
+          const c = await primary.client();
+          c.on('notification', (m) => m.channel === channel && m.payload !== undefined && onMessage(m.payload));
+          // a lost connection (failover, restart) listens again from a new one
+          c.once('end', () => !stopped && (retry = setTimeout(() => void connect(), 1000)));
+          await c.query(`LISTEN ${channel}`);
+          if (stopped) await c.end().catch(() => undefined);
+          else client = c;
+        } catch {
+          if (!stopped) retry = setTimeout(() => void connect(), 1000);
+        }
+      };
+      await connect();
+      return async () => {
+        stopped = true;
+        clearTimeout(retry);
+        await client?.end().catch(() => undefined);
+      };
     },
     async close() {
       await Promise.all([primary.end(), readers?.end()]);

@@ -13,6 +13,7 @@ import { exchangeApi } from './api.ts';
 import { Federation } from './federation.ts';
 import { ensureExchangeKeys, exchangeKeyFile, type ExchangeKeyFile } from './keys.ts';
 import { exchangeCheckOperation } from './operations/exchange-check.ts';
+import { partnerReadiness } from './readiness.ts';
 import { PartnerRegistry, registryObserver } from './registry.ts';
 import type { ExchangeState } from './state.ts';
 
@@ -35,6 +36,7 @@ export const exchangeModule: ModuleFactory = ({ db, config, logger, limits }) =>
     operations: [exchangeCheckOperation(state)],
     writeObservers: [registryObserver],
     routes: [api.routes(), api.allowedMethods()],
+    readiness: { partners: partnerReadiness(() => registry) },
     async init() {
       keys = await ensureExchangeKeys(exchangeKeyFile(config.dataDir, config.exchange.keyFile));
       federation = new Federation(db, registry, config.exchange, keys, logger);

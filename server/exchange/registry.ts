@@ -9,6 +9,7 @@
 import { AsyncLocalStorage } from 'node:async_hooks';
 import { createHmac } from 'node:crypto';
 import type { Endpoint, Extension, Organization, Patient } from '@medplum/fhirtypes';
+import { openStored } from '../fhir/engine.ts';
 import type { Database, Sql } from '../db/database.ts';
 import { fail } from '../fhir/errors.ts';
 import type { Repository, WriteObserver } from '../fhir/repository.ts';
@@ -153,7 +154,8 @@ export class PartnerRegistry {
     );
     await this.db.query('DELETE FROM exchange_patient_hash WHERE partner = $1', [p.code]);
     const patients = await this.db.query<{ id: string; content: Patient }>("SELECT id, content FROM resource WHERE type = 'Patient' AND NOT deleted");
-    for (const row of patients) await storeHashes(this.db, [{ partner: p.code, idKey }], row.id, row.content);
+    // stored Patients are sealed at rest (server/privacy/): their identifiers are read opened
+    for (const row of patients) await storeHashes(this.db, [{ partner: p.code, idKey }], row.id, openStored(this.db, row.content));
     return (await this.get(p.code)) as Partner;
   }
 

@@ -8,7 +8,8 @@
  * - the call recorder, an HTTP middleware around `$recognition-check`, `$duplicate-check` and the CDS Hooks
  *   services: after the answer, one monitoring_event (kind `call`) with the HTTP status — so calls that failed
  *   with a 4xx, which write nothing in the FHIR store, are counted too;
- * - a live event bus (this process's writes) for the Server-Sent Events stream: counts only, per district.
+ * - a live event bus for the Server-Sent Events stream — counts only, per district — fed by every server
+ *   process on the database (NOTIFY/LISTEN), so the stream is the same whichever process a browser reaches.
  *
  * Own tables rather than reading report_version/resource_history: the issued time and the flow live in the
  * resource's JSON, so reading them back means parsing every stored version; one narrow insert per upload in
@@ -53,6 +54,8 @@ export function districtOfOrganization(org: Organization | undefined): string | 
   return code && /^\d{6}$/.test(code) ? code : undefined;
 }
 
+const LIVE_CHANNEL = 'huren_live';
+
 /** Facts recorded, the bus of live events, and the institution → district lookup. */
 export class MonitoringFacts {
   readonly bus = new EventEmitter();
@@ -85,18 +88,34 @@ export class MonitoringFacts {
     this.districts.delete(institution);
   }
 
+  /**
+   * Publishes counts to every server process on this database (NOTIFY on `huren_live`; each process relays
+   * what it hears to its own event streams — `relay()`), so a browser connected to any process sees them.
+   */
   emit(district: string, counts: Partial<Record<Counter, number>>): void {
-    this.bus.emit('event', { district, counts } satisfies LiveEvent);
+    const event: LiveEvent = { district, counts };
+    this.db.query('SELECT pg_notify($1, $2)', [LIVE_CHANNEL, JSON.stringify(event)]).catch(() => undefined);
   }
 
   /** Emits counts per institution once the districts are known (never throws: the stream is best effort). */
   emitFor(perInstitution: Map<string, Partial<Record<Counter, number>>>): void {
-    if (perInstitution.size === 0 || this.bus.listenerCount('event') === 0) return;
+    if (perInstitution.size === 0) return;
     this.districtsOf(this.db, [...perInstitution.keys()])
       .then((districts) => {
         for (const [institution, counts] of perInstitution) this.emit(districts.get(institution) ?? 'unknown', counts);
       })
       .catch(() => undefined);
+  }
+
+  /** Starts relaying the live events of every process to this process's bus; resolves to the stop function. */
+  relay(): Promise<() => Promise<void>> {
+    return this.db.listen(LIVE_CHANNEL, (payload) => {
+      try {
+        this.bus.emit('event', JSON.parse(payload) as LiveEvent);
+      } catch {
+        // not ours: ignored
+      }
+    });
   }
 
   readonly observer: WriteObserver = {

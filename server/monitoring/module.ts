@@ -16,6 +16,7 @@ import { MonitoringService } from './service.ts';
 export const monitoringModule: ModuleFactory = ({ db, logger, limits }) => {
   const service = new MonitoringService(db, loadMonitoringConfig(), logger);
   const api = monitoringApi(db, service, limits);
+  let stopRelay: (() => Promise<void>) | undefined;
   return {
     name: 'monitoring',
     operations: [evaluateMonitoringOperation(service), monitoringBriefingOperation(service)],
@@ -23,5 +24,12 @@ export const monitoringModule: ModuleFactory = ({ db, logger, limits }) => {
     routes: [service.facts.callRecorder(), api.routes(), api.allowedMethods()],
     jobs: service.jobs(),
     metrics: (registry) => monitoringMetrics(db, registry),
+    // the live stream hears every server process's events (facts.ts relay)
+    async init() {
+      stopRelay = await service.facts.relay();
+    },
+    async stop() {
+      await stopRelay?.();
+    },
   };
 };

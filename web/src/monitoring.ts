@@ -53,12 +53,15 @@ export interface UsageRow {
   day: string;
   usage: Record<UsageCode, number>;
   timeliness: { reports: number; late: number; onTime: number; onTimeRate: number | null };
+  /** The estimated saving: recognised items × the catalogue price (items without a price are not counted). */
+  saving?: { yuan: number; recognisedItems: number; pricedItems: number };
 }
 export interface UsageAnswer {
   from: string;
   to: string;
   rows: UsageRow[];
-  saving: { counted: boolean; why?: string };
+  /** How the saving is estimated. */
+  saving: { counted: boolean; currency?: string; note?: string };
 }
 
 /** Recognition rate in percent (one decimal): recognised of all decisions; null without decisions. */

@@ -83,7 +83,9 @@ export function exchangeCheckOperation(state: ExchangeState): Operation {
         outcome: 'success',
         detail: `${parameter.length} result(s) shared${skipped ? `, ${skipped} not shared (not hash-consistent)` : ''}${patientIds.length === 0 ? ', patient not known here' : ''}`,
       });
-      return parametersResponse(parameter);
+      // what is shared was decided here (the agreement, the hashed national ID, the requester's city), audited above:
+      // the answer is not filtered again by the hospitals' care rule, which does not know partner platforms
+      return { ...parametersResponse(parameter), judged: true };
     },
   };
 }
