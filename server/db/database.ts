@@ -94,7 +94,9 @@ async function openPglite(dataDir: string | undefined): Promise<Database> {
     query,
     replica: { query },
     async listen(channel, onMessage) {
-      return lite.listen(channel, onMessage);
+      const stop = await lite.listen(channel, onMessage);
+      // stopping after the database closed (a shutdown in another order) has nothing left to stop
+      return async () => stop().catch(() => undefined);
     },
     async transaction(fn) {
       return lite.transaction(async (tx) =>
