@@ -138,6 +138,7 @@ test.serial('a server killed (SIGKILL) in the middle of anchoring: the next serv
       HUREN_BOOTSTRAP_TOKEN: 'lease-test-token-0123456789abcdef',
       HUREN_EMBEDDED_RPC: 'off',
       HUREN_LEDGER: 'evm',
+      HUREN_WORKERS: '1',
       HUREN_LEDGER_NAME: 'gz-test-chain',
       HUREN_EVM_URLS: `hung=${hung.url}`,
       HUREN_EVM_CONTRACT: contract,

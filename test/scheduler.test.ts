@@ -158,6 +158,8 @@ async function twoProcesses(t: import('ava').ExecutionContext): Promise<void> {
     const token = randomBytes(16).toString('hex');
     const env: Record<string, string> = {
       DATABASE_URL: url.toString(),
+      // two single server processes (HUREN_WORKERS would otherwise fork one worker per core in each)
+      HUREN_WORKERS: '1',
       HUREN_DATA_DIR: dataDir,
       HUREN_BOOTSTRAP_TOKEN: token,
       HOST: '127.0.0.1',
