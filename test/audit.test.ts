@@ -6,7 +6,8 @@
  * verifiable. Runs on both stores.
  */
 import test from 'ava';
-import { exportJWK, generateKeyPair, SignJWT } from 'jose';
+import { backendToken } from './helpers/backend-token.ts';
+import { exportJWK, generateKeyPair } from 'jose';
 import type { AuditEvent } from '@medplum/fhirtypes';
 import { startTestServer, type TestServer } from './helpers/server.ts';
 import { NATIONAL_ID, ORG_ID } from './helpers/recognition-data.ts';
@@ -19,7 +20,6 @@ const NAME = '审计测试患者';
 const PHONE = '13912345678';
 const NARROW = 'his-audit-narrow';
 const AUDITOR = 'audit-admin-client';
-const ASSERTION_TYPE = 'urn:ietf:params:oauth:client-assertion-type:jwt-bearer';
 
 let s: TestServer;
 let key: Awaited<ReturnType<typeof generateKeyPair>>;
@@ -41,25 +41,8 @@ test.after.always(async () => {
   await s?.close();
 });
 
-async function tokenFor(clientId: string, scope: string): Promise<string> {
-  const tokenUrl = `${s.huren.url}/auth/token`;
-  const assertion = await new SignJWT({})
-    .setProtectedHeader({ alg: 'ES384', kid: 'k1', typ: 'JWT' })
-    .setIssuer(clientId)
-    .setSubject(clientId)
-    .setAudience(tokenUrl)
-    .setExpirationTime(Math.floor(Date.now() / 1000) + 240)
-    .setJti(crypto.randomUUID())
-    .sign(key.privateKey);
-  const res = await fetch(tokenUrl, {
-    method: 'POST',
-    headers: { 'content-type': 'application/x-www-form-urlencoded' },
-    body: new URLSearchParams({ grant_type: 'client_credentials', scope, client_assertion_type: ASSERTION_TYPE, client_assertion: assertion }).toString(),
-  });
-  const body = (await res.json()) as any;
-  if (res.status !== 200) throw new Error(`token: ${res.status} ${JSON.stringify(body)}`);
-  return body.access_token;
-}
+/** A token of a registered client (test/helpers/backend-token.ts, the key registered at start). */
+const tokenFor = (clientId: string, scope: string): Promise<string> => backendToken(`${s.huren.url}/auth/token`, clientId, key.privateKey, scope);
 
 /** A request with its own X-Request-Id (remembered with its status), the platform token unless `token` says otherwise. */
 async function call(label: string, path: string, init: RequestInit & { json?: unknown; token?: string | null } = {}): Promise<Response> {
