@@ -150,3 +150,13 @@ test('an item withdrawn from the catalogue stops counting from its withdrawal da
   t.deepEqual(undated.reasons.map((r) => r.code), ['not-in-catalogue']);
   t.regex(undated.reasons[0]!.text, /已移出互认目录/);
 });
+
+test('a withdrawal date is a day in China: it takes effect at midnight Asia/Shanghai, eight hours before UTC midnight', (t) => {
+  const item = { ...potassium, retired: '2026-07-01' };
+  const justBefore = new Date('2026-06-30T23:59:00+08:00');
+  const justAfter = new Date('2026-07-01T00:01:00+08:00'); // still 2026-06-30 in UTC
+  const issued = report({ issued: '2026-06-30T09:00:00+08:00' });
+  t.true(evaluate(issued, item, { id: 'req', city: GZ }, justBefore).recognisable);
+  const v = evaluate(issued, item, { id: 'req', city: GZ }, justAfter);
+  t.deepEqual(v.reasons.map((r) => r.code), ['not-in-catalogue']);
+});

@@ -99,11 +99,14 @@ export function covers(q: Qualification, city: RegionCode): boolean {
   return q.covers.includes(city) || q.covers.includes(provinceOf(city));
 }
 
-/** Whether a retired item's withdrawal has taken effect at `now` (an undated retirement has). */
+/**
+ * Whether a retired item's withdrawal has taken effect at `now` (an undated retirement has). A withdrawal
+ * date without a time is a calendar day in China: it takes effect at its midnight in Asia/Shanghai, not UTC's.
+ */
 function withdrawn(item: CatalogueItem, now: Date): boolean {
   if (item.retired === undefined) return false;
   if (item.retired === true) return true;
-  const at = Date.parse(item.retired);
+  const at = /^\d{4}-\d{2}-\d{2}$/.test(item.retired) ? Date.parse(item.retired) - CHINA_OFFSET_MS : Date.parse(item.retired);
   return Number.isNaN(at) || at <= now.getTime();
 }
 
