@@ -71,9 +71,12 @@ async function api(path: string, json: unknown, bearer: string | null = s.token)
 }
 
 let counter = 0;
+/** The login names made, in order (the first is the doctor's). */
+const logins: string[] = [];
 /** A human account with its roles, signed in with password + TOTP, its first password change done. */
 async function person(roles: string[], institution?: string): Promise<string> {
   const login = `matrix${++counter}.${roles[0]}`;
+  logins.push(login);
   const created = await api('/api/accounts', { login, password: PASSWORD, roles, ...(institution ? { institution } : {}) });
   if (created.status !== 201) throw new Error(`account ${login}: ${created.status} ${JSON.stringify(created.body)}`);
   const first = await api('/api/session/login', { login, password: PASSWORD }, null);
@@ -98,6 +101,9 @@ function as(role: Role | 'platform', path: string, init: { method?: string; json
     body: init.json !== undefined ? JSON.stringify(init.json) : undefined,
   });
 }
+
+/** A JSON API call (outside /fhir) as a role. */
+const apiAs = (role: Role, path: string) => fetch(`${s.huren.url}${path}`, { headers: { authorization: `Bearer ${token[role]!}`, accept: 'application/json' } });
 
 async function read(res: Response): Promise<any> {
   const text = await res.text();
@@ -275,6 +281,10 @@ const REST: Row[] = [
   { name: 'conditional create matching B patient', allowed: OWNER_B, run: async (r) => shows('Patient', () => ids.P)(await as(r, 'Patient', { json: { resourceType: 'Patient' }, headers: { 'if-none-exist': `identifier=${NATIONAL_ID}|${d.nationalId}` } })) },
   { name: 'read A report', allowed: READERS_A, run: async (r) => shows('DiagnosticReport', () => ids.RA)(await as(r, `DiagnosticReport/${ids.RA}`)) },
   { name: 'search A patient', allowed: READERS_A, run: async (r) => shows('Patient', () => ids.PA)(await as(r, `Patient?_id=${ids.PA}`)) },
+  // the JSON APIs of the app's pages that show registrations and accounts, not patient data
+  { name: 'API registered clients (GET /api/clients)', allowed: ['secAdmin'], run: async (r) => { const res = await apiAs(r, '/api/clients'); return res.status === 200 && (await read(res)).clients.some((c: any) => c.clientId === 'his-a'); } },
+  { name: 'API account id by login (GET /api/accounts/by-login)', allowed: ['secAdmin', 'auditAdmin'], run: async (r) => { const res = await apiAs(r, `/api/accounts/by-login/${logins[0]}`); return res.status === 200 && typeof (await read(res)).id === 'string'; } },
+  { name: 'API briefings (GET /api/monitoring/briefings)', allowed: ['commission'], run: async (r) => { const res = await apiAs(r, '/api/monitoring/briefings'); return res.status === 200 && Array.isArray((await read(res)).briefings); } },
   // writes
   { name: 'create report naming B', allowed: OWNER_B, writes: true, run: async (r) => wrote(await as(r, 'DiagnosticReport', { json: reportNaming(B) })) },
   { name: 'create report naming A', allowed: ['A'], writes: true, run: async (r) => wrote(await as(r, 'DiagnosticReport', { json: reportNaming(A) })) },

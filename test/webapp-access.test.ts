@@ -73,9 +73,23 @@ test.serial('sign-in with two factors: password, then TOTP enrolment with the sh
   await w.page.click('[data-test=submit-password]');
   t.regex((await (await w.page.waitForSelector('[data-test=error]')).textContent()) ?? '', /用户名或密码错误/);
   await w.page.fill('input[data-test=password]', INITIAL_PASSWORD);
-  await w.page.click('[data-test=submit-password]');
+  const [answer] = await Promise.all([
+    w.page.waitForResponse((r) => r.url().endsWith('/api/session/login') && r.status() === 200),
+    w.page.click('[data-test=submit-password]'),
+  ]);
+  const enrolment = (await answer.json()) as { step: string; secret: string; otpauthUri: string };
+  t.is(enrolment.step, 'totp-enrolment');
   const secret = ((await (await w.page.waitForSelector('[data-test=secret]')).textContent()) ?? '').replace(/\s+/g, '');
   t.regex(secret, /^[A-Z2-7]{32}$/, 'the enrolment step shows the new secret');
+  t.is(secret, enrolment.secret, 'the secret shown is the API’s');
+  // the QR code: an image drawn in the page (a data: URL, nothing fetched) of the API's otpauth URI
+  const qr = await w.page.waitForSelector('img[data-test=qr]');
+  t.is(await qr.getAttribute('data-uri'), enrolment.otpauthUri, 'the QR code is drawn from the API’s otpauth URI');
+  t.is(await w.page.textContent('[data-test=uri]'), enrolment.otpauthUri);
+  t.is(new URL(enrolment.otpauthUri).searchParams.get('secret'), secret, 'the URI carries the secret shown beside it');
+  t.regex((await qr.getAttribute('src')) ?? '', /^data:image\/png;base64,/);
+  const drawn = await qr.evaluate((img: HTMLImageElement) => ({ width: img.naturalWidth, height: img.naturalHeight, complete: img.complete }));
+  t.true(drawn.complete && drawn.width >= 100 && drawn.width === drawn.height, `a square QR image is shown (${drawn.width}×${drawn.height})`);
   if (shots) await screenshot(w.page, 'login-totp');
   // a wrong code first
   await w.page.fill('input[data-test=code]', '000000');
@@ -166,13 +180,17 @@ test.serial('a role without the right gets no page and no data: the guard shows 
   t.deepEqual(await menu(w), ['审计日志']);
   t.is(await w.page.$('[data-test=accounts]'), null, 'no accounts table');
   if (shots) await screenshot(w.page, 'forbidden');
-  for (const path of ['/settings', '/dictionary', '/chain']) {
+  for (const path of ['/settings', '/dictionary', '/chain', '/briefings', '/users/clients']) {
     await w.page.goto(app(path));
     await w.page.waitForURL(/\/app\/forbidden/);
   }
   await w.page.context().close();
   // the server refuses the same data to the same sessions
   t.is((await asUser(auditor.token, '/api/accounts')).status, 403);
+  t.is((await asUser(auditor.token, '/api/clients')).status, 403);
+  t.is((await asUser(auditor.token, '/api/monitoring/briefings')).status, 403);
+  t.is((await asUser(commission.token, '/api/clients')).status, 403);
+  t.is((await asUser(doctor.token, '/api/monitoring/briefings')).status, 403);
   t.is((await asUser(auditor.token, '/api/settings/hash-badge', { method: 'PUT', json: { enabled: false } })).status, 403);
   t.is((await asUser(auditor.token, `/api/dictionary/organizations/${ORG}/qc`)).status, 403);
   t.is((await asUser(commission.token, '/api/accounts')).status, 403);
@@ -183,9 +201,11 @@ test.serial('a role without the right gets no page and no data: the guard shows 
   const w2 = await openPage(browser);
   await openAs(w2, s, commission, '/audit');
   await w2.page.waitForSelector('[data-test=forbidden]');
-  t.deepEqual(await menu(w2), ['大屏', '数据质控', '上链统计', '字典质控']);
-  await w2.page.goto(app('/users'));
-  await w2.page.waitForURL(/\/app\/forbidden/);
+  t.deepEqual(await menu(w2), ['大屏', '数据质控', '上链统计', '数据分析简报', '字典质控']);
+  for (const path of ['/users', '/users/clients']) {
+    await w2.page.goto(app(path));
+    await w2.page.waitForURL(/\/app\/forbidden/);
+  }
   t.deepEqual([...w.errors, ...w2.errors], []);
   await w2.page.context().close();
 });
@@ -282,8 +302,42 @@ test.serial('审计日志: the search by outcome and by user shows what the API 
   t.is(await w.page.locator('[data-test=audit-table] tbody tr').count(), Math.min(50, api.body.total));
   t.is(await w.page.locator('[data-test=audit-table] [data-test=outcome-0]').count(), 0, 'only failures');
   t.regex((await w.page.textContent('[data-test=audit-table] tbody')) ?? '', new RegExp(commission.id));
-  t.deepEqual(w.errors, []);
+  // by login name (as the administrator knows the person): the accounts module gives the id, the same records show
+  await w.page.fill('input[data-test=user]', commission.login.toUpperCase());
+  await w.page.click('[data-test=search]');
+  await w.page.waitForFunction((id) => document.querySelector('[data-test=user-note]')?.textContent?.includes(id), commission.id);
+  await w.page.waitForFunction((n) => document.querySelector('[data-test=total]')?.textContent === `共 ${n} 条`, api.body.total);
+  t.regex((await w.page.textContent('[data-test=user-note]')) ?? '', new RegExp(`登录名 ${commission.login.replace(/\./g, '\\.')} 对应账户`));
+  t.regex((await w.page.textContent('[data-test=audit-table] tbody')) ?? '', new RegExp(commission.id));
+  // a name that is no account's: searched as a client id, and nothing of the commission account shows
+  await w.page.fill('input[data-test=user]', 'no.such.login');
+  await w.page.click('[data-test=search]');
+  await w.page.waitForFunction(() => /按客户端 ID 查询/.test(document.querySelector('[data-test=user-note]')?.textContent ?? ''));
+  await w.page.waitForFunction(() => /没有符合条件的审计记录/.test(document.querySelector('[data-test=audit-table]')?.textContent ?? ''));
+  t.is(await w.page.locator('[data-test=audit-table] tbody tr').count(), 0);
+  t.deepEqual(w.errors.filter((e) => !/404/.test(e)), [], 'no console errors (the unknown login logs its 404)');
   await w.page.context().close();
+});
+
+test.serial('the login lookup for the audit search: the audit and security administrators only; a bad or unknown login is a 4xx', async (t) => {
+  const auditor = await ready(s, clock, ['audit-admin']);
+  const security = await ready(s, clock, ['security-admin']);
+  const doctor = await ready(s, clock, ['commission-admin']);
+  for (const who of [auditor, security]) {
+    const found = await asUser(who.token, `/api/accounts/by-login/${doctor.login.toUpperCase()}`);
+    t.is(found.status, 200);
+    t.deepEqual(found.body, { id: doctor.id, login: doctor.login });
+  }
+  const refused = await asUser(doctor.token, `/api/accounts/by-login/${auditor.login}`);
+  t.is(refused.status, 403);
+  t.is(refused.body.code, 'forbidden');
+  t.is((await accountsApi(s, `/api/accounts/by-login/${auditor.login}`, { token: null })).status, 401);
+  const unknown = await asUser(auditor.token, '/api/accounts/by-login/nobody.here');
+  t.is(unknown.status, 404);
+  t.is(unknown.body.code, 'account-not-found');
+  const bad = await asUser(auditor.token, `/api/accounts/by-login/${encodeURIComponent('x y')}`);
+  t.is(bad.status, 400);
+  t.is(bad.body.field, 'login');
 });
 
 test.serial('设置: the badge setting is saved through the page; the thresholds are the API’s; the code upgrade runs as a job with its progress', async (t) => {

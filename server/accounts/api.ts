@@ -15,6 +15,8 @@
  *   POST /api/accounts/:id/reset-password { password }             a new initial password, changed at the next sign-in
  *   POST /api/accounts/:id/reset-totp                              the next sign-in enrols a new second factor
  *   POST /api/accounts/:id/unlock                                  lifts a lockout
+ *   GET  /api/accounts/by-login/:login                             { id, login } (security and audit administrators: the audit search by login)
+ *   GET  /api/clients                                              the registered HIS and CDS clients (read only; clients.ts)
  *
  * The security administrator manages accounts; the operator-set bootstrap token may too (automation, tests);
  * a generated bootstrap token may only create the first security administrator, and is disabled by doing so.
@@ -25,6 +27,7 @@ import { OperationOutcomeError } from '@medplum/core';
 import type { BootstrapToken, Principal } from '../http/auth.ts';
 import { readBody, type BodyLimits } from '../http/body.ts';
 import { AccountError } from './errors.ts';
+import { registeredClients } from './clients.ts';
 import { scopesOf } from './roles.ts';
 import type { Accounts, NewAccount } from './service.ts';
 
@@ -36,7 +39,10 @@ const audit = (ctx: Koa.Context, action: AuditAction, outcome: 'success' | 'fail
 
 const ID = /^[0-9a-f-]{36}$/;
 
-export function accountsApi(accounts: Accounts, bootstrap: BootstrapToken, limits: BodyLimits): Koa.Middleware<any, any>[] {
+/** What the security administrator's read-only view of the registered clients reads. */
+export type ClientSource = () => ReturnType<typeof registeredClients>;
+
+export function accountsApi(accounts: Accounts, bootstrap: BootstrapToken, limits: BodyLimits, clients: ClientSource): Koa.Middleware<any, any>[] {
   const router = new Router();
 
   const body = async (ctx: Koa.Context): Promise<Record<string, unknown>> => {
@@ -130,6 +136,20 @@ export function accountsApi(accounts: Accounts, bootstrap: BootstrapToken, limit
     ctx.body = { accounts: await accounts.list() };
   });
 
+  // the audit trail names accounts by id (never by name): the audit administrator searches by login through this
+  router.get('/api/accounts/by-login/:login', async (ctx) => {
+    const p = principal(ctx);
+    const auditor = p.kind === 'user' && !!p.roles?.includes('audit-admin');
+    if (!auditor) await securityAdmin(ctx);
+    ctx.body = await accounts.idOfLogin(ctx.params.login);
+  });
+
+  router.get('/api/clients', async (ctx) => {
+    await securityAdmin(ctx);
+    const list = await clients();
+    ctx.body = { total: list.length, clients: list };
+  });
+
   router.get('/api/accounts/:id', async (ctx) => {
     await securityAdmin(ctx);
     ctx.body = accounts.view(await accounts.get(accountId(ctx)));
@@ -216,7 +236,7 @@ export function accountsApi(accounts: Accounts, bootstrap: BootstrapToken, limit
 
   /** Refusals as `{ code, message, field? }` JSON. */
   const errors: Koa.Middleware = async (ctx, next) => {
-    if (!ctx.path.startsWith('/api/accounts') && !ctx.path.startsWith('/api/session')) return next();
+    if (!ctx.path.startsWith('/api/accounts') && !ctx.path.startsWith('/api/session') && ctx.path !== '/api/clients') return next();
     try {
       await next();
     } catch (err) {

@@ -122,6 +122,14 @@ export class Accounts {
     return row;
   }
 
+  /** The id of the account with this login name (case-insensitive, as the sign-in matches it), for the audit search. */
+  async idOfLogin(login: unknown): Promise<{ id: string; login: string }> {
+    if (typeof login !== 'string' || !LOGIN_RE.test(login)) throw new AccountError(400, 'invalid-login', '登录名应为 3–64 位字母、数字、点、下划线或连字符，并以字母或数字开头', 'login');
+    const row = await this.row(this.db, 'lower(a.login) = lower($1)', login);
+    if (!row) throw new AccountError(404, 'account-not-found', '没有该登录名的账户');
+    return { id: row.id, login: row.login };
+  }
+
   async list(): Promise<AccountView[]> {
     const rows = await this.db.query<AccountRow>(`SELECT ${ACCOUNT_COLUMNS} FROM account a ORDER BY a.login`);
     return rows.map((r) => this.view(r));

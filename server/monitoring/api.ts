@@ -11,7 +11,7 @@
  *   GET  /api/monitoring/requests?status=                      the improvement requests (Tasks)
  *   POST /api/monitoring/requests/:task/status                 { "status": "accepted" | "in-progress" | "completed" | "rejected" | "cancelled", "note": "…" }
  *   GET  /api/monitoring/events?district=                      Server-Sent Events: counters per district, as they happen
- *   GET  /api/monitoring/briefings?kind=week|month&area=         the briefings kept (数据分析简报; platform callers)
+ *   GET  /api/monitoring/briefings?kind=week|month&area=         the briefings kept (数据分析简报; platform callers, commission administrators)
  *   GET  /api/monitoring/briefings/:id/html|pdf?version=         a briefing's file (503 for a PDF the server could not print)
  *   GET  /api/monitoring/thresholds                            the alert thresholds in force (read only: set in the environment)
  */
@@ -319,9 +319,13 @@ export function monitoringApi(db: Database, service: MonitoringService, limits: 
     res.on('close', close);
     send('ready', { counters: ['reports', 'checks', 'recognitions', 'anchors', 'alerts'], ...(district ? { district } : {}) });
   });
+  // the briefings' readers: the platform's callers with the DocumentReference read scope, and the health
+  // commission's administrators (the app's 简报 page) — through this API only: their role holds no
+  // DocumentReference scope, as the FHIR DocumentReference type could carry other (personal) documents
   const briefingReader = async (ctx: Koa.Context) => {
-    need(ctx, 'DocumentReference', 'r', 'The briefings');
-    if (principalOf(ctx).institution) throw fail(403, 'forbidden', 'Briefings cover a district or the city: an institution’s client cannot read them');
+    const p = principalOf(ctx);
+    if (!(p.kind === 'user' && p.roles?.includes('commission-admin'))) need(ctx, 'DocumentReference', 'r', 'The briefings');
+    if (p.institution) throw fail(403, 'forbidden', 'Briefings cover a district or the city: an institution’s client cannot read them');
   };
 
   router.get('/briefings', async (ctx) => {

@@ -148,6 +148,48 @@ export const api = <T = any>(path: string, init?: RequestInit) => call<T>(`/api/
 /** A FHIR call whose status and headers matter (the async request pattern: 202 + Content-Location, X-Progress). */
 export const fhirFull = <T = any>(path: string, init?: RequestInit) => call<FullAnswer<T>>(path.startsWith('/') ? path : `/fhir/${path}`, init, true);
 
+/**
+ * A file the platform serves behind the bearer token (a briefing's HTML or PDF): fetched with the token, as a
+ * Blob, with the file name of its Content-Disposition. Failures are ApiErrors like any call's.
+ */
+export async function file(path: string): Promise<{ blob: Blob; filename?: string; type: string }> {
+  const t = token();
+  let res: Response;
+  try {
+    res = await fetch(path, { headers: t ? { Authorization: `Bearer ${t}` } : {} });
+  } catch {
+    throw new ApiError(0, '无法连接到平台，请检查网络');
+  }
+  if (!res.ok) {
+    // the refusal is JSON (an OperationOutcome or { code, message }): the same messages as call()'s
+    const text = await res.text();
+    let body: any;
+    try {
+      body = JSON.parse(text);
+    } catch {
+      body = undefined;
+    }
+    if (res.status === 401 && t && !body?.code) lost('expired');
+    const reason = body?.message ?? body?.issue?.[0]?.details?.text ?? body?.issue?.[0]?.diagnostics;
+    throw new ApiError(res.status, `${STATUS_ZH[res.status] ?? `请求失败（${res.status}）`}${reason ? `：${reason}` : ''}`);
+  }
+  if (t && t === token()) armTimers();
+  const filename = /filename="([^"]+)"/.exec(res.headers.get('content-disposition') ?? '')?.[1];
+  return { blob: await res.blob(), filename, type: res.headers.get('content-type') ?? '' };
+}
+
+/** Saves a Blob as a download under the given name (a temporary object URL, revoked after). */
+export function saveAs(blob: Blob, name: string): void {
+  const url = URL.createObjectURL(blob);
+  const a = document.createElement('a');
+  a.href = url;
+  a.download = name;
+  document.body.appendChild(a);
+  a.click();
+  a.remove();
+  setTimeout(() => URL.revokeObjectURL(url), 60_000);
+}
+
 /** A JSON body for `api()` / `fhir()`. */
 export const json = (method: string, body: unknown): RequestInit => ({ method, body: JSON.stringify(body) });
 
