@@ -32,7 +32,8 @@ function checkHeaders(t: any, res: Response, what: string): void {
   t.is(res.headers.get('strict-transport-security'), null, `${what}: no HSTS over plain http`);
 }
 
-test('every answer carries the security headers: FHIR, errors, token, login, app, CDS Hooks, refusals', async (t) => {
+// serial, and before the sign-in limit test: its own login call must not land after that test used up the source's sign-in budget
+test.serial('every answer carries the security headers: FHIR, errors, token, login, app, CDS Hooks, refusals', async (t) => {
   const auth = { authorization: `Bearer ${s.token}` };
   const cases: [string, RequestInit, number][] = [
     ['/fhir/metadata', {}, 200],
