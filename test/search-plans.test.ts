@@ -104,9 +104,22 @@ test('reference: subject=Patient/… reads that patient’s rows from idx_refere
   t.deepEqual((await matches('Observation', q)).sort(), observationsOf(17).sort());
 });
 
-test('reference by a URL that is not Type/id uses the partial url index', async (t) => {
+test('reference by a URL that is not Type/id uses the partial url index, and finds it whatever its length', async (t) => {
   const { page } = repo.searchStatements(request('Observation', 'subject=urn:oid:1.2.3.4'));
   assertShape(t, await scans(page), { uses: ['idx_reference_url'] }, 'page');
+  // a long url of multi-byte characters is indexed by its start (a whole one would pass the B-tree's limit)
+  const chars = Array.from({ length: 2000 }, (_, i) => String.fromCodePoint(0x4e00 + ((i * 7919) % 20000))); // hardly compressible
+  const long = `urn:huren:${chars.join('')}`;
+  const same = `urn:huren:${chars.slice(0, 1000).join('')}短${chars.slice(1001).join('')}`; // the same first 256 characters, another url
+  await repo.createMany([
+    { resourceType: 'Observation', id: 'plan-url-1', status: 'final', code: { text: 'x' }, subject: { reference: 'urn:oid:1.2.3.4' } },
+    { resourceType: 'Observation', id: 'plan-url-2', status: 'final', code: { text: 'x' }, subject: { reference: long } },
+    { resourceType: 'Observation', id: 'plan-url-3', status: 'final', code: { text: 'x' }, subject: { reference: same } },
+  ] as Resource[]);
+  t.deepEqual(await matches('Observation', 'subject=urn:oid:1.2.3.4'), ['plan-url-1']);
+  t.deepEqual(await matches('Observation', `subject=${encodeURIComponent(long)}`), ['plan-url-2']);
+  t.deepEqual(await matches('Observation', `subject=${encodeURIComponent(same)}`), ['plan-url-3']);
+  t.deepEqual(await matches('Observation', 'subject=urn:oid:1.2.3'), [], 'a prefix is not a match');
 });
 
 test('token: identifier=system|value is a lookup; code=system|code never reads the whole table', async (t) => {

@@ -10,8 +10,9 @@
 -- reference: the lookup by target carries the owner's id (the rows of one patient without visiting the heap)
 DROP INDEX idx_reference_lookup;
 CREATE INDEX idx_reference_target ON idx_reference (target_id, param, type, target_type, id);
--- the url form (`subject=urn:oid:…`) only for references that are not `Type/id` (few rows)
-CREATE INDEX idx_reference_url ON idx_reference (url, param, type) WHERE target_id IS NULL;
+-- the url form (`subject=urn:oid:…`) only for references that are not `Type/id` (few rows); keyed by the url's
+-- first 256 characters, as a whole url (up to 2,048 characters) could pass the B-tree's entry limit
+CREATE INDEX idx_reference_url ON idx_reference (left(url, 256), param, type) WHERE target_id IS NULL;
 DROP INDEX idx_reference_owner;
 CREATE INDEX idx_reference_owner ON idx_reference (id, type, param, target_type, target_id);
 

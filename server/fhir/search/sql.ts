@@ -125,6 +125,9 @@ function tokenSql(modifier: string | undefined, value: string, i: string, p: Par
   return `(${i}.code = ${p.add(code)} AND ${i}.system = ${p.add(system)})`;
 }
 
+/** Characters of a url reference in its index key (migration 043's idx_reference_url). */
+const URL_KEY = 256;
+
 function referenceSql(modifier: string | undefined, value: string, i: string, p: Params): string {
   const v = unescape(value);
   const parsed = parseReference(v);
@@ -134,8 +137,9 @@ function referenceSql(modifier: string | undefined, value: string, i: string, p:
   }
   if (parsed) return `(${i}.target_id = ${p.add(parsed.id)} AND ${i}.target_type = ${p.add(parsed.type)})`;
   if (/^[A-Za-z0-9\-.]{1,64}$/.test(v)) return `${i}.target_id = ${p.add(v)}`;
-  // a reference that parses as Type/id is kept by target (idx_reference_url holds only the others)
-  return `(${i}.target_id IS NULL AND ${i}.url = ${p.add(clip(v, 8 * KEY_LENGTH))})`;
+  // a reference that parses as Type/id is kept by target; idx_reference_url holds the others, by their start
+  const url = clip(v, 8 * KEY_LENGTH);
+  return `(${i}.target_id IS NULL AND left(${i}.url, ${URL_KEY}) = ${p.add(Array.from(url).slice(0, URL_KEY).join(''))} AND ${i}.url = ${p.add(url)})`;
 }
 
 /** FHIR date comparison of a search value's range against an indexed [low, high] range. */
