@@ -12,7 +12,7 @@ import { isSupportedResourceType } from './definitions.ts';
 import { writeVersions, type NewVersion } from './store.ts';
 import { assertValid } from './validate.ts';
 import { parseSearch, type SearchRequest } from './search/parse.ts';
-import { findIds, runSearch } from './search/execute.ts';
+import { findIds, runSearch, searchQueries, type Query } from './search/execute.ts';
 import { engineOf, type StorageCodec } from './engine.ts';
 import { blindRequest } from './search/blind.ts';
 import { resolveWriteReferences } from './write-references.ts';
@@ -277,6 +277,14 @@ export class Repository {
   async search(request: SearchRequest, baseUrl: string): Promise<Bundle> {
     const codec = this.codec;
     return runSearch(this.reader, blindRequest(codec, request), baseUrl, (r) => codec.open(r));
+  }
+
+  /**
+   * The statements search() runs for `request` (its page and its count, with the values rewritten by the
+   * storage codec as search() does): for EXPLAIN (test/search-plans.test.ts, scripts/explain-search.ts).
+   */
+  searchStatements(request: SearchRequest): { page: Query; count: Query } {
+    return searchQueries({ ...blindRequest(this.codec, request), snapshot: request.snapshot ?? new Date().toISOString() });
   }
 
   /** Where reads that may be slightly stale go: the read replica outside a transaction, this transaction inside one. */

@@ -28,32 +28,47 @@ export async function findIds(sql: Sql, req: SearchRequest, limit: number): Prom
   return rows.map((r) => r.id);
 }
 
+export interface Query {
+  text: string;
+  values: unknown[];
+}
+
+/**
+ * The statements of a search (its WHERE clause built once): the page of matches and the count. What runSearch
+ * runs; test/search-plans.test.ts and scripts/explain-search.ts EXPLAIN them. `req.snapshot` should be set.
+ */
+export function searchQueries(req: SearchRequest): { page: Query; count: Query } {
+  const p = new Params();
+  const where = whereSql(req, p);
+  const count = { text: `SELECT count(*)::int AS n FROM resource r WHERE ${where}`, values: p.values.slice() };
+  const orderBy = orderBySql(req.sort, p);
+  // a deep page continues after its cursor's row, in the default order (created, id)
+  const after = req.cursor ? ` AND (r.created, r.id) > (${p.add(req.cursor.created)}::timestamptz, ${p.add(req.cursor.id)})` : '';
+  const page = {
+    text: `SELECT r.content, r.created::text AS created, r.id FROM resource r WHERE ${where}${after} ORDER BY ${orderBy} LIMIT $${p.values.length + 1} OFFSET $${p.values.length + 2}`,
+    values: [...p.values, req.count + 1, req.offset],
+  };
+  return { page, count };
+}
+
 /** `open`: a stored row's content as it was given (the engine's storage codec). */
 export async function runSearch(sql: Sql, req: SearchRequest, baseUrl: string, open: (r: Resource) => Resource = (r) => r): Promise<Bundle> {
   const snapshot = req.snapshot ?? new Date().toISOString();
   const frozen = { ...req, snapshot };
-  const p = new Params();
-  const where = whereSql(frozen, p);
-  const whereValues = p.values.length; // the count query uses only these
+  const queries = searchQueries(frozen);
 
   if (req.summary === 'count') {
-    const total = await count(sql, where, p.values.slice(0, whereValues));
+    const total = await count(sql, queries.count);
     return { resourceType: 'Bundle', type: 'searchset', total, link: [{ relation: 'self', url: selfUrl(baseUrl, req) }] };
   }
 
-  const orderBy = orderBySql(req.sort, p);
-  // a deep page continues after its cursor's row, in the default order (created, id)
-  const after = req.cursor ? ` AND (r.created, r.id) > (${p.add(req.cursor.created)}::timestamptz, ${p.add(req.cursor.id)})` : '';
-  const rows = req.count === 0 ? [] : await sql.query<PageRow>(
-    `SELECT r.content, r.created::text AS created, r.id FROM resource r WHERE ${where}${after} ORDER BY ${orderBy} LIMIT $${p.values.length + 1} OFFSET $${p.values.length + 2}`,
-    [...p.values, req.count + 1, req.offset]
-  );
+  const rows = req.count === 0 ? [] : await sql.query<PageRow>(queries.page.text, queries.page.values);
   const hasNext = rows.length > req.count;
   const matches = rows.slice(0, req.count).map((r) => open(r.content));
 
   let total: number | undefined;
   if (req.total === 'accurate' || req.total === 'estimate' || (req.count === 0 && req.total !== 'none')) {
-    total = await count(sql, where, p.values.slice(0, whereValues));
+    total = await count(sql, queries.count);
   } else if (!hasNext && req.total !== 'none' && (req.offset === 0 || matches.length > 0)) {
     total = req.offset + matches.length; // known without counting
   }
@@ -80,8 +95,8 @@ export async function runSearch(sql: Sql, req: SearchRequest, baseUrl: string, o
   return { resourceType: 'Bundle', type: 'searchset', ...(total !== undefined ? { total } : {}), link, entry: entries };
 }
 
-async function count(sql: Sql, where: string, values: unknown[]): Promise<number> {
-  const rows = await sql.query<{ n: number }>(`SELECT count(*)::int AS n FROM resource r WHERE ${where}`, values);
+async function count(sql: Sql, query: Query): Promise<number> {
+  const rows = await sql.query<{ n: number }>(query.text, query.values);
   return Number(rows[0].n);
 }
 
@@ -114,26 +129,34 @@ async function fetchIncludes(sql: Sql, req: SearchRequest, matches: Resource[]):
 async function includeOne(sql: Sql, spec: IncludeSpec, from: Resource[]): Promise<Resource[]> {
   const sources = from.filter((r) => (spec.reverse ? true : r.resourceType === spec.sourceType));
   if (sources.length === 0) return [];
-  const types = sources.map((r) => r.resourceType);
-  const ids = sources.map((r) => r.id as string);
+  const query = includeQuery(spec, sources.map((r) => ({ type: r.resourceType, id: r.id as string })));
+  const rows = await sql.query<Row>(query.text, query.values);
+  return rows.map((r) => r.content);
+}
+
+/**
+ * The statement of one `_include` (the targets of the sources' references: idx_reference_owner, then each
+ * target by primary key) or `_revinclude` (the resources referring to the sources: idx_reference_target).
+ */
+export function includeQuery(spec: IncludeSpec, sources: readonly { type: string; id: string }[]): Query {
+  const types = sources.map((r) => r.type);
+  const ids = sources.map((r) => r.id);
   if (!spec.reverse) {
-    const rows = await sql.query<Row>(
-      `SELECT DISTINCT ON (t.type, t.id) t.content FROM idx_reference i
+    return {
+      text: `SELECT DISTINCT ON (t.type, t.id) t.content FROM idx_reference i
        JOIN resource t ON t.type = i.target_type AND t.id = i.target_id AND NOT t.deleted
        WHERE (i.id, i.type) IN (SELECT * FROM unnest($1::text[], $2::text[])) AND i.param = $3
        ${spec.targetType ? 'AND i.target_type = $4' : ''} LIMIT 1000`,
-      spec.targetType ? [ids, types, spec.param.code, spec.targetType] : [ids, types, spec.param.code]
-    );
-    return rows.map((r) => r.content);
+      values: spec.targetType ? [ids, types, spec.param.code, spec.targetType] : [ids, types, spec.param.code],
+    };
   }
-  const rows = await sql.query<Row>(
-    `SELECT DISTINCT ON (s.type, s.id) s.content FROM idx_reference i
+  return {
+    text: `SELECT DISTINCT ON (s.type, s.id) s.content FROM idx_reference i
      JOIN resource s ON s.type = i.type AND s.id = i.id AND NOT s.deleted
      WHERE (i.target_id, i.target_type) IN (SELECT * FROM unnest($1::text[], $2::text[])) AND i.param = $3 AND i.type = $4
      ${spec.targetType ? 'AND i.target_type = $5' : ''} LIMIT 1000`,
-    spec.targetType ? [ids, types, spec.param.code, spec.sourceType, spec.targetType] : [ids, types, spec.param.code, spec.sourceType]
-  );
-  return rows.map((r) => r.content);
+    values: spec.targetType ? [ids, types, spec.param.code, spec.sourceType, spec.targetType] : [ids, types, spec.param.code, spec.sourceType],
+  };
 }
 
 function key(r: Resource): string {

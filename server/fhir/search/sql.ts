@@ -24,8 +24,12 @@ function alias(prefix: string): string {
   return `${prefix}${aliasCounter}`;
 }
 
-/** SQL condition (over owner columns `typeCol`/`idCol`) for one clause. */
-export function clauseSql(clause: Clause, typeCol: string, idCol: string, p: Params): string {
+/**
+ * SQL condition (over owner columns `typeCol`/`idCol`) for one clause. `typeIn`: an array expression the owner's
+ * type is also within, when `typeCol` is a column (a chain over several target types), so that the lookup
+ * indexes, which start with the type, can be used.
+ */
+export function clauseSql(clause: Clause, typeCol: string, idCol: string, p: Params, typeIn?: string): string {
   switch (clause.kind) {
     case 'id': {
       const cond = `${idCol} = ANY(${p.add(clause.values.map(unescape))}::text[])`;
@@ -42,10 +46,7 @@ export function clauseSql(clause: Clause, typeCol: string, idCol: string, p: Par
     }
     case 'chain': {
       const c = alias('c');
-      const inner = clauseSql(clause.inner, `${c}.target_type`, `${c}.target_id`, p);
-      return `EXISTS (SELECT 1 FROM idx_reference ${c} WHERE ${c}.type = ${typeCol} AND ${c}.id = ${idCol} AND ${c}.param = ${p.add(
-        clause.param.code
-      )} AND ${c}.target_type = ANY(${p.add(clause.targetTypes)}::text[]) AND ${inner})`;
+      return `EXISTS (SELECT 1 FROM idx_reference ${c} WHERE ${c}.type = ${typeCol} AND ${c}.id = ${idCol} AND ${chainSql(clause, c, p)})`;
     }
     case 'has': {
       const h = alias('h');
@@ -55,15 +56,26 @@ export function clauseSql(clause: Clause, typeCol: string, idCol: string, p: Par
       )} AND ${h}.type = ${p.add(clause.sourceType)} AND ${h}.target_type = ${typeCol} AND ${inner})`;
     }
     case 'param':
-      return paramSql(clause, typeCol, idCol, p);
+      return paramSql(clause, typeCol, idCol, p, typeIn);
   }
 }
 
-function paramSql(clause: Extract<Clause, { kind: 'param' }>, typeCol: string, idCol: string, p: Params): string {
+/** A chain's conditions over its reference row `c`: the parameter, the target types, the inner clause on the target. */
+function chainSql(clause: Extract<Clause, { kind: 'chain' }>, c: string, p: Params): string {
+  const types = `${p.add(clause.targetTypes)}::text[]`;
+  const inner =
+    clause.targetTypes.length === 1
+      ? clauseSql(clause.inner, p.add(clause.targetTypes[0]), `${c}.target_id`, p)
+      : clauseSql(clause.inner, `${c}.target_type`, `${c}.target_id`, p, types);
+  return `${c}.param = ${p.add(clause.param.code)} AND ${c}.target_type = ANY(${types}) AND ${inner}`;
+}
+
+function paramSql(clause: Extract<Clause, { kind: 'param' }>, typeCol: string, idCol: string, p: Params, typeIn?: string): string {
   const { param, modifier, values } = clause;
   const table = tableOf(param);
   const i = alias('i');
-  const owner = `${i}.id = ${idCol} AND ${i}.type = ${typeCol} AND ${i}.param = ${p.add(param.code)}`;
+  const within = typeIn ? ` AND ${i}.type = ANY(${typeIn})` : '';
+  const owner = `${i}.id = ${idCol} AND ${i}.type = ${typeCol}${within} AND ${i}.param = ${p.add(param.code)}`;
   if (modifier === 'missing') {
     const exists = `EXISTS (SELECT 1 FROM idx_${table} ${i} WHERE ${owner})`;
     return values[0] === 'true' ? `NOT ${exists}` : exists;
@@ -113,6 +125,9 @@ function tokenSql(modifier: string | undefined, value: string, i: string, p: Par
   return `(${i}.code = ${p.add(code)} AND ${i}.system = ${p.add(system)})`;
 }
 
+/** Characters of a url reference in its index key (migration 043's idx_reference_url). */
+const URL_KEY = 256;
+
 function referenceSql(modifier: string | undefined, value: string, i: string, p: Params): string {
   const v = unescape(value);
   const parsed = parseReference(v);
@@ -122,7 +137,9 @@ function referenceSql(modifier: string | undefined, value: string, i: string, p:
   }
   if (parsed) return `(${i}.target_id = ${p.add(parsed.id)} AND ${i}.target_type = ${p.add(parsed.type)})`;
   if (/^[A-Za-z0-9\-.]{1,64}$/.test(v)) return `${i}.target_id = ${p.add(v)}`;
-  return `${i}.url = ${p.add(clip(v, 8 * KEY_LENGTH))}`;
+  // a reference that parses as Type/id is kept by target; idx_reference_url holds the others, by their start
+  const url = clip(v, 8 * KEY_LENGTH);
+  return `(${i}.target_id IS NULL AND left(${i}.url, ${URL_KEY}) = ${p.add(Array.from(url).slice(0, URL_KEY).join(''))} AND ${i}.url = ${p.add(url)})`;
 }
 
 /** FHIR date comparison of a search value's range against an indexed [low, high] range. */
@@ -228,10 +245,92 @@ export function orderBySql(sort: SortKey[], p: Params): string {
   return keys.join(', ');
 }
 
-/** WHERE clause over `resource r` for a search request. */
+/**
+ * WHERE clause over `resource r` for a search request.
+ *
+ * A search that names one target of a reference (`subject=Patient/…`), or reaches one through a chain or
+ * `_has`, is driven by that clause: its lookup (idx_reference_target) gives the candidate owners, the other
+ * clauses are probed for each candidate by its owner key (the idx_*_owner indexes) before any `resource` row is
+ * read, and only the survivors are read by primary key. The sub-query is a planning fence (OFFSET 0): its plan
+ * cannot turn into a walk of the whole type in (created, id) order, and planning stays cheap with many clauses.
+ * Without such a clause (or with `_id`, read by primary key) every clause is an EXISTS over `r` and the planner
+ * chooses the order from the statistics.
+ */
 export function whereSql(req: SearchRequest, p: Params): string {
-  const conds = [`r.type = ${p.add(req.resourceType)}`, 'NOT r.deleted'];
+  const type = p.add(req.resourceType);
+  const conds = [`r.type = ${type}`, 'NOT r.deleted'];
   if (req.snapshot) conds.push(`r.created <= ${p.add(req.snapshot)}::timestamptz`);
-  for (const clause of req.clauses) conds.push(clauseSql(clause, 'r.type', 'r.id', p));
+  const driver = pickDriver(req.clauses);
+  let rest = req.clauses;
+  if (driver) {
+    const d = alias('d');
+    const probed = req.clauses.filter((c) => c !== driver && c.kind !== 'lastUpdated');
+    const { select, where } = driverSql(driver, type, d, p);
+    const probes = probed.map((c) => ` AND ${clauseSql(c, type, `${d}.${select}`, p)}`).join('');
+    conds.push(`r.id IN (SELECT ${d}.${select} FROM idx_reference ${d} WHERE ${where}${probes} OFFSET 0)`);
+    rest = req.clauses.filter((c) => c.kind === 'lastUpdated');
+  }
+  for (const clause of rest) conds.push(clauseSql(clause, 'r.type', 'r.id', p));
   return conds.join(' AND ');
+}
+
+type DriverClause = Extract<Clause, { kind: 'param' | 'chain' | 'has' }>;
+
+/** The clause that drives a search (see whereSql), or undefined to leave the order to the planner. */
+export function pickDriver(clauses: readonly Clause[]): DriverClause | undefined {
+  if (clauses.some((c) => c.kind === 'id' && !c.not)) return undefined; // read by primary key
+  const rank = (c: Clause): number => {
+    if (c.kind === 'param') return c.param.type === 'reference' && isTargetLookup(c) ? 0 : Infinity;
+    if (c.kind === 'chain') return selective(c.inner) ? 1 : Infinity;
+    if (c.kind === 'has') return selective(c.inner) ? 2 : Infinity;
+    return Infinity;
+  };
+  let best: DriverClause | undefined;
+  for (const c of clauses) if (rank(c) < (best ? rank(best) : Infinity)) best = c as DriverClause;
+  return best;
+}
+
+/** A reference clause that names its targets (not `:missing`). */
+function isTargetLookup(c: Extract<Clause, { kind: 'param' }>): boolean {
+  return c.modifier !== 'missing' && c.modifier !== 'not';
+}
+
+/** A clause whose lookup index finds few owners: an exact value of a token, uri, string prefix, reference or id. */
+function selective(c: Clause): boolean {
+  switch (c.kind) {
+    case 'id':
+      return !c.not;
+    case 'chain':
+    case 'has':
+      return selective(c.inner);
+    case 'lastUpdated':
+      return false;
+    case 'param': {
+      const { param, modifier, values } = c;
+      if (param.type === 'reference') return isTargetLookup(c);
+      if (param.type === 'token') return modifier === undefined && values.every((v) => splitPipe(v).at(-1) !== '');
+      if (param.type === 'uri') return modifier === undefined;
+      if (param.type === 'string') return modifier === undefined;
+      return false;
+    }
+  }
+}
+
+/** The driver's lookup over `idx_reference d`: which column is the owner of the search, and the condition. */
+function driverSql(c: DriverClause, type: string, d: string, p: Params): { select: string; where: string } {
+  switch (c.kind) {
+    case 'param': {
+      const conds = c.values.map((v) => referenceSql(c.modifier, v, d, p));
+      return { select: 'id', where: `${d}.type = ${type} AND ${d}.param = ${p.add(c.param.code)} AND (${conds.join(' OR ')})` };
+    }
+    case 'chain':
+      return { select: 'id', where: `${d}.type = ${type} AND ${chainSql(c, d, p)}` };
+    case 'has': {
+      const inner = clauseSql(c.inner, `${d}.type`, `${d}.id`, p);
+      return {
+        select: 'target_id',
+        where: `${d}.type = ${p.add(c.sourceType)} AND ${d}.param = ${p.add(c.refParam.code)} AND ${d}.target_type = ${type} AND ${inner}`,
+      };
+    }
+  }
 }
