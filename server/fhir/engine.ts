@@ -99,8 +99,8 @@ export interface EngineParts {
   identity?: ServerIdentity;
   /**
    * Validate the records the platform's own code builds (written with `create(…, { own: true })`) as a
-   * client's are validated. Default on; the app turns it off except under test, so that the hot path (a
-   * recognition check's DetectedIssue) is not validated on every call while the tests still assert it.
+   * client's are validated. Default on; the app turns it off except under test, so that a record an
+   * operation writes on every call is not validated on every call while the tests still assert it.
    */
   assertOwnRecords?: boolean;
 }

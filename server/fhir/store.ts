@@ -9,8 +9,8 @@
  * table already made it independent of the number of resources, this makes it independent of the number of
  * tables too. The statement text never changes, so it is a prepared statement on PostgreSQL (database.ts).
  *
- * Rows that other modules keep beside a version and that need nothing back (an outbox row, a monitoring
- * fact) ride along in the same statement as companions (`Companion`, from `WriteObserver.alongside`): one
+ * Rows that other modules keep beside a version and that need nothing back (a queue row, a fact for a
+ * report) ride along in the same statement as companions (`Companion`, from `WriteObserver.alongside`): one
  * more data-modifying CTE each, with its rows in a parameter of its own, instead of a round trip each.
  */
 import type { Resource } from '@medplum/fhirtypes';
