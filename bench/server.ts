@@ -5,7 +5,7 @@
  */
 import { spawn, type ChildProcess } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
-import { mkdtempSync, readFileSync, rmSync } from 'node:fs';
+import { mkdtempSync, readdirSync, readFileSync, rmSync } from 'node:fs';
 import { createServer } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -179,4 +179,61 @@ export async function startServer(options: ServerOptions): Promise<RunningServer
       await cleanup();
     },
   };
+}
+
+/**
+ * CPU of the PostgreSQL processes that work for the benchmark: the backends connected to its database and
+ * the shared WAL writer, checkpointer and background writer (other databases on the same server — other
+ * people's tests — are left out). Sampled every second, so that backends which exit are still counted up
+ * to their last sample.
+ */
+export class PostgresCpu {
+  private readonly start = new Map<number, number>();
+  private readonly last = new Map<number, number>();
+  private timer?: NodeJS.Timeout;
+  constructor(private readonly databaseName: string) {}
+
+  begin(): void {
+    this.sample(true);
+    this.timer = setInterval(() => this.sample(false), 1000);
+    this.timer.unref();
+  }
+
+  stop(): void {
+    clearInterval(this.timer);
+  }
+
+  /** CPU seconds used by the tracked processes since `begin()`. */
+  seconds(): number {
+    this.sample(false);
+    let total = 0;
+    for (const [pid, cpu] of this.last) total += cpu - (this.start.get(pid) ?? 0);
+    return total;
+  }
+
+  private sample(initial: boolean): void {
+    let pids: string[];
+    try {
+      pids = readdirSync('/proc').filter((p) => /^\d+$/.test(p));
+    } catch {
+      return;
+    }
+    for (const p of pids) {
+      const pid = Number(p);
+      try {
+        if (!this.last.has(pid)) {
+          const cmdline = readFileSync(`/proc/${pid}/cmdline`, 'utf8');
+          if (!cmdline.startsWith('postgres: ')) continue;
+          const ours = cmdline.includes(` ${this.databaseName} `) || /^postgres: (?:\S+ )?(walwriter|checkpointer|background writer)/.test(cmdline);
+          if (!ours) continue;
+        }
+        const cpu = processCpuSeconds(pid);
+        if (Number.isNaN(cpu)) continue;
+        if (initial || !this.last.has(pid)) this.start.set(pid, initial ? cpu : (this.start.get(pid) ?? 0));
+        this.last.set(pid, cpu);
+      } catch {
+        // exited
+      }
+    }
+  }
 }

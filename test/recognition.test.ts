@@ -8,6 +8,12 @@
  * Serial: several tests count the DetectedIssues before and after.
  */
 import test from 'ava';
+import type { DetectedIssue, Resource } from '@medplum/fhirtypes';
+import { engineOf } from '../server/fhir/engine.ts';
+import { statusOf } from '../server/fhir/errors.ts';
+import { Repository } from '../server/fhir/repository.ts';
+import { recordDigest } from '../server/provenance/intake.ts';
+import { reminder } from '../server/recognition/records.ts';
 import { startTestServer, type TestServer } from './helpers/server.ts';
 import {
   CATALOGUE,
@@ -477,4 +483,37 @@ test.serial('the operations are in the CapabilityStatement with their definition
   t.is(ops('DetectedIssue').decide, 'https://fhir.huren.gz.cn/OperationDefinition/DetectedIssue-decide');
   t.is(ops('DiagnosticReport').view, 'https://fhir.huren.gz.cn/OperationDefinition/DiagnosticReport-view');
   t.is(ops('Observation')['recognition-check'], undefined);
+});
+
+test.serial("the platform's own records are validated under test, and their outbox and monitoring rows commit (or roll back) with them", async (t) => {
+  const db = s.huren.db;
+  const repo = new Repository(db);
+  t.true(engineOf(db).assertOwnRecords, 'under test (NODE_ENV=test) the own records are asserted');
+  const before = await countOf(s, 'DetectedIssue');
+  const invalid = await t.throwsAsync(repo.create({ resourceType: 'DetectedIssue', status: 'no-such-status' } as unknown as Resource, { own: true }));
+  t.is(statusOf(invalid), 400);
+  t.is(await countOf(s, 'DetectedIssue'), before, 'an invalid own record is not stored');
+
+  const record = (): DetectedIssue =>
+    reminder({ kind: 'encounter-reminder', patient: { reference: `Patient/${d.patient}` }, requester: { reference: `Organization/${d.org['req-gz']}` }, implicated: [], detail: '测试', now: new Date() });
+  const written = (await repo.create(record(), { own: true })).resource;
+  const key = `DetectedIssue/${written.id}/_history/1`;
+  t.deepEqual(await db.query('SELECT kind, digest FROM anchor_outbox WHERE key = $1', [key]), [{ kind: 'recognition-record', digest: recordDigest(written) }]);
+  t.deepEqual(await db.query('SELECT institution, kind, implicated FROM monitoring_record WHERE id = $1', [written.id]), [
+    { institution: `Organization/${d.org['req-gz']}`, kind: 'encounter-reminder', implicated: 0 },
+  ]);
+
+  // the rows written beside a version are part of its transaction: a failure leaves none of them
+  let id: string | undefined;
+  await t.throwsAsync(
+    repo.transaction(async (tx) => {
+      id = (await tx.create(record(), { own: true })).resource.id;
+      throw new Error('after the write');
+    }),
+    { message: 'after the write' }
+  );
+  t.truthy(id);
+  t.deepEqual(await db.query('SELECT 1 FROM anchor_outbox WHERE key = $1', [`DetectedIssue/${id}/_history/1`]), []);
+  t.deepEqual(await db.query('SELECT 1 FROM monitoring_record WHERE id = $1', [id]), []);
+  t.deepEqual(await db.query("SELECT 1 FROM resource WHERE type = 'DetectedIssue' AND id = $1", [id]), []);
 });

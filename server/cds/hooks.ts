@@ -45,7 +45,7 @@ export async function callService(env: CdsEnv, service: CdsServiceDefinition, bo
       planned = result.exists ? [encounterCard(randomUUID(), env.publicBase, result.results)] : [];
     } else {
       const orders: ServiceRequest[] = req.orders.map((o) => ({ ...o.order, subject: patient.subject as ServiceRequest['subject'] }));
-      const result = await duplicateCheck(ctx, { orders, requester: requester.reference });
+      const result = await duplicateCheck(ctx, { orders, requester: requester.reference, patients: patient.selector.resolved });
       planned = orderCards(env.publicBase, req.orders, result.items);
     }
   } catch (err) {
@@ -54,7 +54,7 @@ export async function callService(env: CdsEnv, service: CdsServiceDefinition, bo
   }
   const reminder = capture.reminder();
   if (!reminder) throw new Error('The recognition service wrote no reminder');
-  await env.repo.create(withCards(reminder, planned), { id: reminder.id });
+  await env.repo.create(withCards(reminder, planned), { id: reminder.id, own: true });
   return { cards: planned.map((p) => p.card) };
 }
 

@@ -32,7 +32,7 @@ export interface ReminderCapture {
 /** A view of `repo` that keeps the one DetectedIssue the service creates instead of writing it. */
 export function captureReminder(repo: Repository): ReminderCapture {
   let kept: DetectedIssue | undefined;
-  const create = async (resource: Resource, options: { ifNoneExist?: string; id?: string } = {}): Promise<WriteResult> => {
+  const create = async (resource: Resource, options: { ifNoneExist?: string; id?: string; own?: boolean } = {}): Promise<WriteResult> => {
     if (resource.resourceType !== 'DetectedIssue' || options.ifNoneExist) return repo.create(resource, options);
     if (kept) throw new Error('The recognition service created more than one reminder in one call');
     kept = { ...(resource as DetectedIssue), id: options.id ?? randomUUID() };

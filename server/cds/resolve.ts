@@ -30,6 +30,7 @@ import type { HookRequest } from './request.ts';
 export const NATIONAL_ID_SYSTEM = 'urn:oid:2.16.156.10011.1.3';
 
 export interface ResolvedPatient {
+  /** The patient as found (carries the patients, so the recognition service does not look them up again). */
   selector: PatientSelector;
   /** As a Reference, for the draft orders' subject. */
   subject: Reference;
@@ -44,18 +45,20 @@ export async function patientOf(repo: Repository, req: HookRequest): Promise<Res
     identifiers.sort((a, b) => Number(b.system === NATIONAL_ID_SYSTEM) - Number(a.system === NATIONAL_ID_SYSTEM));
     for (const identifier of identifiers.slice(0, 10)) {
       const sel = { identifier: { system: identifier.system, value: identifier.value as string } };
-      if (await exists(repo, sel)) return { selector: sel, subject: { identifier: sel.identifier } };
+      const resolved = await found(repo, sel);
+      if (resolved.length > 0) return { selector: { ...sel, resolved }, subject: { identifier: sel.identifier } };
     }
   }
   const byId = { id: req.patientId };
-  return (await exists(repo, byId)) ? { selector: byId, subject: { reference: `Patient/${req.patientId}` } } : undefined;
+  const resolved = await found(repo, byId);
+  return resolved.length > 0 ? { selector: { ...byId, resolved }, subject: { reference: `Patient/${req.patientId}` } } : undefined;
 }
 
-async function exists(repo: Repository, selector: PatientSelector): Promise<boolean> {
+async function found(repo: Repository, selector: PatientSelector): Promise<Patient[]> {
   try {
-    return (await resolvePatients(repo, selector, 'patient')).length > 0;
+    return await resolvePatients(repo, selector, 'patient');
   } catch (err) {
-    if (err instanceof RecognitionError && err.status === 404) return false;
+    if (err instanceof RecognitionError && err.status === 404) return [];
     throw err;
   }
 }

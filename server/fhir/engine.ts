@@ -97,6 +97,12 @@ export interface EngineParts {
   codec?: StorageCodec;
   /** How the CapabilityStatement names the server (publisher and software name, implementation description). */
   identity?: ServerIdentity;
+  /**
+   * Validate the records the platform's own code builds (written with `create(…, { own: true })`) as a
+   * client's are validated. Default on; the app turns it off except under test, so that a record an
+   * operation writes on every call is not validated on every call while the tests still assert it.
+   */
+  assertOwnRecords?: boolean;
 }
 
 export interface ServerIdentity {
@@ -113,6 +119,7 @@ export interface FhirEngine {
   readonly access: AccessPolicy;
   readonly codec: StorageCodec;
   readonly identity: ServerIdentity;
+  readonly assertOwnRecords: boolean;
 }
 
 /** The engine's generic operations. */
@@ -137,6 +144,7 @@ function build(parts: EngineParts): FhirEngine {
     access: parts.access ?? DENY_ALL,
     codec: parts.codec ?? CLEAR_CODEC,
     identity: parts.identity ?? { name: 'FHIR server', description: 'FHIR R4 server' },
+    assertOwnRecords: parts.assertOwnRecords ?? true,
   };
 }
 

@@ -9,7 +9,7 @@ import fastJsonPatch from 'fast-json-patch';
 import { prepared, type Database, type Sql } from '../db/database.ts';
 import { badRequest, fail, gone, notFound, preconditionFailed } from './errors.ts';
 import { isSupportedResourceType } from './definitions.ts';
-import { writeVersions, type NewVersion } from './store.ts';
+import { writeVersions, type Companion, type NewVersion } from './store.ts';
 import { assertValid } from './validate.ts';
 import { parseSearch, type SearchRequest } from './search/parse.ts';
 import { findIds, runSearch, searchQueries, type Query } from './search/execute.ts';
@@ -50,6 +50,12 @@ export interface TxWrites {
 
 /** Sees every transaction's writes (installed through the engine, engine.ts): a throw rolls the transaction back. */
 export interface WriteObserver {
+  /**
+   * Rows to write in the same statement as these versions (store.ts `Companion`), computed from the versions
+   * alone (no database): what `beforeCommit` would otherwise write with a round trip of its own. A throw
+   * rolls the transaction back.
+   */
+  alongside?(versions: readonly NewVersion[]): Companion[];
   beforeCommit(sql: Sql, writes: TxWrites): Promise<void>;
   afterCommit?(writes: TxWrites): void;
 }
@@ -119,7 +125,8 @@ export class Repository {
 
   /** Writes new versions (and tells the observer). */
   private async write(versions: NewVersion[]): Promise<void> {
-    await writeVersions(this.sql, versions, this.codec);
+    const companions = this.writes ? engineOf(this.db).writeObservers.flatMap((o) => o.alongside?.(versions) ?? []) : [];
+    await writeVersions(this.sql, versions, this.codec, companions);
     this.writes?.versions.push(...versions);
   }
 
@@ -152,10 +159,13 @@ export class Repository {
     return this.opened(rows[0].content);
   }
 
-  /** Creates a resource (server-assigned id unless `id` is given by a transaction's pre-assignment). */
-  async create(resource: Resource, options: { ifNoneExist?: string; id?: string; guard?: WriteGuard } = {}): Promise<WriteResult> {
+  /**
+   * Creates a resource (server-assigned id unless `id` is given by a transaction's pre-assignment). `own`: a
+   * record the platform's own code built, validated only where the engine asserts own records (engine.ts).
+   */
+  async create(resource: Resource, options: { ifNoneExist?: string; id?: string; guard?: WriteGuard; own?: boolean } = {}): Promise<WriteResult> {
     resource = withoutResponseTags(this.db, resource);
-    const warnings = assertValid(resource);
+    const warnings = options.own && !engineOf(this.db).assertOwnRecords ? [] : assertValid(resource);
     if (hasLocalReferences(resource)) {
       return this.transaction(async (repo) => repo.create(await repo.resolveReferences(resource), options));
     }

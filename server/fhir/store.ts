@@ -8,6 +8,10 @@
  * wake-up on each side, parse/bind/execute, a plan) rather than by rows; multi-row `unnest` statements per
  * table already made it independent of the number of resources, this makes it independent of the number of
  * tables too. The statement text never changes, so it is a prepared statement on PostgreSQL (database.ts).
+ *
+ * Rows that other modules keep beside a version and that need nothing back (a queue row, a fact for a
+ * report) ride along in the same statement as companions (`Companion`, from `WriteObserver.alongside`): one
+ * more data-modifying CTE each, with its rows in a parameter of its own, instead of a round trip each.
  */
 import type { Resource } from '@medplum/fhirtypes';
 import { prepared, type Sql } from '../db/database.ts';
@@ -35,10 +39,27 @@ const INDEX_COLUMNS: Record<IndexTable, [string, string][]> = {
 };
 
 /**
+ * A data-modifying statement that rides along with a write: `sql(rows)` is an INSERT (or another
+ * data-modifying statement) that takes its rows from the JSON array expression `rows`. It runs on the snapshot
+ * before the write (it cannot see the versions written beside it), so it must not need to.
+ */
+export interface Companion {
+  sql: (rows: string) => string;
+  rows: unknown[];
+}
+
+/**
  * The payload: `v` = [type, id, version, lastUpdated, deleted, method, replaced, content] per version; per index
  * table, rows of [k, param, ...values] where k is the position of the owning version in `v`.
  */
 export const WRITE_SQL = prepared(buildWriteSql());
+
+/** The write statement with companions' CTEs (their rows in $2, $3, …), prepared once per text. */
+function writeSqlWith(companions: Companion[]): string {
+  if (companions.length === 0) return WRITE_SQL;
+  const extra = companions.map((c, i) => `,\nc_${i} AS (${c.sql(`$${i + 2}::jsonb`)})`).join('');
+  return prepared(WRITE_SQL.replace('\nSELECT count(*)::int AS n FROM v', `${extra}\nSELECT count(*)::int AS n FROM v`));
+}
 
 function buildWriteSql(): string {
   const ctes: string[] = [
@@ -74,7 +95,7 @@ function buildWriteSql(): string {
  * sealed once by the codec (the same stored form goes to `resource` and `resource_history`), its index rows
  * computed from the clear resource and then rewritten by the codec (a blind index).
  */
-export async function writeVersions(sql: Sql, versions: NewVersion[], codec: StorageCodec = CLEAR_CODEC): Promise<void> {
+export async function writeVersions(sql: Sql, versions: NewVersion[], codec: StorageCodec = CLEAR_CODEC, companions: Companion[] = []): Promise<void> {
   if (versions.length === 0) return;
   const payload: Record<string, unknown[][]> = { v: [] };
   for (const table of INDEX_TABLES) payload[table] = [];
@@ -89,7 +110,8 @@ export async function writeVersions(sql: Sql, versions: NewVersion[], codec: Sto
       addRows(payload, k, rows);
     }
   });
-  await sql.query(WRITE_SQL, [JSON.stringify(payload)]);
+  const riding = companions.filter((c) => c.rows.length > 0);
+  await sql.query(writeSqlWith(riding), [JSON.stringify(payload), ...riding.map((c) => JSON.stringify(c.rows))]);
 }
 
 /** Appends index rows to the payload, replacing the owner's (type, id) by its position k. */

@@ -21,6 +21,7 @@ import type { CodeableConcept, DetectedIssue, DiagnosticReport, Organization, Re
 import type { Database, Sql } from '../db/database.ts';
 import { statusOf } from '../fhir/errors.ts';
 import type { TxWrites, WriteObserver } from '../fhir/repository.ts';
+import type { Companion, NewVersion } from '../fhir/store.ts';
 import type { Principal } from '../http/auth.ts';
 import { EXT } from '../profiles/canonical.ts';
 import { DECISION_SYSTEM, REASON_SYSTEM, RECORD_KIND_SYSTEM } from '../terminology/canonical.ts';
@@ -55,6 +56,8 @@ export function districtOfOrganization(org: Organization | undefined): string | 
 }
 
 const LIVE_CHANNEL = 'huren_live';
+/** How long live counts are summed before they are published (one NOTIFY per window). */
+const LIVE_WINDOW_MS = 20;
 
 /** Facts recorded, the bus of live events, and the institution → district lookup. */
 export class MonitoringFacts {
@@ -93,8 +96,28 @@ export class MonitoringFacts {
    * what it hears to its own event streams — `relay()`), so a browser connected to any process sees them.
    */
   emit(district: string, counts: Partial<Record<Counter, number>>): void {
-    const event: LiveEvent = { district, counts };
-    this.db.query('SELECT pg_notify($1, $2)', [LIVE_CHANNEL, JSON.stringify(event)]).catch(() => undefined);
+    // counts are summed per district over a short window and sent in one NOTIFY (one statement per window, not per write)
+    const pending = this.pending.get(district) ?? {};
+    for (const [counter, n] of Object.entries(counts) as [Counter, number][]) pending[counter] = (pending[counter] ?? 0) + n;
+    this.pending.set(district, pending);
+    if (this.flushing) return;
+    this.flushing = setTimeout(() => this.flush(), LIVE_WINDOW_MS);
+    this.flushing.unref();
+  }
+
+  private readonly pending = new Map<string, Partial<Record<Counter, number>>>();
+  private flushing?: NodeJS.Timeout;
+
+  private flush(): void {
+    this.flushing = undefined;
+    const events: LiveEvent[] = [...this.pending].map(([district, counts]) => ({ district, counts }));
+    this.pending.clear();
+    if (events.length === 0) return;
+    try {
+      this.db.query('SELECT pg_notify($1, $2)', [LIVE_CHANNEL, JSON.stringify(events)]).catch(() => undefined);
+    } catch {
+      // the database closed meanwhile: the stream is best effort
+    }
   }
 
   /** Emits counts per institution once the districts are known (never throws: the stream is best effort). */
@@ -111,7 +134,8 @@ export class MonitoringFacts {
   relay(): Promise<() => Promise<void>> {
     return this.db.listen(LIVE_CHANNEL, (payload) => {
       try {
-        this.bus.emit('event', JSON.parse(payload) as LiveEvent);
+        const parsed = JSON.parse(payload) as LiveEvent | LiveEvent[];
+        for (const event of Array.isArray(parsed) ? parsed : [parsed]) this.bus.emit('event', event);
       } catch {
         // not ours: ignored
       }
@@ -119,47 +143,68 @@ export class MonitoringFacts {
   }
 
   readonly observer: WriteObserver = {
+    alongside: (versions) => this.alongside(versions),
     beforeCommit: (sql, writes) => this.record(sql, writes),
     afterCommit: (writes) => this.announce(writes),
   };
 
-  private async record(sql: Sql, writes: TxWrites): Promise<void> {
-    const reports: unknown[][] = [];
-    for (const { resource, method } of writes.versions) {
+  /** Versions whose facts were written in their write's own statement (`alongside`). */
+  private readonly recorded = new WeakSet<Resource>();
+
+  /**
+   * The facts that need nothing from the database, written in the statement that writes the versions: reports,
+   * orders, and new recognition records without decisions (a decision's saving is read from the store: below).
+   */
+  private alongside(versions: readonly NewVersion[]): Companion[] {
+    const reports: unknown[] = [];
+    const orders: unknown[] = [];
+    const records: unknown[] = [];
+    for (const { resource, method, isNew } of versions) {
       if (method === 'DELETE') continue;
       if (resource.resourceType === 'DiagnosticReport') {
         const r = resource as DiagnosticReport;
         const institution = (r.performer ?? []).map((p) => orgId(p.reference)).find(Boolean);
-        if (!institution) continue;
-        reports.push([r.id, Number(r.meta?.versionId ?? 1), institution, flowOf(r), r.meta?.lastUpdated ?? new Date().toISOString(), validTime(r.issued)]);
+        if (institution) reports.push([r.id, Number(r.meta?.versionId ?? 1), institution, flowOf(r), r.meta?.lastUpdated ?? new Date().toISOString(), validTime(r.issued) ?? null]);
       } else if (resource.resourceType === 'ServiceRequest') {
-        const s = resource as ServiceRequest;
-        const institution = orgId(s.requester?.reference);
-        if (institution) {
-          await sql.query(`INSERT INTO monitoring_event (institution, kind, operation, at, status) VALUES ($1, 'order', 'ServiceRequest', $2, 201)`, [institution, s.meta?.lastUpdated ?? new Date().toISOString()]);
-        }
-      } else if (resource.resourceType === 'DetectedIssue') {
+        const institution = orgId((resource as ServiceRequest).requester?.reference);
+        if (institution) orders.push([institution, resource.meta?.lastUpdated ?? new Date().toISOString()]);
+      } else if (resource.resourceType === 'DetectedIssue' && isNew && !hasDecisions(resource as DetectedIssue)) {
+        const row = recordRow(resource as DetectedIssue);
+        if (row) records.push(row);
+      } else {
+        continue;
+      }
+      this.recorded.add(resource);
+    }
+    return [
+      { rows: reports, sql: (rows) => `INSERT INTO monitoring_report (report_id, version, institution, flow, received_at, issued_at)
+          SELECT e->>0, (e->>1)::int, e->>2, e->>3, (e->>4)::timestamptz, (e->>5)::timestamptz FROM jsonb_array_elements(${rows}) AS e ON CONFLICT DO NOTHING` },
+      { rows: orders, sql: (rows) => `INSERT INTO monitoring_event (institution, kind, operation, at, status)
+          SELECT e->>0, 'order', 'ServiceRequest', (e->>1)::timestamptz, 201 FROM jsonb_array_elements(${rows}) AS e` },
+      { rows: records, sql: (rows) => `INSERT INTO monitoring_record (id, institution, kind, at, implicated)
+          SELECT e->>0, e->>1, e->>2, (e->>3)::timestamptz, (e->>4)::int FROM jsonb_array_elements(${rows}) AS e
+          ON CONFLICT (id) DO UPDATE SET implicated = EXCLUDED.implicated` },
+    ];
+  }
+
+  private async record(sql: Sql, writes: TxWrites): Promise<void> {
+    for (const { resource, method } of writes.versions) {
+      if (method === 'DELETE' || this.recorded.has(resource)) continue;
+      if (resource.resourceType === 'DetectedIssue') {
         await this.recordIssue(sql, resource as DetectedIssue);
       } else if (resource.resourceType === 'Organization') {
         this.forget(`Organization/${resource.id}`);
       }
     }
-    for (const r of reports) {
-      await sql.query(
-        `INSERT INTO monitoring_report (report_id, version, institution, flow, received_at, issued_at) VALUES ($1, $2, $3, $4, $5, $6) ON CONFLICT DO NOTHING`,
-        r
-      );
-    }
   }
 
   private async recordIssue(sql: Sql, issue: DetectedIssue): Promise<void> {
-    const kind = issue.code?.coding?.find((c) => c.system === RECORD_KIND_SYSTEM)?.code;
-    const institution = orgId(issue.extension?.find((e) => e.url === EXT.requestingInstitution)?.valueReference?.reference);
-    if (!kind || !institution) return;
+    const row = recordRow(issue);
+    if (!row) return;
     await sql.query(
       `INSERT INTO monitoring_record (id, institution, kind, at, implicated) VALUES ($1, $2, $3, $4, $5)
        ON CONFLICT (id) DO UPDATE SET implicated = EXCLUDED.implicated`,
-      [issue.id, institution, kind, validTime(issue.identifiedDateTime) ?? issue.meta?.lastUpdated ?? new Date().toISOString(), issue.implicated?.length ?? 0]
+      row
     );
     // a decision's saving is fixed when it is first recorded (a later catalogue edition does not rewrite it)
     const earlier = new Map(
@@ -301,4 +346,17 @@ export function recognitionCall(method: string, path: string): string | undefine
 
 function validTime(v: string | undefined): string | null {
   return v && !Number.isNaN(Date.parse(v)) ? new Date(v).toISOString() : null;
+}
+
+/** A recognition record's monitoring_record row (id, institution, kind, at, implicated), if it is one. */
+function recordRow(issue: DetectedIssue): unknown[] | undefined {
+  const kind = issue.code?.coding?.find((c) => c.system === RECORD_KIND_SYSTEM)?.code;
+  const institution = orgId(issue.extension?.find((e) => e.url === EXT.requestingInstitution)?.valueReference?.reference);
+  if (!kind || !institution) return undefined;
+  return [issue.id, institution, kind, validTime(issue.identifiedDateTime) ?? issue.meta?.lastUpdated ?? new Date().toISOString(), issue.implicated?.length ?? 0];
+}
+
+/** Whether a recognition record carries a doctor's decision (recorded in monitoring_decision). */
+function hasDecisions(issue: DetectedIssue): boolean {
+  return (issue.mitigation ?? []).some((m) => m.action?.coding?.some((c) => c.system === DECISION_SYSTEM));
 }

@@ -16,9 +16,10 @@
  */
 import { createHash, randomUUID } from 'node:crypto';
 import type { DiagnosticReport, Provenance, Resource } from '@medplum/fhirtypes';
-import type { Sql } from '../db/database.ts';
+import { prepared, type Sql } from '../db/database.ts';
 import { badRequest } from '../fhir/errors.ts';
 import type { TxWrites, WriteObserver } from '../fhir/repository.ts';
+import type { Companion, NewVersion } from '../fhir/store.ts';
 import type { StorageCodec } from '../fhir/engine.ts';
 import {
   canonicalize,
@@ -36,9 +37,9 @@ import {
   type HashAlg,
 } from '../fingerprint/index.ts';
 import { verifyAnchorProof } from '../merkle/index.ts';
-import { enqueue } from './outbox.ts';
+import { enqueue, ENQUEUE_ROWS_SQL, outboxRow } from './outbox.ts';
 import type { RecordKeys } from './record-keys.ts';
-import { sealVersion } from './seals.ts';
+import { sealVersion, VERSION_SEAL, versionFields, type VersionSealInput } from './seals.ts';
 import { checkOnIntake, checkSignatureForm, recordSignatureCheck, type SignatureCheck } from './signatures.ts';
 import type { InstitutionKeys } from './institution-keys.ts';
 import { refusePlatformProvenanceWrite } from './platform-provenance.ts';
@@ -65,6 +66,20 @@ const ANCHOR_EXPR = `extension.where(url='${CHAIN_ANCHOR_URL}')`;
 
 export class Intake implements WriteObserver {
   constructor(private readonly options: IntakeOptions) {}
+
+  /** Recognition record versions queued for platform anchoring in their write's own statement. */
+  private readonly queued = new WeakSet<Resource>();
+
+  /** A recognition record (DetectedIssue) version is queued for anchoring in the statement that writes it. */
+  alongside(versions: readonly NewVersion[]): Companion[] {
+    const rows: unknown[] = [];
+    for (const v of versions) {
+      if (v.method === 'DELETE' || v.resource.resourceType !== 'DetectedIssue') continue;
+      rows.push(outboxRow(RECOGNITION_RECORD_KIND, recordKey(v.resource), recordDigest(v.resource)));
+      this.queued.add(v.resource);
+    }
+    return rows.length > 0 ? [{ sql: ENQUEUE_ROWS_SQL, rows }] : [];
+  }
 
   async beforeCommit(sql: Sql, writes: TxWrites): Promise<void> {
     const submission = writes.submission;
@@ -102,8 +117,8 @@ export class Intake implements WriteObserver {
       pending = (await this.provenance(sql, w.resource as Provenance, retried)) || pending;
     }
     for (const w of written) {
-      if (w.deleted || w.resource.resourceType !== 'DetectedIssue') continue;
-      await enqueue(sql, RECOGNITION_RECORD_KIND, `DetectedIssue/${w.resource.id}/_history/${w.resource.meta?.versionId}`, recordDigest(w.resource));
+      if (w.deleted || w.resource.resourceType !== 'DetectedIssue' || this.queued.has(w.resource)) continue;
+      await enqueue(sql, RECOGNITION_RECORD_KIND, recordKey(w.resource), recordDigest(w.resource));
     }
     if (pending) this.waiting.add(writes);
     else this.waiting.delete(writes);
@@ -116,9 +131,13 @@ export class Intake implements WriteObserver {
     if (this.waiting.has(writes)) this.options.onPending?.();
   }
 
-  /** New DiagnosticReport versions: their original (if any), rows, members; platform anchoring. */
+  /**
+   * New DiagnosticReport versions: their original (if any), rows, members; platform anchoring. Two statements
+   * however many reports: the original, the version rows and the members in one (which answers what the
+   * seals cover, as the stored rows have it), then the seals and the outbox rows in the other.
+   */
   private async reports(sql: Sql, reports: DiagnosticReport[], submission: TxWrites['submission'], anchoredInBundle: boolean): Promise<void> {
-    let original: { id: string; xmin: string; alg: HashAlg; fingerprint: string } | undefined;
+    let original: { id: string; alg: HashAlg; fingerprint: string; stored: string; exact: boolean } | undefined;
     if (submission) {
       const raw = submission.raw ?? JSON.stringify(submission.bundle);
       checkSignatureForm((submission.bundle as { signature?: unknown }).signature, 'Bundle.signature');
@@ -130,43 +149,43 @@ export class Intake implements WriteObserver {
         if (e instanceof JcsError || e instanceof FingerprintError) throw badRequest(`The Bundle has no fingerprint: ${e.message}`, 'Bundle');
         throw e;
       }
-      const id = randomUUID();
       // stored sealed (SM4 when the privacy module is installed); the digest is of the stored text, so the
       // sweep can compare it in SQL, and $original opens it back to the exact bytes
-      const stored = this.options.texts().sealText(raw);
-      const rows = await sql.query<{ xmin: string }>(
-        `INSERT INTO report_original (id, raw, raw_exact, raw_digest, alg, fingerprint) VALUES ($1, $2, $3, $4, $5, $6) RETURNING xmin::text AS xmin`,
-        [id, stored, submission.raw !== undefined, rawDigest(stored), alg, fp]
-      );
-      original = { id, xmin: rows[0]!.xmin, alg, fingerprint: fp };
+      original = { id: randomUUID(), alg, fingerprint: fp, stored: this.options.texts().sealText(raw), exact: submission.raw !== undefined };
     }
     const platform = original !== undefined && this.options.platformAnchoring && !anchoredInBundle;
-    // Bundle.signature: checked once per performing institution (the SM2 maths is ~30 ms of CPU)
-    const bundleChecks = new Map<string | null, SignatureCheck>();
+    // a new version has no anchor yet: waiting for the platform, for the Bundle's own Provenance (below), or none
+    const [status, reason] = platform ? ['pending', WAITING_FOR_PLATFORM] : ['unanchored', original ? NO_PROVENANCE : NO_BUNDLE];
     for (const report of reports) {
       const version = Number(report.meta?.versionId);
       if (version > 1) await sql.query('UPDATE report_version SET current = false WHERE report_id = $1 AND current AND version <> $2', [report.id, version]);
-      // a new version has no anchor yet: waiting for the platform, for the Bundle's own Provenance (below), or none
-      const [status, reason] = platform ? ['pending', WAITING_FOR_PLATFORM] : ['unanchored', original ? NO_PROVENANCE : NO_BUNDLE];
-      await sql.query(
-        `INSERT INTO report_version (report_id, version, original_id, original_xmin, alg, fingerprint, performer, chain_status, chain_reasons)
-         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9)
-         ON CONFLICT (report_id, version) DO UPDATE SET current = true`,
-        [report.id, version, original?.id ?? null, original?.xmin ?? null, original?.alg ?? null, original?.fingerprint ?? null, performerOf(report), status, JSON.stringify([reason])]
-      );
-      await recordMembers(sql, report);
-      await sealVersion(sql, this.options.keys, report.id as string, version);
-      const signature = submission && (submission.bundle as { signature?: unknown }).signature;
-      if (original && signature) {
-        const performer = performerOf(report);
-        if (!bundleChecks.has(performer)) bundleChecks.set(performer, await checkOnIntake(sql, this.options.institutions, performer, original.fingerprint, signature, 'Bundle.signature'));
-        await recordSignatureCheck(sql, this.options.keys, report.id as string, version, original.fingerprint, bundleChecks.get(performer)!);
-      }
-      if (platform) {
-        await enqueue(sql, REPORT_KIND, reportKey(report.id as string, version), formatFp(original!.fingerprint), {
-          delaySeconds: this.options.platformAnchorDelaySeconds,
-        });
-      }
+    }
+    const digest = original ? rawDigest(original.stored) : null;
+    const recorded = await sql.query<VersionSealInput & { inserted: boolean }>(RECORD_REPORTS_SQL, [
+      original?.id ?? null,
+      original?.stored ?? null,
+      original?.exact ?? null,
+      digest,
+      original?.alg ?? null,
+      original?.fingerprint ?? null,
+      JSON.stringify(reports.map((r) => [r.id, Number(r.meta?.versionId), performerOf(r), status, [reason], memberRefs(r)])),
+    ]);
+    const seals: unknown[][] = [];
+    for (const row of recorded) {
+      // a version row that was there already (not made here) is sealed from what is stored, as before
+      if (!row.inserted) await sealVersion(sql, this.options.keys, row.report_id, Number(row.version));
+      else seals.push([row.report_id, Number(row.version), this.options.keys.seal(VERSION_SEAL, versionFields({ ...row, raw_digest: row.original_id ? digest : null }))]);
+    }
+    const queued = platform ? reports.map((r) => outboxRow(REPORT_KIND, reportKey(r.id as string, Number(r.meta?.versionId)), formatFp(original!.fingerprint), { delaySeconds: this.options.platformAnchorDelaySeconds })) : [];
+    if (seals.length > 0 || queued.length > 0) await sql.query(SEAL_AND_QUEUE_SQL, [JSON.stringify(seals), JSON.stringify(queued)]);
+    // Bundle.signature: checked once per performing institution (the SM2 maths is ~30 ms of CPU)
+    const signature = submission && (submission.bundle as { signature?: unknown }).signature;
+    if (!original || !signature) return;
+    const bundleChecks = new Map<string | null, SignatureCheck>();
+    for (const report of reports) {
+      const performer = performerOf(report);
+      if (!bundleChecks.has(performer)) bundleChecks.set(performer, await checkOnIntake(sql, this.options.institutions, performer, original.fingerprint, signature, 'Bundle.signature'));
+      await recordSignatureCheck(sql, this.options.keys, report.id as string, Number(report.meta?.versionId), original.fingerprint, bundleChecks.get(performer)!);
     }
   }
 
@@ -340,20 +359,62 @@ export async function ensureReportVersion(sql: Sql, id: string, version: number,
  * `imagingStudy` — with their version, row version (xmin) and a digest of their stored JSON, taken now.
  */
 export async function recordMembers(sql: Sql, report: DiagnosticReport): Promise<void> {
+  await sql.query(
+    `INSERT INTO report_member (report_id, version, type, id, res_version, row_xmin, digest)
+     SELECT $1, $2, r.type, r.id, r.version, r.xmin::text, ${MEMBER_DIGEST_SQL}
+       FROM resource r JOIN jsonb_to_recordset($3::jsonb) AS m(type text, id text) ON r.type = m.type AND r.id = m.id
+      WHERE NOT r.deleted
+     ON CONFLICT DO NOTHING`,
+    [report.id, Number(report.meta?.versionId), JSON.stringify(memberRefs(report))]
+  );
+}
+
+/** The digest of a member: SHA-256 of its stored JSON as PostgreSQL writes it (the sweep recomputes it so). */
+const MEMBER_DIGEST_SQL = `encode(sha256(convert_to(r.content::text, 'UTF8')), 'hex')`;
+
+/** The members of a report version: the DiagnosticReport, the resources of `result` and `imagingStudy`. */
+function memberRefs(report: DiagnosticReport): { type: string; id: string }[] {
   const refs = [{ type: 'DiagnosticReport', id: report.id as string }];
   for (const r of [...(report.result ?? []), ...(report.imagingStudy ?? [])]) {
     const m = /(?:^|\/)(Observation|ImagingStudy)\/([A-Za-z0-9\-.]{1,64})(?:\/_history\/\d+)?$/.exec(r.reference ?? '');
     if (m && !refs.some((x) => x.type === m[1] && x.id === m[2])) refs.push({ type: m[1]!, id: m[2]! });
   }
-  await sql.query(
-    `INSERT INTO report_member (report_id, version, type, id, res_version, row_xmin, digest)
-     SELECT $1, $2, r.type, r.id, r.version, r.xmin::text, encode(sha256(convert_to(r.content::text, 'UTF8')), 'hex')
-       FROM resource r JOIN jsonb_to_recordset($3::jsonb) AS m(type text, id text) ON r.type = m.type AND r.id = m.id
-      WHERE NOT r.deleted
-     ON CONFLICT DO NOTHING`,
-    [report.id, Number(report.meta?.versionId), JSON.stringify(refs)]
-  );
+  return refs;
 }
+
+/**
+ * Records new report versions, in one statement: the original ($1–$6: id, stored text, exact, digest, alg,
+ * fingerprint; none when $1 is null), each version's row and its members ($7: [report id, version, performer,
+ * chain status, reasons, member refs] per version), as the statements one at a time did. Answers per version
+ * what its seal covers (the members as stored, in MEMBERS_SQL's order) and whether its row was made here.
+ */
+const RECORD_REPORTS_SQL = prepared(`WITH x AS MATERIALIZED (
+    SELECT e->>0 AS report_id, (e->>1)::int AS version, e->>2 AS performer, e->>3 AS status, e->4 AS reasons, e->5 AS refs
+      FROM jsonb_array_elements($7::jsonb) AS e),
+  o AS (INSERT INTO report_original (id, raw, raw_exact, raw_digest, alg, fingerprint)
+        SELECT $1, $2, $3, $4, $5, $6 WHERE $1::text IS NOT NULL RETURNING id, xmin::text AS xmin),
+  v AS (INSERT INTO report_version (report_id, version, original_id, original_xmin, alg, fingerprint, performer, chain_status, chain_reasons)
+        SELECT x.report_id, x.version, o.id, o.xmin, $5, $6, x.performer, x.status, x.reasons FROM x LEFT JOIN o ON true
+        ON CONFLICT (report_id, version) DO UPDATE SET current = true
+        RETURNING report_id, version, original_id, alg, fingerprint, seal, derived_from, revision_reason, xmax = 0 AS inserted),
+  m AS (INSERT INTO report_member (report_id, version, type, id, res_version, row_xmin, digest)
+        SELECT x.report_id, x.version, r.type, r.id, r.version, r.xmin::text, ${MEMBER_DIGEST_SQL}
+          FROM x CROSS JOIN LATERAL jsonb_to_recordset(x.refs) AS mm(type text, id text)
+          JOIN resource r ON r.type = mm.type AND r.id = mm.id
+         WHERE NOT r.deleted
+        ON CONFLICT DO NOTHING
+        RETURNING report_id, version, type, id, res_version, digest)
+SELECT v.*, coalesce((SELECT jsonb_agg(jsonb_build_array(a.type, a.id, a.res_version, a.digest) ORDER BY a.type, a.id)
+    FROM (SELECT type, id, res_version, digest FROM m WHERE m.report_id = v.report_id AND m.version = v.version
+          UNION ALL
+          SELECT type, id, res_version, digest FROM report_member e WHERE e.report_id = v.report_id AND e.version = v.version) a), '[]'::jsonb) AS members
+  FROM v`);
+
+/** The seals of new versions ($1: [report id, version, seal]) and their outbox rows ($2: `outboxRow`s). */
+const SEAL_AND_QUEUE_SQL = prepared(`WITH s AS (
+    UPDATE report_version rv SET seal = s.e->>2 FROM jsonb_array_elements($1::jsonb) AS s(e)
+     WHERE rv.report_id = s.e->>0 AND rv.version = (s.e->>1)::int)
+  ${ENQUEUE_ROWS_SQL('$2::jsonb')}`);
 
 /** `DiagnosticReport/<id>[/_history/<v>]`, relative or absolute. */
 export function parseReportRef(reference: string | undefined): { id: string; version?: number } | undefined {
@@ -370,6 +431,11 @@ function performerOf(report: DiagnosticReport): string | null {
 function formatFp(digest: string): string {
   const d = parseDigest(digest);
   return `${d.alg}:${d.hex}`;
+}
+
+/** The outbox key of a recognition record version. */
+function recordKey(resource: Resource): string {
+  return `DetectedIssue/${resource.id}/_history/${resource.meta?.versionId}`;
 }
 
 /** The digest of a recognition record: SM3 of the JCS of the DetectedIssue version as stored. */

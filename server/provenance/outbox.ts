@@ -54,15 +54,26 @@ const ENQUEUE_SQL = prepared(
 );
 
 export async function enqueue(sql: Sql, kind: string, key: string, digest: string, options: { delaySeconds?: number } = {}): Promise<void> {
+  await sql.query(ENQUEUE_SQL, outboxRow(kind, key, digest, options));
+}
+
+/**
+ * An outbox row checked as `enqueue` checks it — [kind, key, digest, delay in seconds] — for a caller that
+ * queues it within a statement of its own (`ENQUEUE_ROWS_SQL`).
+ */
+export function outboxRow(kind: string, key: string, digest: string, options: { delaySeconds?: number } = {}): [string, string, string, number] {
   if (!KIND.test(kind)) throw new OutboxError(`outbox kind '${String(kind).slice(0, 40)}' is not lowercase letters, digits and dashes`);
   if (typeof key !== 'string' || key.length === 0 || key.length > 300) throw new OutboxError('an outbox key is a string of 1 to 300 characters');
   if (!isDigest(digest)) throw new OutboxError('an outbox digest is <alg>:<64 hex>');
   const d = parseDigest(digest);
-  await sql.query(
-    ENQUEUE_SQL,
-    [kind, key, `${d.alg}:${d.hex}`, options.delaySeconds ?? 0]
-  );
+  return [kind, key, `${d.alg}:${d.hex}`, options.delaySeconds ?? 0];
 }
+
+/** Queues the rows of `outboxRow` given as the JSON array `rows` (a SQL expression), as `enqueue` does one. */
+export const ENQUEUE_ROWS_SQL = (rows: string) =>
+  `INSERT INTO anchor_outbox (kind, key, digest, available_at)
+   SELECT q->>0, q->>1, q->>2, now() + make_interval(secs => (q->>3)::double precision) FROM jsonb_array_elements(${rows}) AS q
+   ON CONFLICT (kind, key, digest) DO NOTHING`;
 
 export interface AnchorRunResult {
   /** Batches formed in this run. */

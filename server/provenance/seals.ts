@@ -17,7 +17,8 @@ import { canonicalize } from '../fingerprint/index.ts';
 import { sealProblem, type RecordKeys, type SealCheck } from './record-keys.ts';
 import type { AnchorRow } from './records.ts';
 
-const VERSION = 'report-version';
+/** The purpose under which a report version's record is sealed. */
+export const VERSION_SEAL = 'report-version';
 const ANCHOR = 'report-anchor';
 const FOUND = 'anchor-found';
 
@@ -43,7 +44,8 @@ export interface VersionSealInput {
 const INPUT_SQL = `SELECT rv.report_id, rv.version, rv.original_id, o.raw_digest, rv.alg, rv.fingerprint, rv.seal, rv.derived_from, rv.revision_reason, ${MEMBERS_SQL('rv')} AS members
   FROM report_version rv LEFT JOIN report_original o ON o.id = rv.original_id WHERE rv.report_id = $1 AND rv.version = $2`;
 
-function versionFields(r: VersionSealInput): unknown[] {
+/** What a version's seal covers, in order. */
+export function versionFields(r: VersionSealInput): unknown[] {
   const fields: unknown[] = [r.report_id, Number(r.version), r.original_id, r.raw_digest, r.alg, r.fingerprint, r.members];
   // a platform revision seals what it was derived from too (versions without one keep their earlier seals)
   if (r.derived_from !== null && r.derived_from !== undefined) fields.push(Number(r.derived_from), r.revision_reason ?? null);
@@ -54,7 +56,7 @@ function versionFields(r: VersionSealInput): unknown[] {
 export async function sealVersion(sql: Sql, keys: RecordKeys, reportId: string, version: number): Promise<void> {
   const rows = await sql.query<VersionSealInput>(INPUT_SQL, [reportId, version]);
   if (rows.length === 0) return;
-  await sql.query('UPDATE report_version SET seal = $3 WHERE report_id = $1 AND version = $2', [reportId, version, keys.seal(VERSION, versionFields(rows[0]!))]);
+  await sql.query('UPDATE report_version SET seal = $3 WHERE report_id = $1 AND version = $2', [reportId, version, keys.seal(VERSION_SEAL, versionFields(rows[0]!))]);
 }
 
 /** Seals many report versions at once, two statements (a bulk load: bench/recognition.ts). */
@@ -67,7 +69,7 @@ export async function sealVersions(sql: Sql, keys: RecordKeys, versions: Readonl
        LEFT JOIN report_original o ON o.id = rv.original_id`,
     [JSON.stringify(versions)]
   );
-  const seals = rows.map((r) => ({ report_id: r.report_id, version: Number(r.version), seal: keys.seal(VERSION, versionFields(r)) }));
+  const seals = rows.map((r) => ({ report_id: r.report_id, version: Number(r.version), seal: keys.seal(VERSION_SEAL, versionFields(r)) }));
   await sql.query(
     `UPDATE report_version rv SET seal = s.seal FROM jsonb_to_recordset($1::jsonb) AS s(report_id text, version int, seal text)
       WHERE rv.report_id = s.report_id AND rv.version = s.version`,
@@ -77,7 +79,7 @@ export async function sealVersions(sql: Sql, keys: RecordKeys, versions: Readonl
 
 /** Whether a version's records still hold their seal (a row from INPUT_SQL, or the sweep's equivalent). */
 export function checkVersion(keys: RecordKeys, r: VersionSealInput): SealCheck {
-  return keys.check(r.seal, VERSION, versionFields(r));
+  return keys.check(r.seal, VERSION_SEAL, versionFields(r));
 }
 
 /** The reason for a version whose seal does not hold, or undefined. */

@@ -26,7 +26,8 @@ export async function recognitionCheck(ctx: ServiceContext, input: RecognitionCh
   const results = await summaries(ctx.repo, recognisable);
   const patient = { reference: `Patient/${patients[0].id}` };
   const written = await ctx.repo.create(
-    reminder({ kind: 'encounter-reminder', patient, requester: requester.reference, implicated: uniqueReports(recognisable), detail: encounterDetail(recognisable), now })
+    reminder({ kind: 'encounter-reminder', patient, requester: requester.reference, implicated: uniqueReports(recognisable), detail: encounterDetail(recognisable), now }),
+    { own: true }
   );
   return { exists: results.length > 0, results, reminder: written.resource as DetectedIssue, patient, requester: requester.reference, candidates };
 }

@@ -30,7 +30,7 @@ export async function duplicateCheck(ctx: ServiceContext, input: DuplicateCheckI
   const requesterRef = requireRequester(ctx, input.requester);
   if (input.orders.length === 0) throw new RecognitionError(400, 'required', '$duplicate-check needs at least one order (a ServiceRequest)', 'order');
   const parsed = input.orders.map((o, i) => parseOrder(catalogue, o, i));
-  const selector = sameSubject(parsed);
+  const selector = input.patients?.length ? { ...sameSubject(parsed), resolved: input.patients } : sameSubject(parsed);
   const { patients, requester, loaded } = await patientRequesterReports(ctx.repo, selector, requesterRef, { param: 'order', index: 0, path: 'resource.subject' });
   await assertOwnRequester(ctx, requester.organization);
   // orders coded with the requester's local codes: through its approved dictionary entries
@@ -81,7 +81,8 @@ export async function duplicateCheck(ctx: ServiceContext, input: DuplicateCheckI
   );
   const patient = { reference: `Patient/${patients[0].id}` };
   const written = await ctx.repo.create(
-    reminder({ kind: 'duplicate-order-reminder', patient, requester: requester.reference, implicated: uniqueReports(allMatches), ordered, detail, now })
+    reminder({ kind: 'duplicate-order-reminder', patient, requester: requester.reference, implicated: uniqueReports(allMatches), ordered, detail, now }),
+    { own: true }
   );
   return { items, reminder: written.resource as DetectedIssue, patient, requester: requester.reference };
 }

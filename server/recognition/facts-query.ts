@@ -96,6 +96,16 @@ export async function patientRequesterReports(
 ): Promise<{ patients: Patient[]; requester: ResolvedRequester; loaded: LoadedReport[] }> {
   const patientId = selector.id ?? literalId(selector.reference?.reference, 'Patient');
   const requesterId = literalId(requesterRef.reference, 'Organization');
+  if (selector.resolved?.length) {
+    // the caller found the patients already: only the requester and the reports are left (one statement by id)
+    const ids = selector.resolved.map((p) => p.id as string);
+    if (requesterId === undefined) {
+      const requester = await resolveRequester(repo, requesterRef);
+      return { patients: selector.resolved, requester, loaded: await loadReports(repo, ids) };
+    }
+    const facts = await queryFacts(repo, ids, { requesterId });
+    return { patients: selector.resolved, requester: requesterOf(facts.requester), loaded: facts.reports };
+  }
   if (patientId === undefined || requesterId === undefined || selector.identifier) {
     const [patients, requester] = await Promise.all([resolvePatients(repo, selector, where.param, where.index, where.path), resolveRequester(repo, requesterRef)]);
     return { patients, requester, loaded: await loadReports(repo, patients.map((p) => p.id as string)) };

@@ -2,7 +2,7 @@
  * The recognition service's inputs and outputs, its context, limits, and the one pluggable part (the hash
  * status of reports, given by the chain provenance).
  */
-import type { Coding, DetectedIssue, DiagnosticReport, Reference } from '@medplum/fhirtypes';
+import type { Coding, DetectedIssue, DiagnosticReport, Patient, Reference } from '@medplum/fhirtypes';
 import type { ApprovedMapping } from '../dictionary/mappings.ts';
 import type { Principal } from '../fhir/principal.ts';
 import type { Repository } from '../fhir/repository.ts';
@@ -52,6 +52,11 @@ export interface PatientSelector {
   id?: string;
   reference?: Reference;
   identifier?: { system?: string; value: string };
+  /**
+   * The patients this selector names, already resolved by the caller in this request (the CDS hooks find
+   * the patient before they call the service): not looked up a second time.
+   */
+  resolved?: Patient[];
 }
 
 export interface ResultSummary {
@@ -92,6 +97,8 @@ export interface DuplicateCheckInput {
   /** ServiceRequests (not stored); all for the same patient. */
   orders: unknown[];
   requester?: Reference;
+  /** The patients the orders' subject names, already resolved by the caller (see PatientSelector.resolved). */
+  patients?: Patient[];
 }
 
 export interface DuplicateItem {
