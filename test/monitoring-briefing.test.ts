@@ -59,6 +59,9 @@ const hasPdfToText = (() => {
 test.before(async () => {
   dir = mkdtempSync(join(tmpdir(), 'huren-briefing-'));
   key = await generateKeyPair('ES384', { extractable: true });
+  // no evaluation on the minute: an alert it raised today for these 2024 institutions (silent since) would change the
+  // briefings' figures between two steps of a test (the scheduled-briefing test then saw version 3, not 2)
+  process.env.HUREN_MONITORING_CRON = 'off'; // the monitoring module reads its settings from the environment
   s = await startTestServer({
     clients: [
       {
