@@ -1,8 +1,8 @@
--- SMART App Launch, EHR launch (server/auth/launch.ts, server/auth/app-auth.ts): the launch contexts a HIS
--- creates (POST /auth/launch) and the authorization codes the platform issues for them (GET /auth/authorize).
--- Only a SHA-256 of each opaque value is stored. Both are single-use (used_at) and short-lived (expires_at),
--- in the database so that every server process sharing it honours them. `his_user`: the user as the HIS
--- asserts it (JSON: a Practitioner reference, an identifier, a login) — recorded in the audit trail, no name.
+-- SMART App Launch, EHR launch (server/auth/launch.ts): the launch contexts a HIS creates (POST /auth/launch),
+-- each naming the patient, the HIS client and its institution. Only a SHA-256 of the opaque launch value is
+-- stored; it is used once (used_at, by GET /auth/authorize) and lives 5 minutes (expires_at), in the database
+-- so that every server process sharing it honours it. `his_user`: the user as the HIS asserts it (JSON: a
+-- Practitioner reference, an identifier, the HIS login) — recorded in the audit trail; never a name.
 CREATE TABLE smart_launch (
   launch_hash   text        PRIMARY KEY,
   client_id     text        NOT NULL,
@@ -16,7 +16,10 @@ CREATE TABLE smart_launch (
 );
 CREATE INDEX smart_launch_expires ON smart_launch (expires_at);
 
--- `replayed_at`: a second use of the code was attempted; the access token issued for it stops working.
+-- The authorization codes GET /auth/authorize issues for a spent launch (server/auth/app-auth.ts): a SHA-256 of
+-- the code, the app, its redirect URI, the PKCE S256 challenge and the granted scopes; used once (used_at, by
+-- POST /auth/token), valid 60 s. `replayed_at`: the code was presented again, and the access token issued for
+-- it stops working.
 CREATE TABLE smart_code (
   code_hash       text        PRIMARY KEY,
   launch_hash     text        NOT NULL,
