@@ -229,7 +229,7 @@ test.serial('a token for patient A never reads patient B, whichever way it asks'
   await leaks(`DiagnosticReport?performer.identifier=${ORG_ID}|city-${TAG}&_include=DiagnosticReport:subject&_count=200`);
   await leaks(`DiagnosticReport/${B.report}/_history`);
   await leaks('DiagnosticReport/_history?_count=500');
-  await leaks('_history?_count=500');
+  t.is((await read(a, '_history?_count=500')).status, 403, 'the whole server\'s history is no patient read');
   const mine = await leaks(`DiagnosticReport?subject=Patient/${d.patient}&_count=200`);
   t.true((mine.entry ?? []).length >= 10, 'A\'s own reports are there');
   const batch = await fetch(s.base, {
@@ -243,6 +243,10 @@ test.serial('a token for patient A never reads patient B, whichever way it asks'
   t.is(write.status, 403);
   t.is((await fetch(`${s.huren.url}/api/statistics`, { headers: { authorization: `Bearer ${a}` } })).status, 403);
   t.is((await read(a, 'AuditEvent?_count=1')).status, 403);
+  // outside the patient record: dictionaries and other operations
+  t.is((await read(a, 'ConceptMap?_count=1')).status, 403);
+  t.is((await read(a, `Organization/${d.org.city}/$dictionary-qc`)).status, 403);
+  t.is((await read(a, `Organization/${d.org.city}`)).status, 200, 'the institutions that issued its reports are shown');
 });
 
 test.serial('a launch names an encounter of the patient only; revoking the HIS client\'s tokens ends its launched sessions', async (t) => {

@@ -14,6 +14,7 @@ import { decodeProtectedHeader, jwtVerify, SignJWT } from 'jose';
 import type { Database } from '../db/database.ts';
 import { isSupportedResourceType } from '../fhir/definitions.ts';
 import type { Principal } from '../fhir/principal.ts';
+import { personalTypes } from './care.ts';
 import { OAuthError } from './backend.ts';
 import { contextOf, digestOf, type LaunchContext, type LaunchContexts, type LaunchRow } from './launch.ts';
 import type { TokenKeys } from './signing.ts';
@@ -204,11 +205,26 @@ export function grantedScopes(requested: readonly string[]): string[] {
   return [...new Set(out)];
 }
 
-/** The engine's view of patient scopes: the same reads as system scopes; the patient binding does the rest (care.ts). */
+/**
+ * What a patient's record refers to and a viewer shows with it: who issued it, and the terminology. Nothing
+ * else outside the patient compartment (no dictionaries, no conformance or platform records).
+ */
+const REFERENCED_TYPES = ['Organization', 'Practitioner', 'PractitionerRole', 'Location', 'Medication', 'Substance', 'CodeSystem', 'ValueSet'];
+
+/**
+ * The engine's view of patient scopes: system read scopes on the same types — `*` meaning the patient
+ * compartment's types and what they refer to (REFERENCED_TYPES) —; the patient binding does the rest (care.ts).
+ */
 export function engineScopes(scopes: readonly string[]): string[] {
-  return scopes.flatMap((s) => {
-    const m = PATIENT_SCOPE.exec(s);
-    if (!m) return [];
-    return [`system/${m[1]}.${m[2] === 'read' ? 'rs' : m[2]}`];
-  });
+  return [
+    ...new Set(
+      scopes.flatMap((s) => {
+        const m = PATIENT_SCOPE.exec(s);
+        if (!m) return [];
+        const letters = m[2] === 'read' ? 'rs' : m[2];
+        const types = m[1] === '*' ? [...personalTypes(), ...REFERENCED_TYPES].filter((t) => t !== 'AuditEvent') : [m[1]];
+        return types.map((t) => `system/${t}.${letters}`);
+      })
+    ),
+  ];
 }

@@ -92,13 +92,18 @@ export function patientsOf(resource: Resource): string[] {
 
 let compartmentTypes: Set<string> | undefined;
 
-/** Types whose resources may be personal data: Patient and the types of the R4 patient compartment. */
-export function isPersonalType(type: string): boolean {
+/** Patient and the types of the R4 patient compartment. */
+export function personalTypes(): ReadonlySet<string> {
   if (!compartmentTypes) {
     const cd = readJson('fhir/r4/compartmentdefinition-patient.json') as CompartmentDefinition;
     compartmentTypes = new Set(['Patient', ...(cd.resource ?? []).filter((r) => r.param?.length).map((r) => r.code as string)]);
   }
-  return compartmentTypes.has(type);
+  return compartmentTypes;
+}
+
+/** Types whose resources may be personal data: Patient and the types of the R4 patient compartment. */
+export function isPersonalType(type: string): boolean {
+  return personalTypes().has(type);
 }
 
 /** Personal data: a Patient, or a resource about one. */
