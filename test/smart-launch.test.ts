@@ -9,6 +9,7 @@
  */
 import { createHash } from 'node:crypto';
 import test from 'ava';
+import { LaunchContexts } from '../server/auth/launch.ts';
 import { backendClients, type BackendClients } from './helpers/backend-token.ts';
 import { NATIONAL_ID, ORG_ID, params, reportEntries, seedScenario, transaction, idOf, CATALOGUE, ITEM, daysAgo, type Seeded } from './helpers/recognition-data.ts';
 import { authorize, authorizeParams, createLaunch, exchange, launchToken, pkce, redirectUri, VIEWER } from './helpers/smart-launch.ts';
@@ -179,6 +180,30 @@ test.serial('PKCE mismatch, a code used twice (its token stops working), a code 
   t.is(second.body.error, 'invalid_grant');
   t.is((await read(first.body.access_token, `Patient/${d.patient}/$reports`)).status, 401, 'a replayed code revokes its token');
   t.is((await exchange(s.huren.url, { ...form, code: 'made-up' })).body.error, 'invalid_grant');
+
+  // a code is good for 60 s
+  const late = await createLaunch(s.huren.url, launcher, { patient: d.patient, user: 'dr.wang' });
+  const q = pkce();
+  const lateCode = (await authorize(s.huren.url, authorizeParams(s.huren.url, late.body.launch, q))).redirect!.searchParams.get('code')!;
+  await s.huren.db.query(`UPDATE smart_code SET expires_at = now() - interval '1 second' WHERE code_hash = $1`, [createHash('sha256').update(lateCode).digest('hex')]);
+  const expired = await exchange(s.huren.url, { ...form, code: lateCode, code_verifier: q.verifier });
+  t.is(expired.body.error, 'invalid_grant');
+  t.regex(expired.body.error_description, /expired/);
+});
+
+test.serial('HEAD does not spend a launch; spent and expired launches and codes are pruned after a day', async (t) => {
+  const launch = await createLaunch(s.huren.url, launcher, { patient: d.patient, user: 'dr.wang' });
+  const head = await fetch(`${s.huren.url}/auth/authorize?${authorizeParams(s.huren.url, launch.body.launch, pkce())}`, { method: 'HEAD', redirect: 'manual' });
+  t.true(head.status === 401 || head.status === 405, String(head.status));
+  t.truthy((await authorize(s.huren.url, authorizeParams(s.huren.url, launch.body.launch, pkce()))).redirect?.searchParams.get('code'));
+  const count = async () => Number((await s.huren.db.query<{ n: string }>('SELECT count(*) AS n FROM smart_launch'))[0].n);
+  const before = await count();
+  t.true(before > 0);
+  await new LaunchContexts(s.huren.db).prune(new Date(Date.now() + 3_600_000));
+  t.is(await count(), before, 'kept for a day');
+  await new LaunchContexts(s.huren.db).prune(new Date(Date.now() + 2 * 86_400_000));
+  t.is(await count(), 0);
+  t.is(Number((await s.huren.db.query<{ n: string }>('SELECT count(*) AS n FROM smart_code'))[0].n), 0);
 });
 
 test.serial('only a HIS client with system/launch creates launches; the launch and the code are no FHIR tokens', async (t) => {

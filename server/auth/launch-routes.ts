@@ -29,7 +29,8 @@ export function launchRoutes(options: LaunchRouteOptions): Koa.Middleware {
   const repo = new Repository(options.db);
   return async (ctx, next) => {
     if (ctx.path === AUTHORIZE_PATH) {
-      if (ctx.method !== 'GET' && ctx.method !== 'HEAD') {
+      // GET only: a HEAD would spend the launch without the browser ever seeing the code
+      if (ctx.method !== 'GET') {
         ctx.set('Allow', 'GET');
         ctx.status = 405;
         return;

@@ -27,7 +27,7 @@ export { ANONYMOUS, type Principal } from '../fhir/principal.ts';
 export function isPublic(method: string, path: string): boolean {
   if (path === TOKEN_PATH) return true;
   // a SMART app's authorization request (server/auth/app-auth.ts): the browser comes without a token
-  if ((method === 'GET' || method === 'HEAD') && path === '/auth/authorize') return true;
+  if (method === 'GET' && path === '/auth/authorize') return true;
   // the two sign-in steps of a person (server/accounts/): the password, then the second factor
   if (method === 'POST' && (path === '/api/session/login' || path === '/api/session/second-factor')) return true;
   if (method !== 'GET' && method !== 'HEAD' && method !== 'OPTIONS') return false;
