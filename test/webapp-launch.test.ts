@@ -3,7 +3,8 @@
  * the browser opens the launch URL the platform returned; the viewer (SMART app huren-viewer) goes through
  * /auth/authorize with PKCE and lands on the patient's report list — no sign-in page — with the same reports
  * the API gives; opening a report writes the access record naming the HIS's user. A used launch, and a launch
- * URL naming another platform, end on a Chinese error page; the launched session opens no other page's data.
+ * URL naming another platform, end on a Chinese error page; the launched session opens no other patient's data,
+ * and a revoked one sends the doctor back to the HIS, not to a sign-in page.
  */
 import test from 'ava';
 import type { Browser } from 'playwright-core';
@@ -22,7 +23,11 @@ let hisToken = '';
 const shots = storeKind() === 'pglite';
 
 test.before(async () => {
-  his = await backendClients([{ clientId: 'his-web', organization: `Organization?identifier=${ORG_ID}|req-gz-${TAG}`, scope: 'system/launch' }]);
+  his = await backendClients([
+    { clientId: 'his-web', organization: `Organization?identifier=${ORG_ID}|req-gz-${TAG}`, scope: 'system/launch' },
+    // its sessions are revoked in a test
+    { clientId: 'his-revoked', organization: `Organization?identifier=${ORG_ID}|req-gz-${TAG}`, scope: 'system/launch' },
+  ]);
   s = await startTestServer({ clients: his.clients as any });
   d = await seedScenario(s, TAG);
   hisToken = await his.tokenFor(s.huren.url, 'his-web', 'system/launch');
@@ -33,8 +38,8 @@ test.after.always(async () => {
   await s?.close();
 });
 
-const newLaunch = async () => {
-  const r = await createLaunch(s.huren.url, hisToken, { patient: `Patient/${d.patient}`, user: 'dr.zhao' });
+const newLaunch = async (token = hisToken) => {
+  const r = await createLaunch(s.huren.url, token, { patient: `Patient/${d.patient}`, user: 'dr.zhao' });
   if (r.status !== 201) throw new Error(`launch: ${r.status} ${JSON.stringify(r.body)}`);
   return r.body as { launch: string; launch_url: string };
 };
@@ -70,7 +75,7 @@ test.serial('opened from the HIS: the patient\'s reports without a sign-in, and 
 });
 
 test.serial('a used launch and a launch naming another platform end on a Chinese error page; the session reads nothing else', async (t) => {
-  const l = await newLaunch();
+  const l = await newLaunch(await his.tokenFor(s.huren.url, 'his-revoked', 'system/launch'));
   const w = await openPage(browser);
   await w.page.goto(l.launch_url);
   await w.page.waitForURL(/\/reports$/);
@@ -78,6 +83,13 @@ test.serial('a used launch and a launch naming another platform end on a Chinese
   await w.page.goto(`${s.huren.url}/app/patients/${d.emptyPatient}/reports`);
   const refused = await w.page.waitForSelector('[data-test=error]');
   t.regex((await refused.textContent()) ?? '', /无权/);
+  // the token revoked (the HIS client's tokens, POST /auth/revoke): the next call ends the session, back to the HIS, no sign-in page
+  const revoke = await fetch(`${s.huren.url}/auth/revoke`, { method: 'POST', headers: { authorization: `Bearer ${s.token}`, 'content-type': 'application/x-www-form-urlencoded' }, body: 'client_id=his-revoked' });
+  t.is(revoke.status, 200);
+  await w.page.goto(`${s.huren.url}/app/patients/${d.patient}/reports`);
+  const ended = await w.page.waitForSelector('[data-test=launch-error]');
+  t.regex((await ended.textContent()) ?? '', /会话已结束/);
+  t.false(w.page.url().includes('/login'));
   await w.page.context().close();
 
   const again = await openPage(browser);

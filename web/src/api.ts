@@ -12,7 +12,8 @@ const EXPIRY_KEY = 'huren.session';
 /** The launch context of a session opened from the HIS (SMART EHR launch, launch.ts): its patient. */
 const LAUNCH_KEY = 'huren.launch';
 
-export type LostReason = 'expired' | 'idle';
+/** Why a session ended by itself; `launch-ended`: a session opened from the HIS (its token expired or was revoked). */
+export type LostReason = 'expired' | 'idle' | 'launch-ended';
 
 export class ApiError extends Error {
   constructor(
@@ -80,6 +81,7 @@ function clearTimers(): void {
 }
 
 function lost(reason: LostReason): void {
+  if (launchContext()) reason = 'launch-ended';
   setToken(null);
   lostHandler?.(reason);
 }

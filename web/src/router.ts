@@ -86,5 +86,7 @@ onSessionLost((reason) => {
   resetUser();
   const current = router.currentRoute.value;
   if (current.meta.public) return;
+  // a doctor opened from the HIS has no platform account to sign in with: back to the HIS
+  if (reason === 'launch-ended') return void router.replace({ path: '/launch', query: { ended: '1' } });
   void router.replace({ path: '/login', query: { reason, ...withNext(current) } });
 });
