@@ -79,7 +79,7 @@ test.serial('the full launch: the token names the patient, reads its reports as 
   for (const event of mine) {
     const user = event.agent.find((a: any) => a.altId === 'dr.wang');
     t.deepEqual(user.who.identifier, USER.practitioner.identifier);
-    t.true(event.agent.some((a: any) => a.who?.identifier?.value === 'app:huren-viewer@his-launcher'));
+    t.true(event.agent.some((a: any) => /^app:huren-viewer@his-launcher\/[0-9a-f]{16}$/.test(a.who?.identifier?.value ?? '')), 'the app, the HIS client and the launch');
   }
   const trail = mine.find((e: any) => e.purposeOfEvent);
   t.is(trail?.purposeOfEvent[0].coding[0].code, 'TREAT');
@@ -264,6 +264,21 @@ test.serial('a token for patient A never reads patient B, whichever way it asks'
     body: JSON.stringify({ resourceType: 'Bundle', type: 'batch', entry: [{ request: { method: 'GET', url: `DiagnosticReport/${B.report}` } }] }),
   });
   t.false((await batch.text()).includes(`"subject":{"reference":"Patient/${B.patient}"`));
+  // an asynchronous result kept for a session of patient B is not A's
+  const b = (await launchToken(s.huren.url, launcher, { patient: B.patient, user: 'dr.wang' })).token.access_token;
+  const submitted = await fetch(s.base, {
+    method: 'POST',
+    headers: { authorization: `Bearer ${b}`, 'content-type': 'application/fhir+json', prefer: 'respond-async' },
+    body: JSON.stringify({ resourceType: 'Bundle', type: 'batch', entry: [{ request: { method: 'GET', url: `DiagnosticReport?subject=Patient/${B.patient}` } }] }),
+  });
+  t.is(submitted.status, 202);
+  const job = submitted.headers.get('content-location')!;
+  let polled: Response;
+  do polled = await fetch(job, { headers: { authorization: `Bearer ${b}`, accept: 'application/fhir+json' } });
+  while (polled.status === 202);
+  t.true(JSON.stringify(await polled.json()).includes(B.report), 'B\'s session gets its result');
+  const stolen = await fetch(job, { headers: { authorization: `Bearer ${a}`, accept: 'application/fhir+json' } });
+  t.is(stolen.status, 404);
   // no writes, no other APIs
   const write = await fetch(`${s.base}/Observation`, { method: 'POST', headers: { authorization: `Bearer ${a}`, 'content-type': 'application/fhir+json' }, body: JSON.stringify({ resourceType: 'Observation', status: 'final', code: { text: 'x' }, subject: { reference: `Patient/${d.patient}` } }) });
   t.is(write.status, 403);

@@ -171,7 +171,8 @@ export class AppAuth {
     const user = (payload.usr ?? {}) as LaunchContext['user'];
     return {
       kind: 'app',
-      id: `app:${String(payload.sub)}@${his}`,
+      // one id per launch (its code), so that nothing kept for one session (an asynchronous result) is another's
+      id: `app:${String(payload.sub)}@${his}/${String(payload.cid).slice(0, 16)}`,
       scopes: engineScopes(String(payload.scope ?? '').split(' ')),
       institution: String(payload.org),
       patient: String(payload.patient),
