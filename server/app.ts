@@ -26,6 +26,9 @@ import { CLOCK_TOLERANCE_SECONDS } from './auth/keys.ts';
 import { accessPolicy } from './auth/policy.ts';
 import { configureCare, parsePurpose } from './auth/care.ts';
 import { authRoutes } from './auth/routes.ts';
+import { APP_TOKEN_LIFETIME_SECONDS, AppAuth } from './auth/app-auth.ts';
+import { LaunchContexts } from './auth/launch.ts';
+import { launchRoutes } from './auth/launch-routes.ts';
 import { TokenKeys } from './auth/signing.ts';
 import { AuthThrottle } from './auth/throttle.ts';
 import { CdsTrust } from './cds/trust.ts';
@@ -112,6 +115,8 @@ export async function start(config: Config, options: StartOptions = {}): Promise
   const scheduler = new Scheduler(db, logger);
   // planner statistics for the engines that keep none themselves (database.ts)
   scheduler.register({ name: 'db.analyze', cron: config.analyzeCron, run: () => analyzeGrownTables(db) });
+  // spent and expired SMART launch contexts and codes (server/auth/launch.ts)
+  scheduler.register({ name: 'auth.prune-launches', cron: '0 17 * * * *', run: () => new LaunchContexts(db).prune() });
   for (const m of modules) for (const job of m.jobs ?? []) scheduler.register(job);
   const repo = new Repository(db);
   const jobs = new AsyncJobs(db, (request, principal, baseUrl, progress) => route({ repo, baseUrl, principal, processBundle, progress }, request), {
@@ -195,13 +200,17 @@ export function createApp(
   if (config.edge.metricsToken) app.use(metricsByToken(config.edge.metricsToken, metrics.registry));
   app.use(loginLimit(db, config.rateLimits));
   const production = config.mode === 'production';
-  const keys = TokenKeys.open(config.dataDir, (TOKEN_LIFETIME_SECONDS + CLOCK_TOLERANCE_SECONDS) * 1000);
+  const keys = TokenKeys.open(config.dataDir, (Math.max(TOKEN_LIFETIME_SECONDS, APP_TOKEN_LIFETIME_SECONDS) + CLOCK_TOLERANCE_SECONDS) * 1000);
   const backend = new BackendAuth(config.clients, { db, keys, production });
+  // SMART App Launch (EHR launch) of the platform's registered apps: the report viewer
+  const launches = new LaunchContexts(db);
+  const apps = new AppAuth({ db, keys, launches, base, mayLaunch: (clientId) => backend.mayLaunch(clientId) });
   const throttle = new AuthThrottle(config.rateLimits);
-  const authenticators = modules.flatMap((m) => m.authenticators ?? []);
+  const authenticators = [...modules.flatMap((m) => m.authenticators ?? []), (token: string) => apps.principal(token)];
   app.use(authMiddleware(bootstrap, { cds: new CdsTrust(config.cdsClients, { db, production }), backend, base, throttle, authenticators }));
   app.use(apiLimit(config.rateLimits));
-  app.use(authRoutes({ backend, keys, throttle, base }));
+  app.use(authRoutes({ backend, keys, throttle, base, apps }));
+  app.use(launchRoutes({ db, apps, launches, limits: { maxBytes: 64 * 1024, maxDepth: 8 } }));
 
   const router = new Router();
   router.get('/', root(config.publicUrl));
@@ -265,7 +274,9 @@ export function createApp(
     };
     // the purpose of use the request states, for reads of other institutions' personal data (server/auth/care.ts)
     const purposeOfUse = parsePurpose(ctx.get('x-purpose-of-use') || undefined);
-    const principal: Principal = { ...(ctx.state.principal as Principal), ...(purposeOfUse ? { purposeOfUse } : {}) };
+    const caller = ctx.state.principal as Principal;
+    // an app launched for a patient reads for treatment, the purpose of its launch, whatever the header says
+    const principal: Principal = { ...caller, ...(purposeOfUse && caller.patient === undefined ? { purposeOfUse } : {}) };
     const fctx: FhirContext = { repo, baseUrl, principal, processBundle, jobs, cors: config.corsOrigins.length > 0 };
     const res = await route(fctx, request);
     ctx.status = res.status;

@@ -1,6 +1,7 @@
 /**
  * The authorisation matrix (issue 11, must-show 1 and 2; docs/security.md 访问控制): every role — two hospital
- * clients A and B, a read-only client of A, and the human roles (doctor and institution administrator of A,
+ * clients A and B, a read-only client of A, the report viewer launched from A's HIS for A's patient PA (SMART
+ * EHR launch), and the human roles (doctor and institution administrator of A,
  * the system, security, audit and commission administrators) — against every FHIR interaction and every
  * operation the server offers (read from its OperationRegistry: an operation without a row here fails the
  * test), with the ways around (_include, _revinclude, chained search, $everything, _history at three levels,
@@ -19,10 +20,11 @@ import { generate } from 'otplib';
 import { loadAccountsConfig } from '../server/accounts/config.ts';
 import { engineOf } from '../server/fhir/engine.ts';
 import { startTestServer, type TestServer } from './helpers/server.ts';
+import { launchToken } from './helpers/smart-launch.ts';
 import { EXT_HR, ITEM, CATALOGUE, NATIONAL_ID, ORG_ID, daysAgo, idOf, param, params, reportEntries, seedScenario, transaction, type Seeded } from './helpers/recognition-data.ts';
 
 const TAG = 'authz';
-const ROLES = ['A', 'B', 'RO', 'doctorA', 'instAdminA', 'sysAdmin', 'secAdmin', 'auditAdmin', 'commission'] as const;
+const ROLES = ['A', 'B', 'RO', 'doctorA', 'instAdminA', 'sysAdmin', 'secAdmin', 'auditAdmin', 'commission', 'appA'] as const;
 type Role = (typeof ROLES)[number];
 const ASSERTION_TYPE = 'urn:ietf:params:oauth:client-assertion-type:jwt-bearer';
 const PASSWORD = 'Initial-Passw0rd!';
@@ -116,7 +118,7 @@ async function read(res: Response): Promise<any> {
 
 test.before(async () => {
   const clients = [
-    { clientId: 'his-a', org: 'req-gz', scope: 'system/*.cruds' },
+    { clientId: 'his-a', org: 'req-gz', scope: 'system/*.cruds system/launch' },
     { clientId: 'his-b', org: 'city', scope: 'system/*.cruds' },
     { clientId: 'his-a-readonly', org: 'req-gz', scope: 'system/*.rs' },
   ];
@@ -185,6 +187,8 @@ test.before(async () => {
   token.secAdmin = await person(['security-admin']);
   token.auditAdmin = await person(['audit-admin']);
   token.commission = await person(['commission-admin']);
+  // the report viewer opened from A's HIS for A's own patient PA (SMART EHR launch)
+  token.appA = (await launchToken(s.huren.url, await clientToken('his-a', 'system/launch'), { patient: `Patient/${ids.PA}`, user: 'dr.matrix' })).token.access_token;
 });
 test.after.always(async () => {
   await s?.close();
@@ -239,6 +243,10 @@ const CLIENTS_AB: Role[] = ['A', 'B'];
 const STAR_READERS: Role[] = ['A', 'B', 'RO'];
 const OWNER_B: Role[] = ['B'];
 const READERS_A: Role[] = ['A', 'RO', 'doctorA'];
+/** A's readers of its own patient PA: with the viewer launched from A's HIS for PA. */
+const READERS_PA: Role[] = [...READERS_A, 'appA'];
+/** Terminology look-ups: every reader, the launched viewer too (the codes of its patient's reports). */
+const TERMINOLOGY_READERS: Role[] = [...STAR_READERS, 'doctorA', 'instAdminA', 'sysAdmin', 'commission', 'appA'];
 
 const rb = async () => (await (await s.fhir(`DiagnosticReport/${ids.RB}`)).json()) as any;
 const ob = async () => (await (await s.fhir(`Observation/${ids.OB}`)).json()) as any;
@@ -279,8 +287,8 @@ const REST: Row[] = [
   { name: 'async batch result', allowed: OWNER_B, run: async (r) => showsB(await pollAsync(r, await as(r, '', { json: { resourceType: 'Bundle', type: 'batch', entry: [{ request: { method: 'GET', url: `DiagnosticReport/${ids.RB}` } }] }, headers: { prefer: 'respond-async' } }))) },
   { name: 'async $trace result', allowed: OWNER_B, run: async (r) => { const res = await pollAsync(r, await as(r, `DiagnosticReport/${ids.RB}/$trace`, { headers: { prefer: 'respond-async' } })); return res.status === 200 && /^2/.test((await read(res))?.entry?.[0]?.response?.status ?? ''); } },
   { name: 'conditional create matching B patient', allowed: OWNER_B, run: async (r) => shows('Patient', () => ids.P)(await as(r, 'Patient', { json: { resourceType: 'Patient' }, headers: { 'if-none-exist': `identifier=${NATIONAL_ID}|${d.nationalId}` } })) },
-  { name: 'read A report', allowed: READERS_A, run: async (r) => shows('DiagnosticReport', () => ids.RA)(await as(r, `DiagnosticReport/${ids.RA}`)) },
-  { name: 'search A patient', allowed: READERS_A, run: async (r) => shows('Patient', () => ids.PA)(await as(r, `Patient?_id=${ids.PA}`)) },
+  { name: 'read A report', allowed: READERS_PA, run: async (r) => shows('DiagnosticReport', () => ids.RA)(await as(r, `DiagnosticReport/${ids.RA}`)) },
+  { name: 'search A patient', allowed: READERS_PA, run: async (r) => shows('Patient', () => ids.PA)(await as(r, `Patient?_id=${ids.PA}`)) },
   // the JSON APIs of the app's pages that show registrations and accounts, not patient data
   { name: 'API registered clients (GET /api/clients)', allowed: ['secAdmin'], run: async (r) => { const res = await apiAs(r, '/api/clients'); return res.status === 200 && (await read(res)).clients.some((c: any) => c.clientId === 'his-a'); } },
   { name: 'API account id by login (GET /api/accounts/by-login)', allowed: ['secAdmin', 'auditAdmin'], run: async (r) => { const res = await apiAs(r, `/api/accounts/by-login/${logins[0]}`); return res.status === 200 && typeof (await read(res)).id === 'string'; } },
@@ -332,10 +340,10 @@ const OPERATIONS: Record<string, Omit<Row, 'name'>> = {
   // the code upgrade is the system administrator's (the app's 设置 page), never an institution's
   'code-upgrade': { allowed: ['sysAdmin'], writes: true, run: async (r) => called(await as(r, '$code-upgrade', { json: { resourceType: 'Parameters', parameter: [{ name: 'dryRun', valueBoolean: true }] } })) },
   'catalogue-import': { allowed: ['sysAdmin'], writes: true, run: async (r) => called(await as(r, 'CodeSystem/$catalogue-import', { json: { resourceType: 'Parameters' } })) },
-  lookup: { allowed: [...STAR_READERS, 'doctorA', 'instAdminA', 'sysAdmin', 'commission'], run: async (r) => called(await as(r, `CodeSystem/$lookup?system=${encodeURIComponent(CATALOGUE)}&code=${ITEM.potassium}`)) },
-  subsumes: { allowed: [...STAR_READERS, 'doctorA', 'instAdminA', 'sysAdmin', 'commission'], run: async (r) => called(await as(r, `CodeSystem/$subsumes?system=${encodeURIComponent(CATALOGUE)}&codeA=${ITEM.potassium}&codeB=${ITEM.potassium}`)) },
-  expand: { allowed: [...STAR_READERS, 'doctorA', 'instAdminA', 'sysAdmin', 'commission'], run: async (r) => called(await as(r, `ValueSet/$expand?url=${encodeURIComponent('http://hl7.org/fhir/ValueSet/administrative-gender')}`)) },
-  'validate-code': { allowed: [...STAR_READERS, 'doctorA', 'instAdminA', 'sysAdmin', 'commission'], run: async (r) => called(await as(r, `ValueSet/$validate-code?url=${encodeURIComponent('http://hl7.org/fhir/ValueSet/administrative-gender')}&code=male&system=http://hl7.org/fhir/administrative-gender`)) },
+  lookup: { allowed: TERMINOLOGY_READERS, run: async (r) => called(await as(r, `CodeSystem/$lookup?system=${encodeURIComponent(CATALOGUE)}&code=${ITEM.potassium}`)) },
+  subsumes: { allowed: TERMINOLOGY_READERS, run: async (r) => called(await as(r, `CodeSystem/$subsumes?system=${encodeURIComponent(CATALOGUE)}&codeA=${ITEM.potassium}&codeB=${ITEM.potassium}`)) },
+  expand: { allowed: TERMINOLOGY_READERS, run: async (r) => called(await as(r, `ValueSet/$expand?url=${encodeURIComponent('http://hl7.org/fhir/ValueSet/administrative-gender')}`)) },
+  'validate-code': { allowed: TERMINOLOGY_READERS, run: async (r) => called(await as(r, `ValueSet/$validate-code?url=${encodeURIComponent('http://hl7.org/fhir/ValueSet/administrative-gender')}&code=male&system=http://hl7.org/fhir/administrative-gender`)) },
   translate: { allowed: [...STAR_READERS, 'instAdminA', 'sysAdmin', 'commission'], run: async (r) => called(await as(r, `ConceptMap/$translate?code=x&system=x`)) },
   entries: { allowed: [...STAR_READERS, 'instAdminA', 'sysAdmin', 'commission'], run: async (r) => called(await as(r, `ConceptMap/${ids.mapB}/$entries`)) },
   'entry-history': { allowed: [...STAR_READERS, 'instAdminA', 'sysAdmin', 'commission'], run: async (r) => called(await as(r, `ConceptMap/${ids.mapB}/$entry-history?code=x`)) },

@@ -129,7 +129,7 @@ test.serial('the SMART configuration is public and names the token endpoint', as
     t.is(res.status, 200, path);
     const body = await res.json();
     t.is(body.token_endpoint, tokenUrl());
-    t.deepEqual(body.grant_types_supported, ['client_credentials']);
+    t.deepEqual(body.grant_types_supported, ['client_credentials', 'authorization_code']);
     t.deepEqual(body.token_endpoint_auth_signing_alg_values_supported, ['ES384', 'RS384']);
     t.true(body.capabilities.includes('client-confidential-asymmetric'));
   }

@@ -7,7 +7,7 @@
  */
 import type { AuditEvent, AuditEventAgent, AuditEventEntity, CodeableConcept, Coding, Reference } from '@medplum/fhirtypes';
 import type { Principal } from '../fhir/principal.ts';
-import { PRINCIPAL_SYSTEM } from '../recognition/records.ts';
+import { actingForAgent, PRINCIPAL_SYSTEM } from '../recognition/records.ts';
 import { CANONICAL_BASE } from '../terminology/canonical.ts';
 
 /** What the accounts module says about an account event (on `ctx.state.audit`). */
@@ -176,6 +176,8 @@ export function requestEvent(facts: RequestFacts, mask: Masker): AuditEvent {
       ...(purpose ? { purposeOfUse: [purpose] } : {}),
     },
   ];
+  // the user a HIS vouches for (a SMART app it launched, server/auth/app-auth.ts): the person behind the request
+  if (principal?.actingFor) agent.push(actingForAgent(principal.actingFor));
   if (principal?.institution) {
     agent.push({
       type: { coding: [{ system: 'http://terminology.hl7.org/CodeSystem/v3-RoleClass', code: 'PROV', display: 'healthcare provider' }] },

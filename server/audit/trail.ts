@@ -140,7 +140,8 @@ function factsOf(ctx: Koa.Context, failed: boolean): RequestFacts {
     account: ctx.state.audit as AccountAudit | undefined,
     ip: ctx.ip,
     requestId: ctx.state.requestId as string | undefined,
-    purpose: ctx.get('x-purpose-of-use') || undefined,
+    // an app launched for a patient reads for the purpose of its launch (TREAT), not a header's
+    purpose: (ctx.state.principal as Principal | undefined)?.patient !== undefined ? (ctx.state.principal as Principal).purposeOfUse : ctx.get('x-purpose-of-use') || undefined,
     answer,
     location: ctx.response.get('location') || undefined,
     now: new Date(),

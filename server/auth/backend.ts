@@ -28,6 +28,7 @@ import {
   verifyClientJwt,
   type KeySource,
 } from './keys.ts';
+import { LAUNCH_SCOPE } from './launch.ts';
 import { parseScope } from './scopes.ts';
 import type { TokenKeys } from './signing.ts';
 
@@ -94,7 +95,7 @@ export class BackendAuth {
       checkOrganization(client.organization, what);
       const scopes = typeof client.scope === 'string' ? client.scope.split(/\s+/).filter(Boolean) : [];
       const bad = scopes.find((s) => !knownScope(s));
-      if (scopes.length === 0 || bad) throw new Error(`${what}: scope must list SMART system scopes (system/<Type|*>.<cruds|read|write>) of FHIR R4 resource types${bad ? `, not '${bad}'` : ''}`);
+      if (scopes.length === 0 || bad) throw new Error(`${what}: scope must list SMART system scopes (system/<Type|*>.<cruds|read|write>) of FHIR R4 resource types, or ${LAUNCH_SCOPE}${bad ? `, not '${bad}'` : ''}`);
       if (this.clients.has(client.clientId)) throw new Error(`HUREN_CLIENTS: '${client.clientId}' is listed twice`);
       this.clients.set(client.clientId, { client, keys: keyResolver(client, what, options.production), scopes });
     }
@@ -107,6 +108,11 @@ export class BackendAuth {
   /** Whether `clientId` is registered. */
   has(clientId: string): boolean {
     return this.clients.has(clientId);
+  }
+
+  /** Whether `clientId` is registered with the scope to launch SMART apps (server/auth/launch.ts). */
+  mayLaunch(clientId: string): boolean {
+    return this.clients.get(clientId)?.scopes.includes(LAUNCH_SCOPE) === true;
   }
 
   /** `POST /auth/token` with the form fields; `tokenUrl` is the endpoint's own URL (the assertion's audience). */
@@ -213,14 +219,16 @@ export class BackendAuth {
   }
 }
 
-/** A SMART system scope naming a FHIR R4 resource type (or `*`). */
+/** A SMART system scope naming a FHIR R4 resource type (or `*`), or the scope to create launch contexts. */
 function knownScope(scope: string): boolean {
+  if (scope === LAUNCH_SCOPE) return true;
   const grant = parseScope(scope);
   return !!grant && (grant.type === '*' || isSupportedResourceType(grant.type));
 }
 
 /** Whether a requested scope asks for no more than one registered scope gives (same or wider type, superset of letters). */
 function covered(scope: string, registered: string[]): boolean {
+  if (scope === LAUNCH_SCOPE) return registered.includes(LAUNCH_SCOPE);
   const want = parseScope(scope);
   if (!want) return false;
   return registered.some((r) => {
@@ -234,14 +242,29 @@ export function loadBackendClients(value: string | undefined): BackendClient[] {
   return loadRegistrations<BackendClient>(value, 'HUREN_CLIENTS', '{ clientId, organization, scope, jwks | jwksUrl }');
 }
 
-/** `/.well-known/smart-configuration` (SMART App Launch 2.x, backend services part). */
-export function smartConfiguration(tokenUrl: string): Record<string, unknown> {
+/**
+ * `/.well-known/smart-configuration` (SMART App Launch 2.x): backend services for the hospital systems, and the
+ * EHR launch of the platform's registered apps (server/auth/app-auth.ts).
+ */
+export function smartConfiguration(base: string): Record<string, unknown> {
   return {
-    token_endpoint: tokenUrl,
-    grant_types_supported: ['client_credentials'],
-    token_endpoint_auth_methods_supported: ['private_key_jwt'],
+    authorization_endpoint: `${base}/auth/authorize`,
+    token_endpoint: `${base}/auth/token`,
+    grant_types_supported: ['client_credentials', 'authorization_code'],
+    response_types_supported: ['code'],
+    token_endpoint_auth_methods_supported: ['private_key_jwt', 'none'],
     token_endpoint_auth_signing_alg_values_supported: CLIENT_ALGORITHMS,
-    scopes_supported: ['system/*.rs', 'system/*.cruds', 'system/*.read', 'system/*.write', 'system/*.*'],
-    capabilities: ['client-confidential-asymmetric', 'permission-v1', 'permission-v2'],
+    code_challenge_methods_supported: ['S256'],
+    scopes_supported: ['system/*.rs', 'system/*.cruds', 'system/*.read', 'system/*.write', 'system/*.*', LAUNCH_SCOPE, 'launch', 'patient/*.rs', 'patient/*.read'],
+    capabilities: [
+      'client-confidential-asymmetric',
+      'launch-ehr',
+      'context-ehr-patient',
+      'context-ehr-encounter',
+      'client-public',
+      'permission-patient',
+      'permission-v1',
+      'permission-v2',
+    ],
   };
 }

@@ -92,13 +92,18 @@ export function patientsOf(resource: Resource): string[] {
 
 let compartmentTypes: Set<string> | undefined;
 
-/** Types whose resources may be personal data: Patient and the types of the R4 patient compartment. */
-export function isPersonalType(type: string): boolean {
+/** Patient and the types of the R4 patient compartment. */
+export function personalTypes(): ReadonlySet<string> {
   if (!compartmentTypes) {
     const cd = readJson('fhir/r4/compartmentdefinition-patient.json') as CompartmentDefinition;
     compartmentTypes = new Set(['Patient', ...(cd.resource ?? []).filter((r) => r.param?.length).map((r) => r.code as string)]);
   }
-  return compartmentTypes.has(type);
+  return compartmentTypes;
+}
+
+/** Types whose resources may be personal data: Patient and the types of the R4 patient compartment. */
+export function isPersonalType(type: string): boolean {
+  return personalTypes().has(type);
 }
 
 /** Personal data: a Patient, or a resource about one. */
@@ -115,6 +120,22 @@ function ownClaims(resource: Resource): Claim[] {
     });
   }
   return claims;
+}
+
+/**
+ * One person registered by several institutions: for each Patient id given, it and the Patients sharing an
+ * identifier (system and value) with it.
+ */
+export async function samePerson(repo: Repository, patients: readonly string[]): Promise<Map<string, Set<string>>> {
+  const same = await repo.connection.query<{ given: string; other: string }>(
+    `SELECT DISTINCT a.id AS given, b.id AS other FROM idx_token a
+       JOIN idx_token b ON b.type = 'Patient' AND b.param = 'identifier' AND b.code = a.code AND b.system IS NOT DISTINCT FROM a.system
+      WHERE a.type = 'Patient' AND a.param = 'identifier' AND a.id = ANY($1::text[]) AND a.code IS NOT NULL`,
+    [[...patients]]
+  );
+  const person = new Map<string, Set<string>>(patients.map((p) => [p, new Set([p])]));
+  for (const row of same) person.get(row.given)?.add(row.other);
+  return person;
 }
 
 /**
@@ -138,9 +159,31 @@ export class ReadAccess {
     return (this.own ??= institutionsOf(this.repo, this.principal));
   }
 
+  private launched?: Promise<Set<string>>;
+
+  /**
+   * A caller launched for one patient (a SMART app, Principal.patient): that patient's Patient ids (the person's
+   * registrations). Its launch is the HIS's word that the patient is in its care: nothing else is ever visible.
+   */
+  private compartment(): Promise<Set<string>> | undefined {
+    const patient = this.principal.patient;
+    if (patient === undefined) return undefined;
+    return (this.launched ??= samePerson(this.repo, [patient]).then((m) => m.get(patient) ?? new Set([patient])));
+  }
+
   /** For each resource: whether the caller may see it (the platform sees everything; non-personal data is not judged here). */
   async visible(resources: readonly Resource[]): Promise<boolean[]> {
     if (isPlatform(this.principal)) return resources.map(() => true);
+    const compartment = await this.compartment();
+    if (compartment) {
+      // every resource of a patient-compartment type must be about the launch patient, and nothing else
+      if ((await this.institutions()).ids.size === 0) return resources.map((r) => !isPersonalType(r.resourceType) && !isPersonal(r));
+      return resources.map((r) => {
+        const about = patientsOf(r);
+        if (!isPersonalType(r.resourceType) && about.length === 0) return true;
+        return about.length > 0 && about.every((p) => compartment.has(p));
+      });
+    }
     const personal = resources.map((r) => isPersonal(r));
     if (!personal.some(Boolean)) return resources.map(() => true);
     const own = await this.institutions();
@@ -158,6 +201,8 @@ export class ReadAccess {
     if (isPlatform(this.principal)) return true;
     const own = await this.institutions();
     if (own.ids.size === 0) return false;
+    const compartment = await this.compartment();
+    if (compartment) return compartment.has(patientId);
     const patient = (await this.repo.readMany('Patient', [patientId]))[0];
     if (patient && ownClaims(patient).length > 0 && ownClaims(patient).every((c) => namesOwn(c.reference, own))) return true;
     if (!this.principal.purposeOfUse) return false;
@@ -188,15 +233,7 @@ export class ReadAccess {
   private async caredFor(patients: string[], own: Institutions): Promise<Set<string>> {
     const now = this.options.now?.() ?? new Date();
     const since = new Date(now.getTime() - this.options.windowHours * 3_600_000);
-    // one person registered by several institutions: the Patients sharing an identifier
-    const same = await this.repo.connection.query<{ given: string; other: string }>(
-      `SELECT DISTINCT a.id AS given, b.id AS other FROM idx_token a
-         JOIN idx_token b ON b.type = 'Patient' AND b.param = 'identifier' AND b.code = a.code AND b.system IS NOT DISTINCT FROM a.system
-        WHERE a.type = 'Patient' AND a.param = 'identifier' AND a.id = ANY($1::text[]) AND a.code IS NOT NULL`,
-      [patients]
-    );
-    const person = new Map<string, Set<string>>(patients.map((p) => [p, new Set([p])]));
-    for (const row of same) person.get(row.given)?.add(row.other);
+    const person = await samePerson(this.repo, patients);
     const everyone = [...new Set([...person.values()].flatMap((s) => [...s]))];
     const events = await this.repo.connection.query<{ patient: string; type: string; content: Resource }>(
       `SELECT x.target_id AS patient, r.type, r.content FROM idx_reference x

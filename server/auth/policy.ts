@@ -32,6 +32,12 @@ export const PLATFORM_RECORDS: ReadonlySet<string> = new Set(['DetectedIssue', '
  */
 export const PLATFORM_OPERATIONS: ReadonlySet<string> = new Set(['badge-settings', 'code-upgrade', 'catalogue-import', 'evaluate-monitoring', 'chain-statistics']);
 
+/**
+ * The operations an app launched for one patient (a SMART EHR launch, server/auth/app-auth.ts) may run: the
+ * patient's reports and record, a report's chain verification, and terminology look-ups.
+ */
+const LAUNCHED_OPERATIONS: ReadonlySet<string> = new Set(['reports', 'view', 'everything', 'summary', 'verify', 'trace', 'lookup', 'expand', 'validate-code', 'subsumes']);
+
 /** Types a bound caller creates only naming its own institution (a report without a performer is no one's). */
 const CLAIM_REQUIRED: Record<string, string> = {
   DiagnosticReport: 'performer',
@@ -76,6 +82,9 @@ export function accessPolicy(): AccessPolicy {
       const need = missing(principal.scopes, needs);
       if (need) throw fail(403, 'forbidden', refusalText(need));
       const op = segments.find((x) => x.startsWith('$'))?.slice(1);
+      if (op && principal.patient !== undefined && !LAUNCHED_OPERATIONS.has(op)) {
+        throw fail(403, 'forbidden', `$${op} is not open to an app launched for a patient (its token reads that patient's record)`);
+      }
       if (op && PLATFORM_OPERATIONS.has(op) && principal.institution && !isPlatform(principal)) {
         throw fail(403, 'forbidden', `$${op} changes the platform's own records: it is run by the platform, not by an institution`);
       }

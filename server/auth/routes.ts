@@ -1,6 +1,7 @@
 /**
  * The OAuth endpoints of SMART Backend Services: `POST /auth/token` (public: the client authenticates with its
- * signed assertion; throttled per source address and per client) and `/.well-known/smart-configuration`
+ * signed assertion; throttled per source address and per client; with grant_type=authorization_code a
+ * registered SMART app exchanges its code, server/auth/app-auth.ts) and `/.well-known/smart-configuration`
  * (public, also under the FHIR base); and two administration calls that need the platform token:
  *
  *   POST /auth/revoke       client_id=…   every access token issued to that client so far stops working
@@ -13,6 +14,7 @@ import type Koa from 'koa';
 import { decodeJwt } from 'jose';
 import { readBody } from '../http/body.ts';
 import { OAuthError, smartConfiguration, type BackendAuth } from './backend.ts';
+import type { AppAuth } from './app-auth.ts';
 import type { TokenKeys } from './signing.ts';
 import type { AuthThrottle } from './throttle.ts';
 
@@ -26,6 +28,8 @@ export interface AuthRouteOptions {
   keys: TokenKeys;
   throttle: AuthThrottle;
   base: () => string;
+  /** The registered SMART apps' code exchange (grant_type=authorization_code, server/auth/app-auth.ts). */
+  apps?: AppAuth;
 }
 
 export function authRoutes(options: AuthRouteOptions): Koa.Middleware {
@@ -33,7 +37,7 @@ export function authRoutes(options: AuthRouteOptions): Koa.Middleware {
   return async (ctx, next) => {
     if ((ctx.path === '/.well-known/smart-configuration' || ctx.path === '/fhir/.well-known/smart-configuration') && (ctx.method === 'GET' || ctx.method === 'HEAD')) {
       ctx.type = 'application/json; charset=utf-8';
-      ctx.body = JSON.stringify(smartConfiguration(`${options.base()}${TOKEN_PATH}`));
+      ctx.body = JSON.stringify(smartConfiguration(options.base()));
       return;
     }
     if (ctx.path !== TOKEN_PATH && ctx.path !== REVOKE_PATH && ctx.path !== ROTATE_PATH) return next();
@@ -51,6 +55,11 @@ export function authRoutes(options: AuthRouteOptions): Koa.Middleware {
       const fromSource = throttle.tokenFromSource(ctx.ip);
       if (fromSource > 0) throw tooMany(ctx, fromSource, 'from this address');
       const form = await formOf(ctx);
+      if (form.get('grant_type') === 'authorization_code' && options.apps) {
+        ctx.status = 200;
+        ctx.body = JSON.stringify(await options.apps.exchange(form));
+        return;
+      }
       const client = registeredIssuer(backend, form.get('client_assertion'));
       const forClient = client === undefined ? 0 : throttle.tokenForClient(client);
       if (forClient > 0) throw tooMany(ctx, forClient, 'for this client');

@@ -79,14 +79,18 @@ export function capabilityStatement(baseUrl: string, engine: FhirEngine, options
           extension: [
             {
               url: 'http://fhir-registry.smarthealthit.org/StructureDefinition/oauth-uris',
-              extension: [{ url: 'token', valueUri: `${baseUrl.replace(/\/fhir$/, '')}/auth/token` }],
+              extension: [
+                { url: 'token', valueUri: `${baseUrl.replace(/\/fhir$/, '')}/auth/token` },
+                { url: 'authorize', valueUri: `${baseUrl.replace(/\/fhir$/, '')}/auth/authorize` },
+              ],
             },
           ],
           service: [{ coding: [{ system: 'http://terminology.hl7.org/CodeSystem/restful-security-service', code: 'SMART-on-FHIR' }] }],
           description:
             'Every request except this statement and the health endpoints needs a bearer token (Authorization: Bearer …): ' +
             'an access token from SMART Backend Services (client_credentials with a signed JWT assertion, see /.well-known/smart-configuration), ' +
-            'within its system scopes, or the platform token.',
+            'within its system scopes; an access token of a SMART app the platform launched from a HIS (EHR launch: authorization code with PKCE S256, ' +
+            'patient scopes, the patient in the launch context), which reads only that patient\'s data; or the platform token.',
         },
         resource: resources,
         interaction: [{ code: 'transaction' }, { code: 'batch' }, { code: 'history-system' }],

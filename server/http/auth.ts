@@ -26,6 +26,8 @@ export { ANONYMOUS, type Principal } from '../fhir/principal.ts';
 /** Paths anyone may call (DESIGN.md §6a). */
 export function isPublic(method: string, path: string): boolean {
   if (path === TOKEN_PATH) return true;
+  // a SMART app's authorization request (server/auth/app-auth.ts): the browser comes without a token
+  if (method === 'GET' && path === '/auth/authorize') return true;
   // the two sign-in steps of a person (server/accounts/): the password, then the second factor
   if (method === 'POST' && (path === '/api/session/login' || path === '/api/session/second-factor')) return true;
   if (method !== 'GET' && method !== 'HEAD' && method !== 'OPTIONS') return false;
@@ -127,7 +129,11 @@ export function authMiddleware(bootstrap: BootstrapToken, options: AuthOptions =
       ctx.set('WWW-Authenticate', 'Bearer');
       throw fail(401, 'login', 'A bearer token is required (Authorization: Bearer …)');
     }
+    // an app launched for one patient (server/auth/app-auth.ts) reads that patient's FHIR data, and nothing else here
     ctx.state.principal = principal;
+    if (principal.patient !== undefined && !isPublic(ctx.method, ctx.path) && ctx.path !== '/fhir' && !ctx.path.startsWith('/fhir/')) {
+      throw fail(403, 'forbidden', 'A SMART app launched for a patient may only read that patient\'s FHIR data');
+    }
     await next();
   };
 }

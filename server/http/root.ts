@@ -16,7 +16,7 @@ const LINKS: Link[] = [
   { rel: 'app', path: '/app', title: 'the monitoring app for the health commission and the report viewer for doctors (zh-CN)' },
   { rel: 'metadata', path: '/fhir/metadata', title: 'the FHIR R4 API: its CapabilityStatement (no token needed)' },
   { rel: 'fhir-base', path: '/fhir', title: 'the FHIR R4 base (needs a bearer token)' },
-  { rel: 'smart-configuration', path: '/.well-known/smart-configuration', title: 'how hospital systems get an access token (SMART Backend Services)' },
+  { rel: 'smart-configuration', path: '/.well-known/smart-configuration', title: 'how hospital systems get an access token (SMART Backend Services) and open the report viewer for a patient (SMART EHR launch)' },
   { rel: 'cds-services', path: '/cds-services', title: 'CDS Hooks discovery' },
   { rel: 'health', path: '/healthz', title: 'health check' },
 ];

@@ -5,10 +5,11 @@
  *   are appended later as `mitigation` (action = recognised | not-recognised + reason code);
  * - the access record of every report view — an AuditEvent (no personal data in it).
  */
-import type { AuditEvent, AuditEventEntity, CodeableConcept, Coding, DetectedIssue, DetectedIssueMitigation, Reference } from '@medplum/fhirtypes';
+import type { AuditEvent, AuditEventAgent, AuditEventEntity, CodeableConcept, Coding, DetectedIssue, DetectedIssueMitigation, Reference } from '@medplum/fhirtypes';
 import { EXT, PROFILE, RECOGNITION_SERVICE } from '../profiles/canonical.ts';
 import { CANONICAL_BASE, DECISION_SYSTEM, REASON_SYSTEM, RECORD_KIND_SYSTEM } from '../terminology/canonical.ts';
 import type { Candidate } from './facts.ts';
+import type { ActingFor } from '../fhir/principal.ts';
 
 export type RecordKind = 'encounter-reminder' | 'duplicate-order-reminder';
 
@@ -121,8 +122,27 @@ function clip(text: string, max: number): string {
 // ---------------------------------------------------------------------------------------------------
 // access records
 
+/** The logins of a HIS client's users, as the HIS asserts them: `<base>/sid/his-user/<client id>`. */
+export const hisUserSystem = (clientId: string) => `${CANONICAL_BASE}/sid/his-user/${clientId}`;
+
+/**
+ * The agent of a user another system vouches for (ActingFor: the HIS that launched the app): its Practitioner or
+ * identifier, else its login in that HIS; the login also as altId. The principal's own agent names the HIS client.
+ */
+export function actingForAgent(user: ActingFor): AuditEventAgent {
+  const who = user.practitioner ? { reference: user.practitioner } : user.identifier ? { identifier: user.identifier } : { identifier: { system: hisUserSystem(user.assertedBy), value: user.login ?? '' } };
+  return {
+    type: { coding: [{ system: 'http://terminology.hl7.org/CodeSystem/extra-security-role-type', code: 'humanuser', display: 'human user' }] },
+    who: who as AuditEventAgent['who'],
+    ...(user.login ? { altId: user.login } : {}),
+    requestor: true,
+  };
+}
+
 export interface AccessInput {
   principalId: string;
+  /** The user a HIS vouches for (a SMART app it launched): an agent of its own. */
+  actingFor?: AuditEventAgent;
   /** The requesting institution, when known. */
   requester?: Reference;
   /** The operation, e.g. `$view`. */
@@ -151,6 +171,7 @@ export function accessRecord(input: AccessInput): AuditEvent {
     outcome: '0',
     agent: [
       { who: { identifier: { system: PRINCIPAL_SYSTEM, value: input.principalId } }, requestor: true },
+      ...(input.actingFor ? [input.actingFor] : []),
       ...(input.requester?.reference ? [{ who: { reference: input.requester.reference }, requestor: false }] : []),
     ],
     source: {

@@ -19,7 +19,7 @@ import {
   type LoadedReport,
   type Requester,
 } from './facts.ts';
-import { accessRecord } from './records.ts';
+import { accessRecord, actingForAgent } from './records.ts';
 import type { Verdict } from './rules.ts';
 import { defaultRequester, type ServiceContext } from './model.ts';
 import { resolvePatients, resolveRequester, type ResolvedRequester } from './patients.ts';
@@ -145,6 +145,7 @@ function kindOf(value: string, index: number): string {
 
 /** Writes an AuditEvent for a view (type rest / read; agent = the principal; no personal data). */
 export async function recordAccess(ctx: ServiceContext, operation: string, entities: Reference[], requester?: Reference): Promise<void> {
-  await ctx.repo.create(accessRecord({ principalId: ctx.principal?.id ?? 'unknown', requester, operation, entities, now: ctx.now ?? new Date() }));
+  const actingFor = ctx.principal?.actingFor ? actingForAgent(ctx.principal.actingFor) : undefined;
+  await ctx.repo.create(accessRecord({ principalId: ctx.principal?.id ?? 'unknown', ...(actingFor ? { actingFor } : {}), requester, operation, entities, now: ctx.now ?? new Date() }));
 }
 

@@ -9,8 +9,11 @@
  */
 const TOKEN_KEY = 'huren.token';
 const EXPIRY_KEY = 'huren.session';
+/** The launch context of a session opened from the HIS (SMART EHR launch, launch.ts): its patient. */
+const LAUNCH_KEY = 'huren.launch';
 
-export type LostReason = 'expired' | 'idle';
+/** Why a session ended by itself; `launch-ended`: a session opened from the HIS (its token expired or was revoked). */
+export type LostReason = 'expired' | 'idle' | 'launch-ended';
 
 export class ApiError extends Error {
   constructor(
@@ -27,7 +30,25 @@ export function token(): string | null {
   return sessionStorage.getItem(TOKEN_KEY);
 }
 
-/** A session token from the accounts sign-in (the platform token is anything else). */
+export interface LaunchContext {
+  patient: string;
+}
+
+/** The launch context when the session was opened from the HIS (a SMART app token), else null. */
+export function launchContext(): LaunchContext | null {
+  try {
+    const value = JSON.parse(sessionStorage.getItem(LAUNCH_KEY) ?? 'null') as LaunchContext | null;
+    return value && typeof value.patient === 'string' && token() ? value : null;
+  } catch {
+    return null;
+  }
+}
+
+export function setLaunch(context: LaunchContext): void {
+  sessionStorage.setItem(LAUNCH_KEY, JSON.stringify(context));
+}
+
+/** A session token from the accounts sign-in (the platform token and a launch's token are anything else). */
 export const isSessionToken = (t: string | null): boolean => !!t && t.startsWith('hus_');
 
 interface Expiry {
@@ -60,6 +81,7 @@ function clearTimers(): void {
 }
 
 function lost(reason: LostReason): void {
+  if (launchContext()) reason = 'launch-ended';
   setToken(null);
   lostHandler?.(reason);
 }
@@ -67,9 +89,10 @@ function lost(reason: LostReason): void {
 /** Restarts the idle clock (after every answered call) and sets the absolute one. */
 function armTimers(): void {
   clearTimers();
-  if (!isSessionToken(token())) return;
+  // a session of the accounts sign-in has both clocks; a launch from the HIS its token's absolute end
+  if (!isSessionToken(token()) && !launchContext()) return;
   const e = expiry();
-  if (e.idleTimeoutSeconds) idleTimer = setTimeout(() => lost('idle'), e.idleTimeoutSeconds * 1000);
+  if (e.idleTimeoutSeconds && isSessionToken(token())) idleTimer = setTimeout(() => lost('idle'), e.idleTimeoutSeconds * 1000);
   if (e.expiresAt) {
     const left = Date.parse(e.expiresAt) - Date.now();
     // setTimeout takes at most ~24.8 days; a session is hours long
@@ -86,6 +109,7 @@ export function setToken(value: string | null, session?: Expiry): void {
   } else {
     sessionStorage.removeItem(TOKEN_KEY);
     sessionStorage.removeItem(EXPIRY_KEY);
+    sessionStorage.removeItem(LAUNCH_KEY);
     clearTimers();
   }
 }

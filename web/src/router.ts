@@ -40,6 +40,9 @@ export const routes: RouteRecordRaw[] = [
   { path: '/audit', component: () => import('./pages/Audit.vue'), meta: { title: '审计日志', roles: ['audit-admin'] } },
   { path: '/patients/:patient/reports', component: () => import('./pages/Reports.vue'), meta: { title: '报告调阅', roles: ['doctor'], menu: false } },
   { path: '/reports/:id', component: () => import('./pages/Report.vue'), meta: { title: '报告详情', roles: ['doctor'], menu: false } },
+  // SMART App Launch from the HIS (launch.ts): the launch, and the authorization server's answer
+  { path: '/launch', component: () => import('./pages/Launch.vue'), meta: { public: true, bare: true, title: '报告调阅' } },
+  { path: '/launch/callback', component: () => import('./pages/Launch.vue'), meta: { public: true, bare: true, title: '报告调阅' } },
   { path: '/:rest(.*)', component: () => import('./pages/NotFound.vue'), meta: { public: true, title: '页面不存在' } },
 ];
 
@@ -76,7 +79,7 @@ router.beforeEach(async (to) => {
   }
   if (!me) return { path: '/login', query: { reason: 'expired', ...withNext(to) } };
   if (me.mustChangePassword && to.path !== '/password') return { path: '/password', query: withNext(to) };
-  if (to.path === '/') return menuFor(me.roles)[0]?.path ?? '/forbidden';
+  if (to.path === '/') return me.launched ? `/patients/${encodeURIComponent(me.launched.patient)}/reports` : (menuFor(me.roles)[0]?.path ?? '/forbidden');
   if (!allowed(to.meta, me.roles)) return { path: '/forbidden', query: { page: to.meta.title ?? to.path } };
   return true;
 });
@@ -85,5 +88,7 @@ onSessionLost((reason) => {
   resetUser();
   const current = router.currentRoute.value;
   if (current.meta.public) return;
+  // a doctor opened from the HIS has no platform account to sign in with: back to the HIS
+  if (reason === 'launch-ended') return void router.replace({ path: '/launch', query: { ended: '1' } });
   void router.replace({ path: '/login', query: { reason, ...withNext(current) } });
 });
