@@ -3,8 +3,8 @@
  * (`DATABASE_URL`). The rest of the code sees only `Database` and `Sql`.
  */
 import { createHash } from 'node:crypto';
-import { mkdirSync } from 'node:fs';
 import pg from 'pg';
+import { openPglite } from './pglite.ts';
 
 export interface Sql {
   query<T = Record<string, any>>(text: string, params?: unknown[]): Promise<T[]>;
@@ -80,38 +80,6 @@ export async function analyzeGrownTables(db: Database): Promise<string[]> {
   );
   for (const { name } of stale) await db.query(`ANALYZE ${name}`);
   return stale.map((s) => s.name);
-}
-
-async function openPglite(dataDir: string | undefined): Promise<Database> {
-  const { PGlite } = await import('@electric-sql/pglite');
-  if (dataDir) {
-    mkdirSync(dataDir, { recursive: true });
-  }
-  const lite = await PGlite.create(dataDir ? { dataDir } : {});
-  const query: Sql['query'] = async (text, params) => (await lite.query<any>(text, params as any[])).rows;
-  return {
-    engine: 'pglite',
-    query,
-    replica: { query },
-    async listen(channel, onMessage) {
-      const stop = await lite.listen(channel, onMessage);
-      // stopping after the database closed (a shutdown in another order) has nothing left to stop
-      return async () => stop().catch(() => undefined);
-    },
-    async transaction(fn) {
-      return lite.transaction(async (tx) =>
-        fn({
-          async query(text, params) {
-            const result = await tx.query<any>(text, params as any[]);
-            return result.rows;
-          },
-        })
-      );
-    },
-    async close() {
-      await lite.close();
-    },
-  };
 }
 
 /**
