@@ -123,6 +123,7 @@ export function loadConfig(env: NodeJS.ProcessEnv = process.env, overrides: Part
       maxAnswerBytes: intEnv(env.HUREN_MAX_ANSWER_BYTES, DEFAULT_LIMITS.maxAnswerBytes),
       maxArrayLength: intEnv(env.HUREN_MAX_ARRAY_LENGTH, DEFAULT_LIMITS.maxArrayLength),
       maxIndexRows: intEnv(env.HUREN_MAX_INDEX_ROWS, DEFAULT_LIMITS.maxIndexRows),
+      maxHasDepth: intEnv(env.HUREN_MAX_HAS_DEPTH, DEFAULT_LIMITS.maxHasDepth),
     },
     statementTimeoutMs: intEnv(env.HUREN_STATEMENT_TIMEOUT_MS, 30_000),
     publicUrl: env.HUREN_PUBLIC_URL?.replace(/\/$/, '') || undefined,

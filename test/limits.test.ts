@@ -62,6 +62,19 @@ test.serial('_offset beyond the maximum is a 400 on search and _history, on a di
   }
 });
 
+test.serial('_has nested beyond the limit is a 400 too-costly naming the parameter; within it, the search runs', async (t) => {
+  const nested = (n: number) => `Patient?${'_has:Patient:link:'.repeat(n)}name=x`;
+  const within = await s.fhir(nested(4));
+  t.is(within.status, 200, await within.clone().text());
+  const beyond = await s.fhir(nested(5));
+  t.is(beyond.status, 400);
+  const outcome = (await beyond.json()) as any;
+  t.is(outcome.issue[0].code, 'too-costly');
+  t.regex(outcome.issue[0].details.text, /nested 5 levels deep; at most 4/);
+  t.true(outcome.issue[0].expression[0].startsWith('_has:Patient:link:_has:'));
+  t.is((await s.fhir(nested(110))).status, 400, 'the depth that once hung the embedded store never reaches it');
+});
+
 test.serial('deep pages beyond the largest _offset go on through the next link (a cursor), without gaps or repeats', async (t) => {
   const small = await startTestServer({ limits: { ...DEFAULT_LIMITS, maxOffset: 4 } });
   try {

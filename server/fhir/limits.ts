@@ -20,6 +20,8 @@ export interface Limits {
   maxArrayLength: number;
   /** Search-index rows of one resource version; beyond it: 422. */
   maxIndexRows: number;
+  /** Levels of `_has` nested in one search parameter (`_has:A:p:_has:B:q:…`); beyond it: 400. */
+  maxHasDepth: number;
 }
 
 export const DEFAULT_LIMITS: Limits = {
@@ -30,6 +32,7 @@ export const DEFAULT_LIMITS: Limits = {
   maxAnswerBytes: 64 * 1024 * 1024,
   maxArrayLength: 10_000,
   maxIndexRows: 20_000,
+  maxHasDepth: 4,
 };
 
 let current: Limits = { ...DEFAULT_LIMITS };

@@ -248,6 +248,8 @@ function parseChain(resourceType: string, head: string, rest: string, value: str
 
 function parseHas(resourceType: string, key: string, value: string, unknown: string[]): Clause | undefined {
   // _has:Observation:patient:code=1234-5
+  const depth = key.split('_has:').length - 1;
+  if (depth > limits().maxHasDepth) throw tooCostly(400, `_has is nested ${depth} levels deep; at most ${limits().maxHasDepth}`, key.slice(0, 80));
   const parts = key.split(':');
   if (parts.length < 4) throw invalid('_has must be _has:Type:referenceParameter:parameter', key);
   const [, sourceType, refCode, ...restParts] = parts;
