@@ -743,13 +743,14 @@ async function benchProvenance(store: Store, machine: Record<string, unknown>) {
 
 async function benchWebapp(store: Store, machine: Record<string, unknown>) {
   if (store !== 'postgres') throw new Error('The screen scenario bulk-loads through a second connection: --store postgres');
-  log(`${store}: starting the server (monitoring jobs off: the screen reads the facts, not the evaluation)`);
-  const server = await startServer({ store, keepDatabase: options.keepDb, env: { HUREN_MONITORING_CRON: 'off' } });
+  log(`${store}: starting the server${options.database ? ` on the kept database ${options.database}` : ''} (monitoring and chain jobs off: the screen reads the facts, and a sweep's updates of report_version deadlocked with the receipt spread at a million reports)`);
+  const jobsOff = { HUREN_MONITORING_CRON: 'off', HUREN_ANCHOR_CRON: 'off', HUREN_SWEEP_CRON: 'off', HUREN_DEEP_SWEEP_CRON: 'off', HUREN_STATISTICS_CRON: 'off', HUREN_VERIFY_CRON: 'off', HUREN_ANALYZE_CRON: 'off' };
+  const server = await startServer({ store, keepDatabase: options.keepDb || !!options.database, databaseName: options.database, env: jobsOff });
   const client = new FhirClient(server.baseUrl, server.token, 64);
   try {
     log(`${store}: screen — ${options.screenReports} reports over ${options.screenDays} days, ${options.screenRuns} first loads`);
     const result = await screenFirstLoad(client, server, {
-      reports: options.screenReports,
+      reports: options.database ? 0 : options.screenReports,
       days: options.screenDays,
       runs: options.screenRuns,
       reportObs: options.reportObs,

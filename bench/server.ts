@@ -111,6 +111,10 @@ export async function startServer(options: ServerOptions): Promise<RunningServer
       HUREN_BOOTSTRAP_TOKEN: token,
       LOG_LEVEL: 'warn',
       NODE_ENV: 'production',
+      // the load generator is one address (and one token) sending thousands of requests a second: the per-source
+      // and per-caller request limits (docs/security.md, test/edge.test.ts) would answer most of them 429
+      HUREN_RATE_API_PER_SOURCE: '1000000000',
+      HUREN_RATE_API_PER_CLIENT: '1000000000',
       ...options.env,
     },
     stdio: ['ignore', 'pipe', 'pipe'],
