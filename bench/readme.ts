@@ -429,6 +429,7 @@ function webappSection(runs: SuiteRun[]): string[] {
   const kib = (b: number | undefined) => (b === undefined ? '—' : `${n(Math.round(b / 1024))} KiB`);
   const rows: string[][] = [
     ['reports stored', ...runs.map((r) => n(r.data.reports))],
+    ['the past 62 days counted and kept once (the hourly jobs\' work, before the loads), ms', ...runs.map((r) => (r.scenarios.screen?.keep ? `${r.scenarios.screen.keep.ms} (usage ${r.scenarios.screen.keep.usageMs}, chain ${r.scenarios.screen.keep.chainMs})` : '—'))],
     ['first load of /app/screen → counters rendered, p50 / max ms', ...runs.map((r) => `${r.scenarios.screen?.firstLoad?.ms?.p50} / ${r.scenarios.screen?.firstLoad?.ms?.max} (${r.options.runs} runs)`)],
     ['fetched on first load: on the wire, decoded (requests)', ...runs.map((r) => `${kib(r.scenarios.screen?.firstLoad?.bytesFetched)}, ${kib(r.scenarios.screen?.firstLoad?.bytesDecoded)} (${r.scenarios.screen?.firstLoad?.requests ?? '—'})`)],
     ['API calls of the first load, ms', ...runs.map((r) => (r.scenarios.screen?.firstLoad?.apiMs ?? []).map((a: { path: string; ms: number }) => `${a.path.replace('/api/', '')} ${a.ms}`).join(', '))],

@@ -744,7 +744,7 @@ async function benchProvenance(store: Store, machine: Record<string, unknown>) {
 async function benchWebapp(store: Store, machine: Record<string, unknown>) {
   if (store !== 'postgres') throw new Error('The screen scenario bulk-loads through a second connection: --store postgres');
   log(`${store}: starting the server${options.database ? ` on the kept database ${options.database}` : ''} (monitoring and chain jobs off: the screen reads the facts, and a sweep's updates of report_version deadlocked with the receipt spread at a million reports)`);
-  const jobsOff = { HUREN_MONITORING_CRON: 'off', HUREN_ANCHOR_CRON: 'off', HUREN_SWEEP_CRON: 'off', HUREN_DEEP_SWEEP_CRON: 'off', HUREN_STATISTICS_CRON: 'off', HUREN_VERIFY_CRON: 'off', HUREN_ANALYZE_CRON: 'off' };
+  const jobsOff = { HUREN_MONITORING_CRON: 'off', HUREN_MONITORING_KEEP_CRON: 'off', HUREN_ANCHOR_CRON: 'off', HUREN_SWEEP_CRON: 'off', HUREN_DEEP_SWEEP_CRON: 'off', HUREN_STATISTICS_CRON: 'off', HUREN_VERIFY_CRON: 'off', HUREN_ANALYZE_CRON: 'off' };
   const server = await startServer({ store, keepDatabase: options.keepDb || !!options.database, databaseName: options.database, env: jobsOff });
   const client = new FhirClient(server.baseUrl, server.token, 64);
   try {
@@ -769,7 +769,7 @@ async function benchWebapp(store: Store, machine: Record<string, unknown>) {
       data: { reports: options.screenReports },
       machine,
       ...(result.load ? { load: result.load } : {}),
-      scenarios: { screen: { bundle: result.bundle, firstLoad: result.firstLoad } },
+      scenarios: { screen: { bundle: result.bundle, keep: result.keep, firstLoad: result.firstLoad } },
       ...(options.note ? { note: options.note } : {}),
     };
   } finally {

@@ -17,6 +17,8 @@ export interface MonitoringConfig {
   cron: string;
   /** The daily MeasureReports' job (default 00:20 every day: yesterday and today). */
   reportsCron: string;
+  /** When the figures of the past days (the big screen's 62 days) are counted and kept ahead of their readers. */
+  keepCron: string;
   interruption: Thresholds;
   disabled: Thresholds;
   /** On-time rate (%) below which timeliness levels 1–4 start (descending). */
@@ -56,6 +58,7 @@ export function loadMonitoringConfig(env: NodeJS.ProcessEnv = process.env): Moni
   return {
     cron: env.HUREN_MONITORING_CRON || '0 * * * * *',
     reportsCron: env.HUREN_MONITORING_REPORTS_CRON || '0 20 0 * * *',
+    keepCron: env.HUREN_MONITORING_KEEP_CRON || '0 5 * * * *',
     interruption: list(env.HUREN_MONITORING_INTERRUPTION_MINUTES, DEFAULT_INTERRUPTION_THRESHOLDS, 'HUREN_MONITORING_INTERRUPTION_MINUTES'),
     disabled: list(env.HUREN_MONITORING_DISABLED_MINUTES, DEFAULT_DISABLED_THRESHOLDS, 'HUREN_MONITORING_DISABLED_MINUTES'),
     timelinessRates: list(env.HUREN_MONITORING_TIMELINESS_RATES, DEFAULT_TIMELINESS_RATES, 'HUREN_MONITORING_TIMELINESS_RATES', true),

@@ -19,6 +19,7 @@
 import { createHash } from 'node:crypto';
 import type { Extension, MeasureReport, MeasureReportGroup } from '@medplum/fhirtypes';
 import type { Sql } from '../db/database.ts';
+import { dayFigures } from '../db/day-figures.ts';
 import type { Repository } from '../fhir/repository.ts';
 import { CANONICAL_BASE } from '../terminology/canonical.ts';
 import type { MonitoringConfig } from './config.ts';
@@ -178,6 +179,27 @@ export async function scopeRows(sql: Sql, facts: MonitoringFacts, config: Monito
     }
     return { scope: g.scope, key: g.key, day: g.day, usage, notRecognisedByReason: reasons, timeliness: summariseTimeliness(g.rows.flatMap((r) => r.delays), config.lateMinutes), saving };
   });
+}
+
+type UsageFigures = Omit<ScopeRow, 'scope' | 'key' | 'day'>;
+
+/**
+ * The rows of one scope (and key) per day in [from, to]: the days that ended are counted once and kept
+ * (server/db/day-figures.ts: a late fact of a past day, a changed district or late threshold counts it again),
+ * today is counted live — so the big screen reads a few rows per day, however many facts are stored.
+ */
+export async function usageRows(sql: Sql, facts: MonitoringFacts, config: MonitoringConfig, from: string, to: string, scope: ScopeRow['scope'], key?: string): Promise<ScopeRow[]> {
+  const figures = await dayFigures<UsageFigures>(sql, {
+    kind: 'usage',
+    from,
+    to,
+    scope,
+    key,
+    basis: `late=${config.lateMinutes}`,
+    dependsOn: ['organizations'],
+    count: async (f, t) => (await scopeRows(sql, facts, config, f, t)).map(({ scope, key, day, ...figures }) => ({ scope, key, day, figures })),
+  });
+  return figures.map((f) => ({ scope: f.scope as ScopeRow['scope'], key: f.key, day: f.day, ...f.figures }));
 }
 
 const pop = (code: string, count: number) => ({ code: { coding: [{ system: POP, code }] }, count });

@@ -12,7 +12,10 @@ import { MonitoringFacts } from './facts.ts';
 import { districtsWithActivity, lastCompletePeriod, parseArea, type BriefingArea, type BriefingPeriod } from './briefing-data.ts';
 import { PdfPrinter } from './briefing-pdf.ts';
 import { generateBriefing, type BriefingResult } from './briefing.ts';
-import { CITY, generateReports } from './measures.ts';
+import { CITY, generateReports, usageRows } from './measures.ts';
+
+/** How many past days the keep-days job keeps counted (the big screen shows 30 days and the month). */
+const KEEP_DAYS = 62;
 
 const dayOf = (t: number) => new Date(t + 8 * 3_600_000).toISOString().slice(0, 10);
 
@@ -71,6 +74,15 @@ export class MonitoringService {
         run: async (tick) => {
           const today = dayOf(tick.getTime());
           await this.generateReports(new Repository(this.db), dayOf(tick.getTime() - 86_400_000), today);
+        },
+      },
+      {
+        name: 'monitoring.keep-days',
+        cron: this.config.keepCron,
+        // the days that ended are counted once and kept (measures.ts usageRows): the first reader pays nothing
+        run: async (tick) => {
+          const today = dayOf(tick.getTime());
+          await usageRows(this.db, this.facts, this.config, dayOf(tick.getTime() - KEEP_DAYS * 86_400_000), today, 'city');
         },
       },
       {

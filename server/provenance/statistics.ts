@@ -15,6 +15,7 @@
 import { createHash } from 'node:crypto';
 import type { MeasureReport, MeasureReportGroup } from '@medplum/fhirtypes';
 import type { Sql } from '../db/database.ts';
+import { dayFigures } from '../db/day-figures.ts';
 import type { Repository } from '../fhir/repository.ts';
 import { CANONICAL_BASE } from '../terminology/canonical.ts';
 
@@ -104,8 +105,26 @@ export function statisticsRange(input: { from?: string; to?: string; institution
 
 const zero = (): Counts => Object.fromEntries(STATISTICS.map(([code]) => [code, 0])) as Counts;
 
-/** The counts per (institution, day) in the range, ordered by day then institution; days without reports are left out. */
+/**
+ * The counts per (institution, day) in the range, ordered by day then institution; days without reports are
+ * left out. Days that ended are counted once and kept (server/db/day-figures.ts: a changed status or anchor of
+ * an old version counts its day again); today is counted live.
+ */
 export async function chainStatistics(sql: Sql, range: StatisticsRange): Promise<StatisticsRow[]> {
+  const kept = await dayFigures<Counts>(sql, {
+    kind: 'chain',
+    from: range.from,
+    to: range.to,
+    scope: 'institution',
+    key: range.institution,
+    basis: 'counts-v1',
+    count: async (from, to) => (await countChainStatistics(sql, { from, to })).map(({ institution, day, ...counts }) => ({ day, scope: 'institution', key: institution, figures: counts })),
+  });
+  return kept.map((f) => ({ institution: f.key, day: f.day, ...f.figures }));
+}
+
+/** The counts of the range from the provenance tables. */
+async function countChainStatistics(sql: Sql, range: StatisticsRange): Promise<StatisticsRow[]> {
   const rows = await sql.query<Record<string, string | number>>(
     `SELECT performer AS institution,
             to_char((created_at AT TIME ZONE 'UTC') + interval '8 hours', 'YYYY-MM-DD') AS day,
