@@ -325,7 +325,7 @@ function recognitionSection(runs: SuiteRun[]): string[] {
     '### Recognition check and CDS Hooks at a fixed arrival rate',
     '',
     '`npm run bench -- --store postgres --scenarios recognition-check,cds-order-sign --reports 1000000 --rate 200 --keep-db`',
-    '(reuse a kept database: `--database <name>`). Open loop: requests are scheduled at the rate whatever the',
+    '(reuse a kept database: `--database <name>`; its data directory, with the keys its sealed rows need, is kept beside it as `$TMPDIR/huren-bench-data-<name>`). Open loop: requests are scheduled at the rate whatever the',
     'answers do, and latency is measured from the scheduled instant (no coordinated omission); the service time',
     '(send → answer) is shown beside it. Every check writes its DetectedIssue and outbox row. The reports are',
     'bulk-loaded through the store\'s own write and index code (`bench/recognition.ts`: 40 of them first over',

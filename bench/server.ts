@@ -5,7 +5,7 @@
  */
 import { spawn, type ChildProcess } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
-import { mkdtempSync, readdirSync, readFileSync, rmSync } from 'node:fs';
+import { mkdirSync, mkdtempSync, readdirSync, readFileSync, rmSync } from 'node:fs';
 import { createServer } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -65,6 +65,11 @@ export async function adminQuery<T = Record<string, unknown>>(text: string, url 
   }
 }
 
+/** Where a kept bench database's data directory is (its keys): beside the system's temporary files, by name. */
+export function keptDataDir(databaseName: string): string {
+  return join(tmpdir(), `huren-bench-data-${databaseName}`);
+}
+
 function dbUrl(name: string): string {
   const url = new URL(ADMIN_DB_URL);
   url.pathname = `/${name}`;
@@ -84,7 +89,7 @@ export function processCpuSeconds(pid: number): number {
 }
 
 export async function startServer(options: ServerOptions): Promise<RunningServer> {
-  const dataDir = mkdtempSync(join(tmpdir(), 'huren-bench-'));
+  let dataDir = mkdtempSync(join(tmpdir(), 'huren-bench-'));
   let databaseName: string | undefined;
   let databaseUrl: string | undefined;
   let created = false;
@@ -97,6 +102,13 @@ export async function startServer(options: ServerOptions): Promise<RunningServer
       created = true;
     }
     databaseUrl = dbUrl(databaseName);
+    // a kept database keeps its data directory (the privacy and record keys its sealed rows need): a later run
+    // with --database starts on both
+    if (options.keepDatabase || options.databaseName) {
+      rmSync(dataDir, { recursive: true, force: true });
+      dataDir = keptDataDir(databaseName);
+      mkdirSync(dataDir, { recursive: true });
+    }
   }
   const port = await freePort();
   const token = randomBytes(24).toString('base64url');
@@ -129,7 +141,7 @@ export async function startServer(options: ServerOptions): Promise<RunningServer
   const exitPromise = new Promise<void>((resolve) => child.once('exit', () => ((exited = true), resolve())));
 
   const cleanup = async () => {
-    rmSync(dataDir, { recursive: true, force: true });
+    if (!(options.store === 'postgres' && (options.keepDatabase || options.databaseName))) rmSync(dataDir, { recursive: true, force: true });
     if (created && !options.keepDatabase) await adminQuery(`DROP DATABASE IF EXISTS ${databaseName} WITH (FORCE)`);
   };
 
