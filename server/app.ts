@@ -54,6 +54,7 @@ import { monitoringModule } from './monitoring/module.ts';
 import { privacyModule } from './privacy/module.ts';
 import { exchangeModule } from './exchange/module.ts';
 import { ProvenanceService } from './provenance/service.ts';
+import { startSharedSettings, stopSharedSettings } from './db/shared-settings.ts';
 
 /**
  * The domains, in order: `init` runs in this order before the server takes requests (the terminology before
@@ -96,6 +97,8 @@ export async function start(config: Config, options: StartOptions = {}): Promise
   const db = await openDatabase({ url: config.databaseUrl, readUrl: config.databaseReadUrl, dataDir: config.inMemory ? undefined : `${config.dataDir}/pglite`, statementTimeoutMs: config.statementTimeoutMs });
   const applied = await migrate(db);
   if (applied.length > 0) logger.info({ applied, engine: db.engine }, 'migrations applied');
+  // rarely-changing settings the checks read, cached while this process hears every change (db/shared-settings.ts)
+  await startSharedSettings(db);
   const context: ModuleContext = { config, db, logger, limits: { maxBytes: config.maxBodyBytes, maxDepth: config.maxJsonDepth }, bootstrap };
   const modules = MODULES.map((factory) => factory(context));
   configureCare(db, { windowHours: config.careWindowHours });
@@ -161,6 +164,7 @@ export async function start(config: Config, options: StartOptions = {}): Promise
       await jobs.stop();
       for (const m of [...modules].reverse()) await m.stop?.();
       uninstallEngine(db);
+      await stopSharedSettings(db);
       await db.close();
     },
   };

@@ -26,9 +26,11 @@ export interface Database extends Sql {
   /**
    * Calls `onMessage` with the payload of every NOTIFY on `channel` (from any server process on this database;
    * send with `SELECT pg_notify(channel, payload)`). On PostgreSQL a dedicated connection listens, and connects
-   * again (to the primary) after it is lost. Resolves to the function that stops listening.
+   * again (to the primary) after it is lost. `onListening` is told when the LISTEN is in place (true) and when
+   * its connection is lost (false: notifications sent until it is in place again are missed). Resolves to the
+   * function that stops listening.
    */
-  listen(channel: string, onMessage: (payload: string) => void): Promise<() => Promise<void>>;
+  listen(channel: string, onMessage: (payload: string) => void, onListening?: (listening: boolean) => void): Promise<() => Promise<void>>;
   close(): Promise<void>;
 }
 
@@ -280,7 +282,7 @@ async function openPostgres(url: string, readUrl: string | undefined, poolSize: 
         if (retry) return retry.value;
       }
     },
-    async listen(channel, onMessage) {
+    async listen(channel, onMessage, onListening) {
       if (!/^[a-z_][a-z0-9_]{0,62}$/.test(channel)) throw new Error(`listen: '${channel.slice(0, 70)}' is not a plain channel name`);
       let client: pg.Client | undefined;
       let stopped = false;
@@ -290,10 +292,16 @@ async function openPostgres(url: string, readUrl: string | undefined, poolSize: 
           const c = await primary.client();
           c.on('notification', (m) => m.channel === channel && m.payload !== undefined && onMessage(m.payload));
           // a lost connection (failover, restart) listens again from a new one
-          c.once('end', () => !stopped && (retry = setTimeout(() => void connect(), 1000)));
+          c.once('end', () => {
+            if (client === c) onListening?.(false);
+            if (!stopped) retry = setTimeout(() => void connect(), 1000);
+          });
           await c.query(`LISTEN ${channel}`);
           if (stopped) await c.end().catch(() => undefined);
-          else client = c;
+          else {
+            client = c;
+            onListening?.(true);
+          }
         } catch {
           if (!stopped) retry = setTimeout(() => void connect(), 1000);
         }
