@@ -8,7 +8,10 @@
  * compares row versions first and rehashes only rows whose xmin moved: a row rewritten with the same content
  * (a dump restored, VACUUM FULL) is healed by its digest; one whose content differs, or that moved to
  * another version, or vanished, makes the report `inconsistent`, with the reason. It runs as SQL over
- * chunks of reports, so it costs a few index probes per report (goal: ≥ 20,000 reports/s).
+ * chunks of reports, so it costs a few index probes per report (goal: ≥ 20,000 reports/s). The chunks are
+ * ranges of report_version's pages, read in physical order (see sweepSql); a version row another transaction
+ * moves (an UPDATE) from a page not yet read to one already read while the sweep runs is checked by the
+ * next sweep, as one inserted there is.
  *
  * The deep sweep (`deep: true`, scheduled daily by default) ignores row versions: it rehashes every member
  * and every original, and recomputes every fingerprint (JCS + SM3/SHA-256) from the original.
@@ -25,7 +28,7 @@ import { checkVersionText, MEMBERS_TEXT_AGG_SQL, versionProblem } from './seals.
 
 export interface SweepOptions {
   deep?: boolean;
-  /** Reports per SQL round trip. */
+  /** Reports per SQL round trip (about: a range of report_version's pages holding that many rows). */
   chunk?: number;
   /** Partitions swept at once (connections; PostgreSQL runs them on separate cores). Default 2. */
   workers?: number;
@@ -130,8 +133,8 @@ export async function sweep(db: Database, options: SweepOptions = {}): Promise<S
       : db.query<Row>(text, params);
   };
   const next = await pageRanges(db, chunk);
-  const seen = new Set<string>();
-  await Promise.all(Array.from({ length: workers }, () => sweepPartition(db, read, next, seen, deep, result, options.keys)));
+  const rewritten = new Set<string>();
+  await Promise.all(Array.from({ length: workers }, () => sweepPartition(db, read, next, rewritten, deep, result, options.keys)));
   result.ms = Math.round(performance.now() - t0);
   return result;
 }
@@ -170,7 +173,7 @@ async function sweepPartition(
   db: Database,
   read: (range: Range) => Promise<Row[]>,
   next: () => Range | undefined,
-  seen: Set<string>,
+  rewritten: Set<string>,
   deep: boolean,
   result: SweepResult,
   keys?: RecordKeys
@@ -178,8 +181,8 @@ async function sweepPartition(
   for (;;) {
     const range = next();
     if (!range) break;
-    // a row updated while the sweep runs (by it, or by another transaction) can be met again on another page
-    const rows = (await read(range)).filter((r) => !seen.has(r.report_id) && seen.add(r.report_id));
+    // a row this sweep updated (its new row version may be on a later page) is not checked twice
+    const rows = (await read(range)).filter((r) => !rewritten.has(r.report_id));
     result.checked += rows.length;
     const updates: Array<[string, number, boolean, string[]]> = [];
     const heals: Array<[string, number, string, string, string]> = [];
@@ -227,6 +230,7 @@ async function sweepPartition(
         if (ok && !r.integrity_ok) result.cleared++;
       }
     }
+    for (const [id] of [...updates, ...originalHeals]) rewritten.add(id);
     if (updates.length > 0) {
       await db.query(
         `UPDATE report_version rv SET integrity_ok = (x.e->>2)::boolean, integrity_reasons = x.e->3, swept_at = now()
