@@ -227,6 +227,14 @@ test('a driven search runs as a prepared statement on PostgreSQL, and after five
   }
 });
 
+test('subject + _lastUpdated: the subject drives, the last update is checked on the resource row read by primary key', async (t) => {
+  const q = `subject=Patient/${patient(21)}&_lastUpdated=ge2020-01-01`;
+  for (const [mode, plan] of await plans(repo.searchStatements(request('Observation', q)).page)) {
+    assertShape(t, plan, { uses: ['idx_reference_target'], resourceByKey: true }, `page (${mode})`);
+  }
+  t.deepEqual((await matches('Observation', q)).sort(), observationsOf(21).sort());
+});
+
 test('quantity probed by the owner', async (t) => {
   for (const [mode, plan] of await plans(repo.searchStatements(request('Observation', `subject=Patient/${patient(19)}&value-quantity=gt4`)).page)) {
     assertShape(t, plan, { uses: ['idx_reference_target', 'idx_quantity_owner'], resourceByKey: true }, `page (${mode})`);
