@@ -114,7 +114,13 @@ export async function start(config: Config, options: StartOptions = {}): Promise
     // the platform's own records (recognition records) are validated under test only (AVA sets NODE_ENV=test)
     assertOwnRecords: process.env.NODE_ENV === 'test',
   });
-  for (const m of modules) await m.init?.();
+  try {
+    for (const m of modules) await m.init?.();
+  } catch (err) {
+    // e.g. key files that are not this database's (server/key-check.ts): refuse to start, leave nothing open
+    await db.close().catch(() => undefined);
+    throw err;
+  }
   const scheduler = new Scheduler(db, logger);
   // planner statistics for the engines that keep none themselves (database.ts)
   scheduler.register({ name: 'db.analyze', cron: config.analyzeCron, run: () => analyzeGrownTables(db) });

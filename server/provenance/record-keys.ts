@@ -13,6 +13,7 @@
  */
 import { createHmac, randomBytes, timingSafeEqual } from 'node:crypto';
 import { existsSync, readFileSync } from 'node:fs';
+import { keyCheckValue } from '../key-check.ts';
 import { writeSecretFile } from '../secret-file.ts';
 
 interface KeyFile {
@@ -60,6 +61,12 @@ export class RecordKeys {
   /** The current key id. */
   get current(): string {
     return this.load().current;
+  }
+
+  /** The check value of each key (server/key-check.ts): what the database compares at start-up, not the keys. */
+  checkValues(): Record<string, string> {
+    this.load();
+    return Object.fromEntries([...this.keys].map(([kid, key]) => [kid, keyCheckValue(key, 'record')]));
   }
 
   /** Adds a new key and makes it current; returns its id. Earlier seals still verify. */
