@@ -54,6 +54,7 @@ import { monitoringModule } from './monitoring/module.ts';
 import { privacyModule } from './privacy/module.ts';
 import { exchangeModule } from './exchange/module.ts';
 import { ProvenanceService } from './provenance/service.ts';
+import { startSharedSettings, stopSharedSettings } from './db/shared-settings.ts';
 
 /**
  * The domains, in order: `init` runs in this order before the server takes requests (the terminology before
@@ -96,6 +97,8 @@ export async function start(config: Config, options: StartOptions = {}): Promise
   const db = await openDatabase({ url: config.databaseUrl, readUrl: config.databaseReadUrl, dataDir: config.inMemory ? undefined : `${config.dataDir}/pglite`, statementTimeoutMs: config.statementTimeoutMs });
   const applied = await migrate(db);
   if (applied.length > 0) logger.info({ applied, engine: db.engine }, 'migrations applied');
+  // rarely-changing settings the checks read, cached while this process hears every change (db/shared-settings.ts)
+  await startSharedSettings(db);
   const context: ModuleContext = { config, db, logger, limits: { maxBytes: config.maxBodyBytes, maxDepth: config.maxJsonDepth }, bootstrap };
   const modules = MODULES.map((factory) => factory(context));
   configureCare(db, { windowHours: config.careWindowHours });
@@ -111,7 +114,13 @@ export async function start(config: Config, options: StartOptions = {}): Promise
     // the platform's own records (recognition records) are validated under test only (AVA sets NODE_ENV=test)
     assertOwnRecords: process.env.NODE_ENV === 'test',
   });
-  for (const m of modules) await m.init?.();
+  try {
+    for (const m of modules) await m.init?.();
+  } catch (err) {
+    // e.g. key files that are not this database's (server/key-check.ts): refuse to start, leave nothing open
+    await db.close().catch(() => undefined);
+    throw err;
+  }
   const scheduler = new Scheduler(db, logger);
   // planner statistics for the engines that keep none themselves (database.ts)
   scheduler.register({ name: 'db.analyze', cron: config.analyzeCron, run: () => analyzeGrownTables(db) });
@@ -161,6 +170,7 @@ export async function start(config: Config, options: StartOptions = {}): Promise
       await jobs.stop();
       for (const m of [...modules].reverse()) await m.stop?.();
       uninstallEngine(db);
+      await stopSharedSettings(db);
       await db.close();
     },
   };

@@ -9,7 +9,8 @@
 import test from 'ava';
 import type { Resource } from '@medplum/fhirtypes';
 import { startTestServer, type TestServer } from './helpers/server.ts';
-import { ID_SYSTEM, LOINC, loadSearchData, type SearchData } from './helpers/search-data.ts';
+import { CODES, ID_SYSTEM, LOINC, loadSearchData, type SearchData } from './helpers/search-data.ts';
+import { openDatabase } from '../server/db/database.ts';
 import { Repository } from '../server/fhir/repository.ts';
 import { parseSearch, type SearchRequest } from '../server/fhir/search/parse.ts';
 import { includeQuery, type Query } from '../server/fhir/search/execute.ts';
@@ -42,7 +43,10 @@ interface Scan {
 /** The scans of a plan, outermost first (each node's children in order). */
 async function scans(query: Query): Promise<Scan[]> {
   const rows = await s.huren.db.query<{ 'QUERY PLAN': unknown }>(`EXPLAIN (FORMAT JSON) ${query.text}`, query.values);
-  const raw = rows[0]['QUERY PLAN'];
+  return scansOf(rows[0]['QUERY PLAN']);
+}
+
+function scansOf(raw: unknown): Scan[] {
   const doc = (typeof raw === 'string' ? JSON.parse(raw) : raw) as [{ Plan: PlanNode }];
   const out: Scan[] = [];
   const walk = (n: PlanNode) => {
@@ -51,6 +55,34 @@ async function scans(query: Query): Promise<Scan[]> {
   };
   walk(doc[0].Plan);
   return out;
+}
+
+/**
+ * The scans of the generic plan of `query`: the plan PostgreSQL keeps for a prepared statement once it finds it
+ * no dearer than those made for the values (after five runs), made without knowing any value. Forced here
+ * (plan_cache_mode), on one connection; the arguments do not matter to a generic plan (NULLs).
+ */
+async function genericScans(query: Query): Promise<Scan[]> {
+  return s.huren.db.transaction(async (sql) => {
+    await sql.query('SET LOCAL plan_cache_mode = force_generic_plan');
+    await sql.query(`PREPARE plan_test_generic AS ${query.text}`);
+    try {
+      const args = query.values.map(() => 'NULL').join(', ');
+      const rows = await sql.query<{ 'QUERY PLAN': unknown }>(`EXPLAIN (FORMAT JSON) EXECUTE plan_test_generic(${args})`);
+      return scansOf(rows[0]['QUERY PLAN']);
+    } finally {
+      await sql.query('DEALLOCATE plan_test_generic');
+    }
+  });
+}
+
+/**
+ * The plans a statement can run with: the one made for its values, and, when it is run prepared (a driven
+ * search: QueryOptions.prepare), its generic plan too. Each must have the expected shape.
+ */
+async function plans(query: Query): Promise<[string, Scan[]][]> {
+  const custom: [string, Scan[]] = ['custom', await scans(query)];
+  return query.prepare ? [custom, ['generic', await genericScans(query)]] : [custom];
 }
 
 interface PlanNode {
@@ -99,14 +131,15 @@ test('the data is large enough for a sequential scan to show', async (t) => {
 test('reference: subject=Patient/… reads that patient’s rows from idx_reference_target', async (t) => {
   const q = `subject=Patient/${patient(17)}`;
   const { page, count } = repo.searchStatements(request('Observation', q));
-  assertShape(t, await scans(page), { uses: ['idx_reference_target'], resourceByKey: true }, 'page');
-  assertShape(t, await scans(count), { uses: ['idx_reference_target'], resourceByKey: true }, 'count');
+  t.true(page.prepare && count.prepare, 'a driven search is run prepared');
+  for (const [mode, plan] of await plans(page)) assertShape(t, plan, { uses: ['idx_reference_target'], resourceByKey: true }, `page (${mode})`);
+  for (const [mode, plan] of await plans(count)) assertShape(t, plan, { uses: ['idx_reference_target'], resourceByKey: true }, `count (${mode})`);
   t.deepEqual((await matches('Observation', q)).sort(), observationsOf(17).sort());
 });
 
 test('reference by a URL that is not Type/id uses the partial url index, and finds it whatever its length', async (t) => {
   const { page } = repo.searchStatements(request('Observation', 'subject=urn:oid:1.2.3.4'));
-  assertShape(t, await scans(page), { uses: ['idx_reference_url'] }, 'page');
+  for (const [mode, plan] of await plans(page)) assertShape(t, plan, { uses: ['idx_reference_url'] }, `page (${mode})`);
   // a long url of multi-byte characters is indexed by its start (a whole one would pass the B-tree's limit)
   const chars = Array.from({ length: 2000 }, (_, i) => String.fromCodePoint(0x4e00 + ((i * 7919) % 20000))); // hardly compressible
   const long = `urn:huren:${chars.join('')}`;
@@ -136,26 +169,77 @@ test('token: identifier=system|value is a lookup; code=system|code never reads t
 test('subject + code: the subject drives, the code is probed per candidate before any resource row is read', async (t) => {
   // patient 17's Observations have the codes CODES[(17 + k) % 12]: code '2823-3' (index 0) is k = 7
   const q = `subject=Patient/${patient(17)}&code=${LOINC}|2823-3`;
-  const plan = await scans(repo.searchStatements(request('Observation', q)).page);
-  assertShape(t, plan, { uses: ['idx_reference_target', 'idx_token_owner'], resourceByKey: true }, 'page');
-  t.false(plan.some((p) => p.index === 'idx_token_lookup'), `the code's lookup (a twelfth of the table) is not read: ${JSON.stringify(plan)}`);
+  for (const [mode, plan] of await plans(repo.searchStatements(request('Observation', q)).page)) {
+    assertShape(t, plan, { uses: ['idx_reference_target', 'idx_token_owner'], resourceByKey: true }, `page (${mode})`);
+    t.false(plan.some((p) => p.index === 'idx_token_lookup'), `${mode}: the code's lookup (a twelfth of the table) is not read: ${JSON.stringify(plan)}`);
+  }
   t.deepEqual(await matches('Observation', q), [`plan-obs-${17 * PER_PATIENT + 7}`]);
 });
 
 test('subject + code + date=ge + _sort=-date: probes on idx_token_owner and idx_date_owner, the sort key from idx_date_owner', async (t) => {
   const q = `subject=Patient/${patient(18)}&code=${LOINC}|2823-3,${LOINC}|2951-2,${LOINC}|2075-0&date=ge2024-01-01&_sort=-date`;
-  const plan = await scans(repo.searchStatements(request('Observation', q)).page);
-  assertShape(t, plan, { uses: ['idx_reference_target', 'idx_token_owner', 'idx_date_owner'], resourceByKey: true }, 'page');
-  t.false(plan.some((p) => p.index === 'idx_token_lookup' || p.index === 'idx_date_lookup'), JSON.stringify(plan));
+  for (const [mode, plan] of await plans(repo.searchStatements(request('Observation', q)).page)) {
+    assertShape(t, plan, { uses: ['idx_reference_target', 'idx_token_owner', 'idx_date_owner'], resourceByKey: true }, `page (${mode})`);
+    t.false(plan.some((p) => p.index === 'idx_token_lookup' || p.index === 'idx_date_lookup'), `${mode}: ${JSON.stringify(plan)}`);
+  }
   const found = await matches('Observation', q);
   t.is(found.length, 3, 'patient 18 has one Observation of each of the three codes');
   const dates = await Promise.all(found.map(async (id) => ((await repo.read('Observation', id)) as { effectiveDateTime: string }).effectiveDateTime));
   t.deepEqual(dates, [...dates].sort().reverse(), 'newest first');
 });
 
+test('a hospital’s rows: performer=Organization/… + code is driven by the hospital’s references, the code probed per candidate', async (t) => {
+  // each hospital performs a twentieth of the Observations; its Observations of code CODES[0] are those with
+  // (patient + k) a multiple of 60: 300 of its 900
+  const q = `performer=Organization/${data.organizations[0]}&code=${LOINC}|${CODES[0]}&_total=accurate&_sort=-date`;
+  const { page, count } = repo.searchStatements(request('Observation', q));
+  for (const [mode, plan] of [...(await plans(page)), ...(await plans(count))]) {
+    assertShape(t, plan, { uses: ['idx_reference_target', 'idx_token_owner'], resourceByKey: true }, mode);
+    t.false(plan.some((p) => p.index === 'idx_token_lookup'), `${mode}: the code's lookup is not read: ${JSON.stringify(plan)}`);
+  }
+  const bundle = await repo.search(request('Observation', q), 'http://x/fhir');
+  t.is(bundle.total, (PATIENTS / 60) * 12);
+  t.is(bundle.entry?.length, 20);
+});
+
+test('a driven search runs as a prepared statement on PostgreSQL, and after five runs on its generic plan', async (t) => {
+  const search = (r: Repository, p: number) => r.search(request('Observation', `subject=Patient/${patient(p)}&code=${LOINC}|${CODES[(p + 3) % CODES.length]}`), 'http://x/fhir');
+  const url = s.store.databaseUrl;
+  if (!url) {
+    // the embedded store plans each statement for its values
+    t.deepEqual((await search(repo, 50)).entry?.map((e) => e.resource!.id), [`plan-obs-${50 * PER_PATIENT + 3}`]);
+    t.deepEqual(await s.huren.db.query(`SELECT name FROM pg_prepared_statements`), []);
+    return;
+  }
+  // one connection, so that its prepared statements can be seen (pg_prepared_statements is per session)
+  const db = await openDatabase({ url, poolSize: 1 });
+  try {
+    const own = new Repository(db);
+    for (let p = 50; p < 58; p++) t.deepEqual((await search(own, p)).entry?.map((e) => e.resource!.id), [`plan-obs-${p * PER_PATIENT + 3}`]);
+    const rows = await db.query<{ generic_plans: number; custom_plans: number }>(
+      `SELECT generic_plans::int, custom_plans::int FROM pg_prepared_statements WHERE name LIKE 'huren_q_%'`
+    );
+    t.is(rows.length, 1, 'one statement for the eight searches of one shape');
+    t.is(rows[0].custom_plans, 5, 'planned for its values five times');
+    t.is(rows[0].generic_plans, 3, 'then the generic plan is kept');
+  } finally {
+    await db.close();
+  }
+});
+
+test('subject + _lastUpdated: the subject drives, the last update is checked on the resource row read by primary key', async (t) => {
+  const q = `subject=Patient/${patient(21)}&_lastUpdated=ge2020-01-01`;
+  for (const [mode, plan] of await plans(repo.searchStatements(request('Observation', q)).page)) {
+    assertShape(t, plan, { uses: ['idx_reference_target'], resourceByKey: true }, `page (${mode})`);
+  }
+  t.deepEqual((await matches('Observation', q)).sort(), observationsOf(21).sort());
+});
+
 test('quantity probed by the owner', async (t) => {
-  const plan = await scans(repo.searchStatements(request('Observation', `subject=Patient/${patient(19)}&value-quantity=gt4`)).page);
-  assertShape(t, plan, { uses: ['idx_reference_target', 'idx_quantity_owner'], resourceByKey: true }, 'page');
+  for (const [mode, plan] of await plans(repo.searchStatements(request('Observation', `subject=Patient/${patient(19)}&value-quantity=gt4`)).page)) {
+    assertShape(t, plan, { uses: ['idx_reference_target', 'idx_quantity_owner'], resourceByKey: true }, `page (${mode})`);
+    t.false(plan.some((p) => p.index === 'idx_quantity_lookup'), `${mode}: ${JSON.stringify(plan)}`);
+  }
 });
 
 test('string: name=… uses the name lookup (blind values under the privacy codec)', async (t) => {
@@ -166,18 +250,21 @@ test('string: name=… uses the name lookup (blind values under the privacy code
 
 test('chained: subject.identifier=… finds the patient by its identifier, then its rows by target', async (t) => {
   const q = `subject:Patient.identifier=${ID_SYSTEM}|${data.identifierOf(23)}`;
-  const plan = await scans(repo.searchStatements(request('Observation', q)).page);
-  assertShape(t, plan, { uses: ['idx_token_lookup', 'idx_reference_target'], resourceByKey: true }, 'page');
+  for (const [mode, plan] of await plans(repo.searchStatements(request('Observation', q)).page)) {
+    assertShape(t, plan, { uses: ['idx_token_lookup', 'idx_reference_target'], resourceByKey: true }, `page (${mode})`);
+  }
   t.deepEqual((await matches('Observation', q)).sort(), observationsOf(23).sort());
   // without the type modifier the chain reaches every target type of subject, still by lookup
-  const untyped = await scans(repo.searchStatements(request('Observation', `subject.identifier=${ID_SYSTEM}|${data.identifierOf(23)}`)).page);
-  assertShape(t, untyped, { uses: ['idx_reference_target'], resourceByKey: true }, 'untyped');
+  for (const [mode, plan] of await plans(repo.searchStatements(request('Observation', `subject.identifier=${ID_SYSTEM}|${data.identifierOf(23)}`)).page)) {
+    assertShape(t, plan, { uses: ['idx_reference_target'], resourceByKey: true }, `untyped (${mode})`);
+  }
 });
 
 test('_has: Patient?_has:Observation:subject:identifier=… from the Observation’s identifier to its subject', async (t) => {
   const q = `_has:Observation:subject:identifier=urn:huren:plan-obs|obs-${31 * PER_PATIENT}`;
-  const plan = await scans(repo.searchStatements(request('Patient', q)).page);
-  assertShape(t, plan, { uses: ['idx_token_lookup', 'idx_reference_owner'], resourceByKey: true }, 'page');
+  for (const [mode, plan] of await plans(repo.searchStatements(request('Patient', q)).page)) {
+    assertShape(t, plan, { uses: ['idx_token_lookup', 'idx_reference_owner'], resourceByKey: true }, `page (${mode})`);
+  }
   t.deepEqual(await matches('Patient', q), [patient(31)]);
 });
 

@@ -14,6 +14,7 @@ import { join } from 'node:path';
 import pg from 'pg';
 import { start, type Huren } from '../../server/app.ts';
 import { loadConfig } from '../../server/config.ts';
+import { KeyMismatchError } from '../../server/key-check.ts';
 import { backupStore, restoreStore, type StoreLocation } from './backup.ts';
 
 export interface DrillOptions {
@@ -38,6 +39,8 @@ export interface DrillResult {
   backupBytes: number;
   seconds: { source: number; backup: number; restore: number; verify: number };
   passed: boolean;
+  /** Set when the server refused to start on the restored store: its key files are not the database's (server/key-check.ts). */
+  refused?: string;
 }
 
 const ENV = { HUREN_EMBEDDED_RPC: 'off', HUREN_PLATFORM_ANCHOR_DELAY_SECONDS: '0', HUREN_ANCHOR_CRON: 'off', HUREN_SWEEP_CRON: 'off' };
@@ -84,7 +87,15 @@ export async function runDrill(options: DrillOptions = {}): Promise<DrillResult>
     await timed('restore', () => restoreStore(backup as string, target));
     if (chainDir) renameSync(chainDir, join(target.dataDir, 'chain'));
     log('restored into a fresh store; starting a server on it');
-    const huren = await startOn(target, options.backup !== undefined);
+    let huren: Huren;
+    try {
+      huren = await startOn(target, options.backup !== undefined);
+    } catch (err) {
+      if (!(err instanceof KeyMismatchError)) throw err;
+      log(`the server refuses to start on the restored store: ${err.message}`);
+      const sweep = { checked: 0, flagged: 0, unrecorded: 0 };
+      return { store: target.databaseUrl ? 'postgres' : 'pglite', reports: generated, consistent: 0, failures: [], sweep, backupBytes: sizeOf(backup), seconds, passed: false, refused: err.message };
+    }
     try {
       const result = await timed('verify', () => verifyAll(huren));
       const reports = generated || result.reports;

@@ -7,6 +7,7 @@
 import { randomBytes } from 'node:crypto';
 import { existsSync, readFileSync } from 'node:fs';
 import { join } from 'node:path';
+import { keyCheckValue } from '../key-check.ts';
 import { createSecretFile, writeSecretFile } from '../secret-file.ts';
 
 export interface AuditKeys {
@@ -35,6 +36,11 @@ export function loadAuditKeys(file: string): AuditKeys {
   }
   if (!keys[parsed.current]) throw new Error(`the current audit key ${String(parsed.current).slice(0, 40)} is not in ${file}`);
   return { current: parsed.current, keys };
+}
+
+/** The check value of each key (server/key-check.ts): what the database compares at start-up, not the keys. */
+export function auditKeyChecks(keys: AuditKeys): Record<string, string> {
+  return Object.fromEntries(Object.entries(keys.keys).map(([kid, key]) => [kid, keyCheckValue(key, 'audit')]));
 }
 
 /** Adds a new key and makes it current; returns its id. Restart the servers (or reload) to use it. */

@@ -9,7 +9,8 @@
  */
 import type { ModuleFactory } from '../module.ts';
 import { adoptUnchained, anchorHead, archiveChain, chainObserver, verifyChain } from './chain.ts';
-import { auditKeyFile, loadAuditKeys } from './keys.ts';
+import { checkKeyFile } from '../key-check.ts';
+import { auditKeyChecks, auditKeyFile, loadAuditKeys } from './keys.ts';
 import { verifyChainOperation } from './operations/verify-chain.ts';
 import { AuditTrail } from './trail.ts';
 
@@ -61,6 +62,7 @@ export const auditModule: ModuleFactory = ({ db, config, logger }) => {
       },
     ],
     async init() {
+      await checkKeyFile(db, { purpose: 'audit', path: settings.keyFile, envVar: 'HUREN_AUDIT_KEY_FILE', checks: auditKeyChecks(keys) });
       const adopted = await adoptUnchained(db, keys);
       if (adopted > 0) logger.info({ adopted }, 'earlier AuditEvents chained');
     },

@@ -7,7 +7,18 @@ import pg from 'pg';
 import { openPglite } from './pglite.ts';
 
 export interface Sql {
-  query<T = Record<string, any>>(text: string, params?: unknown[]): Promise<T[]>;
+  query<T = Record<string, any>>(text: string, params?: unknown[], options?: QueryOptions): Promise<T[]>;
+}
+
+export interface QueryOptions {
+  /**
+   * `text` recurs with other values (a search of one shape): on PostgreSQL, outside a transaction, it runs as a
+   * named prepared statement, so that each connection parses it once and PostgreSQL may keep a generic plan of
+   * it (after five runs, when that plan is estimated no dearer than the custom ones). At most
+   * PREPARED_PER_CONNECTION such statements are kept per connection; the least recently used is deallocated.
+   * Only for statements whose plan does not depend on the values (see `prepared()`). Elsewhere: ignored.
+   */
+  prepare?: boolean;
 }
 
 export interface Database extends Sql {
@@ -26,9 +37,11 @@ export interface Database extends Sql {
   /**
    * Calls `onMessage` with the payload of every NOTIFY on `channel` (from any server process on this database;
    * send with `SELECT pg_notify(channel, payload)`). On PostgreSQL a dedicated connection listens, and connects
-   * again (to the primary) after it is lost. Resolves to the function that stops listening.
+   * again (to the primary) after it is lost. `onListening` is told when the LISTEN is in place (true) and when
+   * its connection is lost (false: notifications sent until it is in place again are missed). Resolves to the
+   * function that stops listening.
    */
-  listen(channel: string, onMessage: (payload: string) => void): Promise<() => Promise<void>>;
+  listen(channel: string, onMessage: (payload: string) => void, onListening?: (listening: boolean) => void): Promise<() => Promise<void>>;
   close(): Promise<void>;
 }
 
@@ -229,6 +242,25 @@ async function openPostgres(url: string, readUrl: string | undefined, poolSize: 
     const result = name ? await client.query({ name, text, values: params as any[] }) : await client.query(text, params as any[]);
     return result.rows;
   };
+  /** `run` on a pooled connection; with `prepare`, as one of the connection's recent prepared statements. */
+  const runPooled = async (pool: pg.Pool, text: string, params: unknown[] | undefined, options: QueryOptions | undefined) => {
+    if (!options?.prepare || preparedName(text)) return run(pool, text, params);
+    const client = await pool.connect();
+    const ignore = () => undefined; // a connection cut while checked out: the query reports it
+    client.on('error', ignore);
+    let failed: unknown;
+    try {
+      const name = await recentStatement(client, text);
+      const result = name ? await client.query({ name, text, values: params as any[] }) : await client.query(text, params as any[]);
+      return result.rows;
+    } catch (err) {
+      failed = err;
+      throw err;
+    } finally {
+      client.off('error', ignore);
+      client.release(failed !== undefined && lostPrimary(failed));
+    }
+  };
   /** Runs `fn` on a pool of `hosts`; an error that says the host is gone drops the pool and becomes a 503. */
   const onPool = async <T>(hosts: HostPool, fn: (pool: pg.Pool) => Promise<T>): Promise<T> => {
     const pool = await hosts.pool();
@@ -240,16 +272,16 @@ async function openPostgres(url: string, readUrl: string | undefined, poolSize: 
       throw err instanceof DatabaseUnavailableError ? err : new DatabaseUnavailableError('The PostgreSQL connection was lost; try again');
     }
   };
-  const query: Sql['query'] = (text, params) => onPool(primary, (pool) => run(pool, text, params));
+  const query: Sql['query'] = (text, params, options) => onPool(primary, (pool) => runPooled(pool, text, params, options));
   return {
     engine: 'postgres',
     query,
     // a replica that is down is not an outage: its reads go to the primary
     replica: readers
       ? {
-          query: (text, params) =>
-            onPool(readers, (pool) => run(pool, text, params)).catch((err) => {
-              if (err instanceof DatabaseUnavailableError) return query(text, params);
+          query: (text, params, options) =>
+            onPool(readers, (pool) => runPooled(pool, text, params, options)).catch((err) => {
+              if (err instanceof DatabaseUnavailableError) return query(text, params, options);
               throw err;
             }),
         }
@@ -280,7 +312,7 @@ async function openPostgres(url: string, readUrl: string | undefined, poolSize: 
         if (retry) return retry.value;
       }
     },
-    async listen(channel, onMessage) {
+    async listen(channel, onMessage, onListening) {
       if (!/^[a-z_][a-z0-9_]{0,62}$/.test(channel)) throw new Error(`listen: '${channel.slice(0, 70)}' is not a plain channel name`);
       let client: pg.Client | undefined;
       let stopped = false;
@@ -290,10 +322,16 @@ async function openPostgres(url: string, readUrl: string | undefined, poolSize: 
           const c = await primary.client();
           c.on('notification', (m) => m.channel === channel && m.payload !== undefined && onMessage(m.payload));
           // a lost connection (failover, restart) listens again from a new one
-          c.once('end', () => !stopped && (retry = setTimeout(() => void connect(), 1000)));
+          c.once('end', () => {
+            if (client === c) onListening?.(false);
+            if (!stopped) retry = setTimeout(() => void connect(), 1000);
+          });
           await c.query(`LISTEN ${channel}`);
           if (stopped) await c.end().catch(() => undefined);
-          else client = c;
+          else {
+            client = c;
+            onListening?.(true);
+          }
         } catch {
           if (!stopped) retry = setTimeout(() => void connect(), 1000);
         }
@@ -317,7 +355,8 @@ async function openPostgres(url: string, readUrl: string | undefined, poolSize: 
  * depend on the parameter values belong here (the store's write, lookups by primary key): after five runs
  * PostgreSQL may switch a prepared statement to a generic plan, and for a search that plan can be orders of
  * magnitude slower than one made for the actual values (measured: 0.5 s instead of 3 ms at a million
- * Observations), which is why searches are never prepared.
+ * Observations, before searches were driven), which is why only driven searches are prepared, and those
+ * through QueryOptions.prepare (a bounded number per connection), not here.
  */
 const preparedNames = new Map<string, string>();
 
@@ -329,4 +368,40 @@ export function prepared(text: string): string {
 
 function preparedName(text: string): string | undefined {
   return preparedNames.get(text);
+}
+
+/** How many statements marked QueryOptions.prepare each PostgreSQL connection keeps prepared. */
+export const PREPARED_PER_CONNECTION = 64;
+
+/** The names of each connection's statements marked `prepare`, least recently used first. */
+const recent = new WeakMap<pg.PoolClient, Set<string>>();
+
+/**
+ * The name under which `client` (checked out, used by nothing else meanwhile) runs `text` as a prepared
+ * statement: a short hash of the text. When the connection already keeps PREPARED_PER_CONNECTION of them, the
+ * least recently used is deallocated first, and forgotten by node-postgres too (its record of the statements a
+ * connection has parsed, `connection.parsedStatements`, has no public API; without it: no name, the statement
+ * runs unnamed).
+ */
+async function recentStatement(client: pg.PoolClient, text: string): Promise<string | undefined> {
+  const parsed = (client as unknown as { connection?: { parsedStatements?: Record<string, string> } }).connection?.parsedStatements;
+  if (typeof parsed !== 'object' || parsed === null) return undefined;
+  const name = `huren_q_${createHash('sha256').update(text).digest('hex').slice(0, 20)}`;
+  let names = recent.get(client);
+  if (!names) recent.set(client, (names = new Set()));
+  if (names.delete(name)) {
+    names.add(name); // now the most recently used
+    return name;
+  }
+  for (const oldest of names) {
+    if (names.size < PREPARED_PER_CONNECTION) break;
+    names.delete(oldest);
+    // a statement whose Parse failed was never made: nothing to deallocate
+    if (parsed[oldest] !== undefined) {
+      await client.query(`DEALLOCATE ${oldest}`);
+      delete parsed[oldest];
+    }
+  }
+  names.add(name);
+  return name;
 }

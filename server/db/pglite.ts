@@ -114,10 +114,12 @@ export async function openPglite(dataDir: string | undefined): Promise<Database>
     engine: 'pglite',
     query,
     replica: { query },
-    async listen(channel, onMessage) {
+    async listen(channel, onMessage, onListening) {
       const entry: { channel: string; onMessage: (payload: string) => void; stop?: () => Promise<void> } = { channel, onMessage };
       entry.stop = await (await live()).listen(channel, onMessage);
       listeners.add(entry);
+      // in this process, on the one backend (a replacement backend listens again before it serves a query)
+      onListening?.(true);
       // stopping after the database closed (a shutdown in another order) has nothing left to stop
       return async () => {
         listeners.delete(entry);

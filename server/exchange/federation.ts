@@ -14,7 +14,6 @@ import type { Database } from '../db/database.ts';
 import type { Repository } from '../fhir/repository.ts';
 import { EvmLedger, HttpRpcNode, type LedgerPort } from '../ledger/index.ts';
 import type { Logger } from '../http/observability.ts';
-import { defaultRequester, resolvePatients, resolveRequester } from '../recognition/service.ts';
 import type { FederatedAnswer, FederatedQuery } from '../recognition/partner.ts';
 import type { ExchangeConfig } from './config.ts';
 import type { ExchangeKeyFile } from './keys.ts';
@@ -49,11 +48,9 @@ export class Federation {
     let nationalIds: string[];
     let patientRef: string | undefined;
     try {
-      const requesterRef = q.requester ?? defaultRequester(q.principal);
-      if (!requesterRef) return undefined;
-      const requester = await resolveRequester(q.repo, requesterRef);
+      // as the local check found them (it reads them once; its failure is the answer, no partner is asked)
+      const { patients, requester } = await q.parties;
       city = requester.institution.city;
-      const patients = await resolvePatients(q.repo, q.patient, 'patient');
       patientRef = patients[0] ? `Patient/${patients[0].id}` : undefined;
       nationalIds = [...new Set(patients.flatMap((p) => (p.identifier ?? []).filter((i) => i.system === NATIONAL_ID_SYSTEM && i.value).map((i) => i.value as string)))];
     } catch {

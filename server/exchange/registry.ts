@@ -14,6 +14,7 @@ import type { Database, Sql } from '../db/database.ts';
 import { fail } from '../fhir/errors.ts';
 import type { Repository, WriteObserver } from '../fhir/repository.ts';
 import { ADMIN_DIVISION_SYSTEM } from '../profiles/canonical.ts';
+import { SharedSetting } from '../db/shared-settings.ts';
 import { platformId } from './keys.ts';
 import type { IssuerKey } from './credential.ts';
 
@@ -118,6 +119,18 @@ function fromResources(org: Organization, ep: Endpoint): Partner {
   };
 }
 
+/**
+ * The partners as stored, cached in the process (every recognition check asks for them): only `put` changes
+ * them (FHIR writes of the partner resources are refused, registryObserver), and it tells every process.
+ */
+const partners = new SharedSetting<readonly Partner[]>('exchange.partners', async (db) => {
+  const rows = await db.query<{ type: string; id: string; content: Organization | Endpoint }>(
+    "SELECT type, id, content FROM resource WHERE type IN ('Organization', 'Endpoint') AND id LIKE 'partner-%' AND NOT deleted ORDER BY id"
+  );
+  const eps = new Map(rows.filter((r) => r.type === 'Endpoint').map((r) => [r.id, r.content as Endpoint]));
+  return Object.freeze(rows.filter((r) => r.type === 'Organization' && eps.has(r.id)).map((r) => Object.freeze(fromResources(r.content as Organization, eps.get(r.id)!))));
+});
+
 export class PartnerRegistry {
   constructor(
     private readonly db: Database,
@@ -125,11 +138,7 @@ export class PartnerRegistry {
   ) {}
 
   async list(): Promise<Partner[]> {
-    const rows = await this.db.query<{ type: string; id: string; content: Organization | Endpoint }>(
-      "SELECT type, id, content FROM resource WHERE type IN ('Organization', 'Endpoint') AND id LIKE 'partner-%' AND NOT deleted ORDER BY id"
-    );
-    const eps = new Map(rows.filter((r) => r.type === 'Endpoint').map((r) => [r.id, r.content as Endpoint]));
-    return rows.filter((r) => r.type === 'Organization' && eps.has(r.id)).map((r) => fromResources(r.content as Organization, eps.get(r.id)!));
+    return [...(await partners.get(this.db))];
   }
 
   async get(code: string): Promise<Partner | undefined> {
@@ -148,6 +157,7 @@ export class PartnerRegistry {
       await this.repo.update(endpoint);
       await this.repo.update(organization);
     });
+    await partners.changed(this.db);
     await this.db.query(
       'INSERT INTO exchange_agreement (partner, id_key) VALUES ($1, $2) ON CONFLICT (partner) DO UPDATE SET id_key = EXCLUDED.id_key, updated_at = now()',
       [p.code, idKey]

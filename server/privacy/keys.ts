@@ -14,10 +14,14 @@
  * an older key still opens, and searches look up the blind values of every key in the file, so nothing needs
  * rewriting at once. A key removed from the file makes what it sealed unreadable: remove one only after every
  * resource it sealed was written again.
+ *
+ * The database keeps a check value per key id (`checkValues()`, server/key-check.ts), so a server started with
+ * a key file that is not this database's refuses to start.
  */
 import { createCipheriv, createDecipheriv, createHmac, createSecretKey, randomBytes, timingSafeEqual, type KeyObject } from 'node:crypto';
 import { existsSync, readFileSync } from 'node:fs';
 import { join } from 'node:path';
+import { keyCheckValue } from '../key-check.ts';
 import { createSecretFile, writeSecretFile } from '../secret-file.ts';
 
 interface KeyFile {
@@ -44,6 +48,7 @@ export function privacyKeyFile(dataDir: string, env: NodeJS.ProcessEnv = process
 export class PrivacyKeys {
   private file!: KeyFile;
   private readonly derived = new Map<string, Derived>();
+  private readonly checks: Record<string, string> = {};
 
   constructor(private readonly path: string) {
     this.load();
@@ -57,9 +62,11 @@ export class PrivacyKeys {
     const f = JSON.parse(readFileSync(this.path, 'utf8')) as KeyFile;
     if (f?.version !== 1 || typeof f.keys !== 'object' || !f.keys[f.current]) throw new Error(`${this.path} is not a privacy key file`);
     this.derived.clear();
+    for (const kid of Object.keys(this.checks)) delete this.checks[kid];
     for (const [kid, hex] of Object.entries(f.keys)) {
       if (!KID.test(kid) || !/^[0-9a-f]{64}$/.test(hex)) throw new Error(`${this.path}: key '${kid.slice(0, 16)}' is not a 32-byte hex key`);
       const master = Buffer.from(hex, 'hex');
+      this.checks[kid] = keyCheckValue(master, 'privacy');
       const derive = (purpose: string) => createHmac('sm3', master).update(`huren-privacy-${purpose}`).digest();
       this.derived.set(kid, { enc: createSecretKey(derive('enc').subarray(0, 16)), mac: createSecretKey(derive('mac')), blind: createSecretKey(derive('blind')) });
     }
@@ -73,6 +80,11 @@ export class PrivacyKeys {
   /** The key ids in the file (searches look up a blind value under each). */
   get ids(): string[] {
     return [...this.derived.keys()];
+  }
+
+  /** The check value of each key (server/key-check.ts): what the database compares at start-up, not the keys. */
+  checkValues(): Record<string, string> {
+    return { ...this.checks };
   }
 
   /** Adds a new key and makes it current; returns its id. What older keys sealed still opens. */

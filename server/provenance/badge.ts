@@ -14,7 +14,8 @@
  * (create, update, patch, transaction) are not decorated.
  */
 import type { Coding, DiagnosticReport, Meta, ParametersParameter, Resource } from '@medplum/fhirtypes';
-import type { Sql } from '../db/database.ts';
+import type { Database, Sql } from '../db/database.ts';
+import { SharedSetting } from '../db/shared-settings.ts';
 import type { FhirContext, FhirRequest, FhirResponse } from '../fhir/router.ts';
 import { HASH_BADGE_SYSTEM } from '../profiles/canonical.ts';
 import type { HashStatus } from './records.ts';
@@ -49,6 +50,16 @@ export class BadgeSettingsError extends Error {
   }
 }
 
+/**
+ * The setting as the answers' decoration reads it (every answer that shows a report, every check): cached in
+ * the process; `writeBadgeSettings` tells every process of a change (db/shared-settings.ts).
+ */
+const cached = new SharedSetting<Readonly<BadgeSettings>>(`provenance.${KEY}`, async (db) => Object.freeze(await readBadgeSettings(db)));
+
+export function badgeSettings(db: Database): Promise<Readonly<BadgeSettings>> {
+  return cached.get(db);
+}
+
 export async function readBadgeSettings(sql: Sql): Promise<BadgeSettings> {
   const rows = await sql.query<{ value: { enabled: boolean; statuses: HashStatus[] }; updated_at: string | Date }>(
     'SELECT value, updated_at FROM platform_setting WHERE key = $1',
@@ -59,8 +70,11 @@ export async function readBadgeSettings(sql: Sql): Promise<BadgeSettings> {
   return { enabled: v.enabled === true, statuses: (v.statuses ?? []).filter((s) => HASH_STATUSES.includes(s)), updated: new Date(rows[0]!.updated_at).toISOString() };
 }
 
-/** Checks a change (unknown or repeated statuses, a non-boolean) and stores the result; the parts not given are kept. */
-export async function writeBadgeSettings(sql: Sql, change: { enabled?: unknown; statuses?: unknown }, principalId: string): Promise<BadgeSettings> {
+/**
+ * Checks a change (unknown or repeated statuses, a non-boolean) and stores the result; the parts not given are
+ * kept. Written through `sql` (the database's own connection, or a transaction of it); every process is told.
+ */
+export async function writeBadgeSettings(db: Database, change: { enabled?: unknown; statuses?: unknown }, principalId: string, sql: Sql = db): Promise<BadgeSettings> {
   if (change.enabled !== undefined && typeof change.enabled !== 'boolean') throw new BadgeSettingsError('enabled must be true or false', 'enabled');
   let statuses: HashStatus[] | undefined;
   if (change.statuses !== undefined) {
@@ -82,6 +96,7 @@ export async function writeBadgeSettings(sql: Sql, change: { enabled?: unknown; 
      RETURNING updated_at`,
     [KEY, JSON.stringify(next), principalId.slice(0, 100)]
   );
+  await cached.changed(db, sql);
   return { ...next, updated: new Date(rows[0]!.updated_at).toISOString() };
 }
 
@@ -110,7 +125,7 @@ export async function decorateWithBadges(ctx: FhirContext, req: FhirRequest, res
   collect(res.body, operation !== undefined && REPORT_LIST_OPERATIONS.has(operation), found, 0);
   if (found.resources.length === 0 && found.groups.length === 0) return res;
   const sql = ctx.repo.connection;
-  const settings = await readBadgeSettings(sql);
+  const settings = await badgeSettings(ctx.repo.db);
   // the statuses are looked up only when a badge can show, and not for parts that already state theirs
   // (the hashStatus part of $recognition-check and $duplicate-check results)
   const unknown = settings.enabled ? found.groups.filter((g) => g.status === undefined) : [];

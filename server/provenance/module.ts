@@ -24,6 +24,7 @@ export const provenanceModule: ModuleFactory = ({ db, config, logger, limits }) 
     jobs: service.jobs(),
     readiness: { chain: () => service.readiness() },
     metrics: (registry) => service.registerMetrics(registry),
+    init: () => service.checkKeys(),
     start: () => service.start(),
     stop: () => service.stop(),
   };

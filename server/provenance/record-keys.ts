@@ -13,6 +13,7 @@
  */
 import { createHmac, randomBytes, timingSafeEqual } from 'node:crypto';
 import { existsSync, readFileSync } from 'node:fs';
+import { keyCheckValue } from '../key-check.ts';
 import { writeSecretFile } from '../secret-file.ts';
 
 interface KeyFile {
@@ -62,6 +63,12 @@ export class RecordKeys {
     return this.load().current;
   }
 
+  /** The check value of each key (server/key-check.ts): what the database compares at start-up, not the keys. */
+  checkValues(): Record<string, string> {
+    this.load();
+    return Object.fromEntries([...this.keys].map(([kid, key]) => [kid, keyCheckValue(key, 'record')]));
+  }
+
   /** Adds a new key and makes it current; returns its id. Earlier seals still verify. */
   rotate(): string {
     const f = this.load();
@@ -81,18 +88,27 @@ export class RecordKeys {
   }
 
   check(seal: string | null | undefined, purpose: string, fields: readonly unknown[]): SealCheck {
+    return this.checkText(seal, purpose, JSON.stringify(fields));
+  }
+
+  /** `check` of fields already written as their JSON array text (exactly `JSON.stringify(fields)`). */
+  checkText(seal: string | null | undefined, purpose: string, fieldsJson: string): SealCheck {
     if (!seal) return 'missing';
     this.load();
     const i = seal.indexOf(':');
     const key = i > 0 ? this.keys.get(seal.slice(0, i)) : undefined;
     if (!key) return 'unknown-key';
-    const want = Buffer.from(this.mac(key, purpose, fields), 'hex');
+    const want = this.macBytes(key, purpose, fieldsJson);
     const got = Buffer.from(seal.slice(i + 1), 'hex');
     return got.length === want.length && timingSafeEqual(got, want) ? 'ok' : 'mismatch';
   }
 
   private mac(key: Buffer, purpose: string, fields: readonly unknown[]): string {
-    return createHmac('sm3', key).update(purpose).update('\u0000').update(JSON.stringify(fields)).digest('hex');
+    return this.macBytes(key, purpose, JSON.stringify(fields)).toString('hex');
+  }
+
+  private macBytes(key: Buffer, purpose: string, fieldsJson: string): Buffer {
+    return createHmac('sm3', key).update(purpose).update('\u0000').update(fieldsJson).digest();
   }
 }
 

@@ -82,6 +82,25 @@ export function checkVersion(keys: RecordKeys, r: VersionSealInput): SealCheck {
   return keys.check(r.seal, VERSION_SEAL, versionFields(r));
 }
 
+/**
+ * One member of a version as the JSON text `JSON.stringify` gives of MEMBERS_SQL's element (to_json escapes a
+ * string as JSON.stringify does), for MEMBERS_TEXT_SQL's aggregate over report_member `m`.
+ */
+export const MEMBER_TEXT_SQL = `'[' || to_json(m.type)::text || ',' || to_json(m.id)::text || ',' || m.res_version || ',' || to_json(m.digest)::text || ']'`;
+
+/** `string_agg` of MEMBER_TEXT_SQL in MEMBERS_SQL's order; with '[' … ']' around it (NULL for no members), the text of `members`. */
+export const MEMBERS_TEXT_AGG_SQL = `string_agg(${MEMBER_TEXT_SQL}, ',' ORDER BY m.type, m.id)`;
+
+/**
+ * `checkVersion` of a row whose members come as their JSON text (`JSON.stringify(members)`, from
+ * MEMBERS_TEXT_AGG_SQL): the same bytes are sealed, without parsing the members and writing them again.
+ */
+export function checkVersionText(keys: RecordKeys, r: Omit<VersionSealInput, 'members'>, membersJson: string): SealCheck {
+  const head = JSON.stringify([r.report_id, Number(r.version), r.original_id, r.raw_digest, r.alg, r.fingerprint]);
+  const derived = r.derived_from !== null && r.derived_from !== undefined ? `,${JSON.stringify([Number(r.derived_from), r.revision_reason ?? null]).slice(1, -1)}` : '';
+  return keys.checkText(r.seal, VERSION_SEAL, `${head.slice(0, -1)},${membersJson}${derived}]`);
+}
+
 /** The reason for a version whose seal does not hold, or undefined. */
 export async function versionSealProblem(sql: Sql, keys: RecordKeys, reportId: string, version: number): Promise<string | undefined> {
   const rows = await sql.query<VersionSealInput>(INPUT_SQL, [reportId, version]);

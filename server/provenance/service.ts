@@ -42,6 +42,7 @@ import { RecordKeys } from './record-keys.ts';
 import { InstitutionKeys } from './institution-keys.ts';
 import { anchorSeal, anchorSealState, sealVersion } from './seals.ts';
 import { PlatformSecret } from './secret.ts';
+import { checkKeyFile } from '../key-check.ts';
 import { decorateWithBadges } from './badge.ts';
 import { addDays, chainStatistics, generateChainStatistics, today, type GenerateResult, type StatisticsRange } from './statistics.ts';
 import { sweep, type SweepResult } from './sweep.ts';
@@ -98,6 +99,7 @@ export class ProvenanceService {
   private stopRegressions?: () => void;
   /** No key file at start: records written before seals existed are sealed once (trust on first use). */
   private readonly freshKeys: boolean;
+  private readonly keyFile: string;
   private readonly intake: Intake;
   private readonly anchorer: Anchorer;
   private readonly verifier: Verifier;
@@ -124,6 +126,7 @@ export class ProvenanceService {
     this.ledger = options.ledger ?? new LazyLedger(config.ledger);
     this.secret = new PlatformSecret(config.dataDir);
     const keyFile = this.config.recordKeyFile ?? join(config.dataDir, 'record-keys.json');
+    this.keyFile = keyFile;
     this.freshKeys = !existsSync(keyFile);
     this.keys = new RecordKeys(keyFile);
     this.institutions = InstitutionKeys.load(this.config.institutionKeys, config.dataDir);
@@ -260,6 +263,11 @@ export class ProvenanceService {
       // anchors waiting for the chain: cheap when none is due (the ledger is not opened)
       { name: 'provenance.verify', cron: this.config.verifyCron, run: () => this.verifyDue() },
     ];
+  }
+
+  /** Refuses a record key file that is not this database's (server/key-check.ts); records new key ids. */
+  checkKeys(): Promise<void> {
+    return checkKeyFile(this.db, { purpose: 'record', path: this.keyFile, envVar: 'HUREN_RECORD_KEY_FILE', checks: this.keys.checkValues() });
   }
 
   /** Logs the configuration (the jobs themselves run from the scheduler). */

@@ -8,7 +8,10 @@
  * compares row versions first and rehashes only rows whose xmin moved: a row rewritten with the same content
  * (a dump restored, VACUUM FULL) is healed by its digest; one whose content differs, or that moved to
  * another version, or vanished, makes the report `inconsistent`, with the reason. It runs as SQL over
- * chunks of reports, so it costs a few index probes per report (goal: ≥ 20,000 reports/s).
+ * chunks of reports, so it costs a few index probes per report (goal: ≥ 20,000 reports/s). The chunks are
+ * ranges of report_version's pages, read in physical order (see sweepSql); a version row another transaction
+ * moves (an UPDATE) from a page not yet read to one already read while the sweep runs is checked by the
+ * next sweep, as one inserted there is.
  *
  * The deep sweep (`deep: true`, scheduled daily by default) ignores row versions: it rehashes every member
  * and every original, and recomputes every fingerprint (JCS + SM3/SHA-256) from the original.
@@ -21,11 +24,11 @@ import type { Database } from '../db/database.ts';
 import { fingerprint, type HashAlg } from '../fingerprint/index.ts';
 import { ensureReportVersion, parseOriginal } from './intake.ts';
 import type { RecordKeys } from './record-keys.ts';
-import { checkVersion, MEMBERS_SQL, versionProblem } from './seals.ts';
+import { checkVersionText, MEMBERS_TEXT_AGG_SQL, versionProblem } from './seals.ts';
 
 export interface SweepOptions {
   deep?: boolean;
-  /** Reports per SQL round trip. */
+  /** Reports per SQL round trip (about: a range of report_version's pages holding that many rows). */
   chunk?: number;
   /** Partitions swept at once (connections; PostgreSQL runs them on separate cores). Default 2. */
   workers?: number;
@@ -66,17 +69,26 @@ interface Row {
   raw: string | null;
   raw_digest?: string | null;
   seal?: string | null;
-  members?: unknown[];
+  /** The members' JSON text (MEMBERS_TEXT_AGG_SQL without its brackets); NULL for none. */
+  members_json?: string | null;
   derived_from?: number | null;
   revision_reason?: string | null;
   odd: Array<[string, string, number, number | null, boolean | null, string | null, boolean | null, string]> | null;
 }
 
-function sweepSql(deep: boolean, sealed: boolean): string {
+/**
+ * One chunk: the current versions in the pages [$1, $2) of report_version (bounded) or from $1 on. Read in
+ * the table's physical order, not by report id: intake writes a version, its original and its members (and
+ * the resources) together, so neighbouring versions' rows are neighbours in those tables too, and a chunk
+ * touches few pages of each (by report id — random UUIDs — every row was on another page). Each version's
+ * members are read once (one pass over report_member joined to resource), for both the seal's member list
+ * (as its JSON text) and the odd ones.
+ */
+function sweepSql(deep: boolean, sealed: boolean, bounded: boolean): string {
   const xminSame = (col: string, stored: string) => (deep ? 'false' : `${col}::text = ${stored}`);
   return `
   SELECT rv.report_id, rv.version, rv.integrity_ok, rv.integrity_reasons, rv.fingerprint, rv.alg, rv.original_id, rv.original_xmin,
-         ${sealed ? `o.raw_digest, rv.seal, rv.derived_from, rv.revision_reason, ${MEMBERS_SQL('rv')} AS members,` : ''}
+         ${sealed ? `o.raw_digest, rv.seal, rv.derived_from, rv.revision_reason, mm.members_json,` : ''}
          d.version AS dr_version, d.deleted AS dr_deleted,
          (rv.original_id IS NOT NULL AND o.id IS NULL) AS original_missing,
          CASE WHEN o.id IS NULL THEN NULL
@@ -84,18 +96,19 @@ function sweepSql(deep: boolean, sealed: boolean): string {
               ELSE encode(sha256(convert_to(o.raw, 'UTF8')), 'hex') = o.raw_digest END AS original_ok,
          o.fingerprint AS original_fingerprint, o.xmin::text AS original_xmin_now,
          ${deep ? 'o.raw' : 'NULL::text AS raw'},
-         (SELECT jsonb_agg(jsonb_build_array(m.type, m.id, m.res_version, r.version, r.deleted, r.xmin::text,
-                   CASE WHEN r.id IS NULL OR r.version <> m.res_version THEN NULL
-                        ELSE encode(sha256(convert_to(r.content::text, 'UTF8')), 'hex') = m.digest END, m.row_xmin))
-            FROM report_member m LEFT JOIN resource r ON r.type = m.type AND r.id = m.id
-           WHERE m.report_id = rv.report_id AND m.version = rv.version
-             AND (r.id IS NULL OR r.deleted OR r.version <> m.res_version OR NOT (${xminSame('r.xmin', 'm.row_xmin')}))) AS odd
+         mm.odd
     FROM report_version rv
     LEFT JOIN resource d ON d.type = 'DiagnosticReport' AND d.id = rv.report_id
     LEFT JOIN report_original o ON o.id = rv.original_id
-   WHERE rv.current AND rv.report_id > $1 AND (hashtext(rv.report_id) & 1023) % $3 = $4
-   ORDER BY rv.report_id
-   LIMIT $2`;
+    CROSS JOIN LATERAL (
+      SELECT ${sealed ? `${MEMBERS_TEXT_AGG_SQL} AS members_json,` : ''}
+             jsonb_agg(jsonb_build_array(m.type, m.id, m.res_version, r.version, r.deleted, r.xmin::text,
+                 CASE WHEN r.id IS NULL OR r.version <> m.res_version THEN NULL
+                      ELSE encode(sha256(convert_to(r.content::text, 'UTF8')), 'hex') = m.digest END, m.row_xmin))
+               FILTER (WHERE r.id IS NULL OR r.deleted OR r.version <> m.res_version OR NOT (${xminSame('r.xmin', 'm.row_xmin')})) AS odd
+        FROM report_member m LEFT JOIN resource r ON r.type = m.type AND r.id = m.id
+       WHERE m.report_id = rv.report_id AND m.version = rv.version) mm
+   WHERE rv.current AND rv.ctid >= $1::tid${bounded ? ' AND rv.ctid < $2::tid' : ''}`;
 }
 
 export async function sweep(db: Database, options: SweepOptions = {}): Promise<SweepResult> {
@@ -105,34 +118,71 @@ export async function sweep(db: Database, options: SweepOptions = {}): Promise<S
   const workers = db.engine === 'postgres' ? Math.max(1, options.workers ?? 2) : 1;
   const result: SweepResult = { deep, checked: 0, flagged: 0, cleared: 0, healed: 0, unrecorded: 0, ms: 0 };
   result.unrecorded = await recordUnknownVersions(db, options.keys);
-  const text = sweepSql(deep, options.keys !== undefined);
-  // PostgreSQL would JIT-compile each chunk's query (tens of ms for a query that runs a few hundred)
-  const read = (cursor: string, k: number) =>
-    db.engine === 'postgres'
+  const sealed = options.keys !== undefined;
+  const texts = { bounded: sweepSql(deep, sealed, true), open: sweepSql(deep, sealed, false) };
+  // PostgreSQL would JIT-compile each chunk's query (tens of ms for a query that runs a few hundred), and
+  // plan it parallel (a Gather over a seq scan of all report_version, not the TID range scan of the chunk's
+  // pages; the connections already keep the cores busy)
+  const read = (range: Range) => {
+    const [text, params] = range.before === null ? [texts.open, [range.from]] : [texts.bounded, [range.from, range.before]];
+    return db.engine === 'postgres'
       ? db.transaction(async (sql) => {
-          await sql.query('SET LOCAL jit = off');
-          return sql.query<Row>(text, [cursor, chunk, workers, k]);
+          await sql.query(`SELECT set_config('jit', 'off', true), set_config('max_parallel_workers_per_gather', '0', true)`);
+          return sql.query<Row>(text, params);
         })
-      : db.query<Row>(text, [cursor, chunk, workers, k]);
-  await Promise.all(Array.from({ length: workers }, (_, k) => sweepPartition(db, read, k, chunk, deep, result, options.keys)));
+      : db.query<Row>(text, params);
+  };
+  const next = await pageRanges(db, chunk);
+  const rewritten = new Set<string>();
+  await Promise.all(Array.from({ length: workers }, () => sweepPartition(db, read, next, rewritten, deep, result, options.keys)));
   result.ms = Math.round(performance.now() - t0);
   return result;
 }
 
+/** A range of report_version's pages, as tids: [from, before) (before null: to the end of the table). */
+interface Range {
+  from: string;
+  before: string | null;
+}
+
+/**
+ * The page ranges of report_version, about `chunk` rows each (from the table's statistics), claimed in turn
+ * by the connections; the last is open-ended (pages added while the sweep runs).
+ */
+async function pageRanges(db: Database, chunk: number): Promise<() => Range | undefined> {
+  const [stats] = await db.query<{ pages: string; rows_per_page: number | null }>(
+    `SELECT pg_relation_size('report_version') / current_setting('block_size')::int AS pages,
+            CASE WHEN c.relpages > 0 AND c.reltuples > 0 THEN c.reltuples / c.relpages END AS rows_per_page
+       FROM pg_class c WHERE c.oid = 'report_version'::regclass`
+  );
+  const pages = Number(stats?.pages ?? 0);
+  const step = Math.max(1, Math.round(chunk / Math.max(1, Number(stats?.rows_per_page ?? 10))));
+  let page = 0;
+  let done = false;
+  return () => {
+    if (done) return undefined;
+    const from = `(${page},0)`;
+    page += step;
+    if (page < pages) return { from, before: `(${page},0)` };
+    done = true;
+    return { from, before: null };
+  };
+}
+
 async function sweepPartition(
   db: Database,
-  read: (cursor: string, k: number) => Promise<Row[]>,
-  k: number,
-  chunk: number,
+  read: (range: Range) => Promise<Row[]>,
+  next: () => Range | undefined,
+  rewritten: Set<string>,
   deep: boolean,
   result: SweepResult,
   keys?: RecordKeys
 ): Promise<void> {
-  let cursor = '';
   for (;;) {
-    const rows = await read(cursor, k);
-    if (rows.length === 0) break;
-    cursor = rows[rows.length - 1]!.report_id;
+    const range = next();
+    if (!range) break;
+    // a row this sweep updated (its new row version may be on a later page) is not checked twice
+    const rows = (await read(range)).filter((r) => !rewritten.has(r.report_id));
     result.checked += rows.length;
     const updates: Array<[string, number, boolean, string[]]> = [];
     const heals: Array<[string, number, string, string, string]> = [];
@@ -161,7 +211,7 @@ async function sweepPartition(
         }
       }
       if (keys) {
-        const problem = versionProblem(checkVersion(keys, { ...r, raw_digest: r.raw_digest ?? null, seal: r.seal ?? null, members: r.members ?? [] }));
+        const problem = versionProblem(checkVersionText(keys, { ...r, raw_digest: r.raw_digest ?? null, seal: r.seal ?? null }, r.members_json ? `[${r.members_json}]` : '[]'));
         if (problem) reasons.push(problem);
       }
       for (const [type, id, resVersion, version, deleted, xmin, digestOk, storedXmin] of r.odd ?? []) {
@@ -180,6 +230,7 @@ async function sweepPartition(
         if (ok && !r.integrity_ok) result.cleared++;
       }
     }
+    for (const [id] of [...updates, ...originalHeals]) rewritten.add(id);
     if (updates.length > 0) {
       await db.query(
         `UPDATE report_version rv SET integrity_ok = (x.e->>2)::boolean, integrity_reasons = x.e->3, swept_at = now()
@@ -203,7 +254,6 @@ async function sweepPartition(
         [JSON.stringify(originalHeals)]
       );
     }
-    if (rows.length < chunk) break;
   }
 }
 

@@ -19,6 +19,7 @@ export async function recognitionCheck(ctx: ServiceContext, input: RecognitionCh
   const categoryFilter = categoryMatcher(catalogue, input.categories ?? []);
   const { patients, requester, loaded } = await patientRequesterReports(ctx.repo, input.patient, requesterRef, { param: input.patient.identifier ? 'identifier' : 'patient' });
   await assertOwnRequester(ctx, requester.organization);
+  ctx.found?.({ patients, requester });
   const candidates = candidatesOf(loaded, catalogue, requester.institution, now).filter(
     (c) => (!itemFilter || itemFilter.has(c.item.code)) && categoryFilter(c)
   );

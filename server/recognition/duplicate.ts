@@ -33,6 +33,7 @@ export async function duplicateCheck(ctx: ServiceContext, input: DuplicateCheckI
   const selector = input.patients?.length ? { ...sameSubject(parsed), resolved: input.patients } : sameSubject(parsed);
   const { patients, requester, loaded } = await patientRequesterReports(ctx.repo, selector, requesterRef, { param: 'order', index: 0, path: 'resource.subject' });
   await assertOwnRequester(ctx, requester.organization);
+  ctx.found?.({ patients, requester });
   // orders coded with the requester's local codes: through its approved dictionary entries
   if (parsed.some((p) => p.items.length === 0)) {
     const local = await approvedMappingsOf(ctx.repo.db, requester.institution.id);

@@ -8,6 +8,7 @@ import type { Principal } from '../fhir/principal.ts';
 import type { Repository } from '../fhir/repository.ts';
 import type { Token } from './catalogue.ts';
 import type { Candidate } from './facts.ts';
+import type { ResolvedRequester } from './patients.ts';
 
 /** The most recent reports of a patient that a check considers. */
 export const MAX_REPORTS = 500;
@@ -45,6 +46,8 @@ export interface ServiceContext {
   principal?: Principal;
   /** The clock (tests); default now. */
   now?: Date;
+  /** Told whom the check is about once they are found (and the requester may ask): the federation (partner.ts) waits for it. */
+  found?: (parties: { patients: Patient[]; requester: ResolvedRequester }) => void;
 }
 
 /** A patient: by id, by reference (literal, conditional `Patient?identifier=…`, or logical), or by identifier. */

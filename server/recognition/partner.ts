@@ -5,7 +5,7 @@
  * reminder is written here: the requester's own platform writes it. And the federation hook: a module that
  * knows partner platforms (server/exchange/) plugs in what the checks ask them.
  */
-import type { OperationOutcomeIssue, ParametersParameter } from '@medplum/fhirtypes';
+import type { OperationOutcomeIssue, ParametersParameter, Patient } from '@medplum/fhirtypes';
 import type { Repository } from '../fhir/repository.ts';
 import type { Principal } from '../fhir/principal.ts';
 import { currentCatalogue, type Token } from './catalogue.ts';
@@ -13,6 +13,7 @@ import { candidatesOf, type Candidate } from './facts.ts';
 import { loadReports } from './facts-query.ts';
 import { categoryMatcher, itemCodes, summaries } from './results.ts';
 import type { PatientSelector, ResultSummary } from './model.ts';
+import type { ResolvedRequester } from './patients.ts';
 import type { Reference } from '@medplum/fhirtypes';
 
 export interface PartnerCheckInput {
@@ -38,6 +39,28 @@ export async function partnerRecognition(repo: Repository, input: PartnerCheckIn
   return list.map((summary, i) => ({ summary, candidate: recognisable[i]! }));
 }
 
+/** Whom a check is about, as the local check found them: the patient's registrations and the requester. */
+export interface CheckParties {
+  patients: Patient[];
+  requester: ResolvedRequester;
+}
+
+/**
+ * The parties the local check finds, handed on to the federation so that neither the patient nor the requester
+ * is read a second time: `found` is given to the local check (ServiceContext.found), `failed` is called when it
+ * throws (the federation then asks no partner: the answer is the local check's error).
+ */
+export function checkParties(): { parties: Promise<CheckParties>; found: (p: CheckParties) => void; failed: () => void } {
+  let found!: (p: CheckParties) => void;
+  let failed!: (e: Error) => void;
+  const parties = new Promise<CheckParties>((resolve, reject) => {
+    found = resolve;
+    failed = reject;
+  });
+  parties.catch(() => undefined); // no federation plugged in: nobody waits for it
+  return { parties, found, failed: () => failed(new Error('the local check failed')) };
+}
+
 /** What a check asks the partners (the federation hook's input). */
 export interface FederatedQuery {
   kind: 'recognition-check' | 'duplicate-check';
@@ -45,6 +68,8 @@ export interface FederatedQuery {
   principal?: Principal;
   patient: PatientSelector;
   requester?: Reference;
+  /** The patient and the requester, once the local check has found them (rejected when it failed). */
+  parties: Promise<CheckParties>;
   /** Item tokens (for $duplicate-check: the ordered items' codes). */
   codes: Token[];
   categories: Token[];

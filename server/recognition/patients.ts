@@ -2,7 +2,7 @@
  * Finding the patient and the requesting institution a request names: by id, literal or conditional reference,
  * or identifier (a person may be registered by several institutions: every Patient with the identifier).
  */
-import type { Organization, Patient, Reference } from '@medplum/fhirtypes';
+import type { Organization, Patient, Reference, Resource } from '@medplum/fhirtypes';
 import type { Repository } from '../fhir/repository.ts';
 import { parseSearch } from '../fhir/search/parse.ts';
 import { parseReference } from '../fhir/search/references.ts';
@@ -35,10 +35,11 @@ export function esc(value: string): string {
   return value.replace(/([,|$\\])/g, '\\$1');
 }
 
-export async function byIdentifier(repo: Repository, type: string, system: string | undefined, value: string, limit: number): Promise<string[]> {
+/** The resources of `type` carrying the identifier (by id, at most `limit`): the search's own, not read again. */
+export async function byIdentifier<T extends Resource>(repo: Repository, type: string, system: string | undefined, value: string, limit: number): Promise<T[]> {
   const req = parseSearch(type, [['identifier', system !== undefined ? `${esc(system)}|${esc(value)}` : esc(value)], ['_count', String(limit)], ['_sort', '_id']]);
   const bundle = await repo.search(req, '');
-  return (bundle.entry ?? []).map((e) => e.resource?.id as string).filter(Boolean);
+  return (bundle.entry ?? []).map((e) => e.resource as T | undefined).filter((r): r is T => r?.resourceType === type && !!r.id);
 }
 
 /** Reads `Type?identifier=sys|value` from a conditional reference string, if it is one. */
@@ -79,9 +80,9 @@ export async function resolvePatients(repo: Repository, sel: PatientSelector, pa
   }
   if (identifier) {
     if (!identifier.value.trim()) throw new RecognitionError(400, 'invalid', 'The patient identifier has no value', param, index, path);
-    const ids = await byIdentifier(repo, 'Patient', identifier.system, identifier.value, 20);
-    if (ids.length === 0) throw notFound('with that identifier');
-    return (await repo.readMany('Patient', ids)) as Patient[];
+    const found = await byIdentifier<Patient>(repo, 'Patient', identifier.system, identifier.value, 20);
+    if (found.length === 0) throw notFound('with that identifier');
+    return found;
   }
   throw new RecognitionError(400, 'required', 'A patient is required: call Patient/[id]/$… or give patient or identifier', param, index, path);
 }
@@ -94,18 +95,17 @@ export interface ResolvedRequester {
 
 export async function resolveRequester(repo: Repository, ref: Reference): Promise<ResolvedRequester> {
   const bad = (message: string) => new RecognitionError(400, 'invalid', message, 'requester');
-  let id: string | undefined;
+  let organization: Organization | undefined;
   if (ref.reference) {
     const conditional = ref.reference.includes('?');
     const ident = conditional ? conditionalIdentifier(ref.reference, 'Organization') : undefined;
     const parsed = conditional ? undefined : parseReference(ref.reference);
-    if (parsed?.type === 'Organization') id = parsed.id;
-    else if (ident) [id] = await byIdentifier(repo, 'Organization', ident.system, ident.value, 1);
+    if (parsed?.type === 'Organization') [organization] = (await repo.readMany('Organization', [parsed.id])) as Organization[];
+    else if (ident) [organization] = await byIdentifier<Organization>(repo, 'Organization', ident.system, ident.value, 1);
     else throw bad('requester must be a reference to an Organization (Organization/[id] or Organization?identifier=system|value)');
   } else if (ref.identifier?.value) {
-    [id] = await byIdentifier(repo, 'Organization', ref.identifier.system, ref.identifier.value, 1);
+    [organization] = await byIdentifier<Organization>(repo, 'Organization', ref.identifier.system, ref.identifier.value, 1);
   } else throw bad('requester has neither a reference nor an identifier');
-  const [organization] = id ? ((await repo.readMany('Organization', [id])) as Organization[]) : [];
   return requesterOf(organization);
 }
 

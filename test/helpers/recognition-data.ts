@@ -5,7 +5,8 @@
  * national, legacy and LOINC codes).
  */
 import { randomUUID } from 'node:crypto';
-import type { TestServer } from './server.ts';
+import type { TestFn } from 'ava';
+import { startTestServer, type TestServer } from './server.ts';
 
 export const CATALOGUE = 'https://fhir.huren.gz.cn/CodeSystem/recognition-catalogue';
 export const NATIONAL = 'https://fhir.huren.gz.cn/CodeSystem/nhsa-service-item';
@@ -139,6 +140,19 @@ export async function transaction(s: TestServer, entry: unknown[]): Promise<any>
 }
 
 /** Stores the scenario; `tag` keeps identifiers unique when several scenarios share a store. */
+/** A test file's own server with the scenario seeded (started before its tests, closed after them). */
+export function seededServer(test: TestFn): { readonly s: TestServer; readonly d: Seeded } {
+  const it = {} as { s: TestServer; d: Seeded };
+  test.before(async () => {
+    it.s = await startTestServer();
+    it.d = await seedScenario(it.s);
+  });
+  test.after.always(async () => {
+    await it.s?.close();
+  });
+  return it;
+}
+
 export async function seedScenario(s: TestServer, tag = randomUUID().slice(0, 8)): Promise<Seeded> {
   const now = Date.now();
   const k = (x: string) => `${x}-${tag}`;

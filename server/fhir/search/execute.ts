@@ -8,7 +8,7 @@ import type { Sql } from '../../db/database.ts';
 import { isSummaryElement } from '../definitions.ts';
 import type { IncludeSpec, SearchRequest } from './parse.ts';
 import { encodeCursor } from './parse.ts';
-import { orderBySql, Params, whereSql } from './sql.ts';
+import { orderBySql, Params, pickDriver, whereSql } from './sql.ts';
 import { limits, tooCostly } from '../limits.ts';
 
 interface Row {
@@ -31,6 +31,11 @@ export async function findIds(sql: Sql, req: SearchRequest, limit: number): Prom
 export interface Query {
   text: string;
   values: unknown[];
+  /**
+   * Run as a prepared statement where the engine can (see QueryOptions in server/db/database.ts): a driven
+   * search, whose plan is fixed by its text, so a generic plan of it reads only the driver's rows.
+   */
+  prepare?: boolean;
 }
 
 /**
@@ -40,13 +45,15 @@ export interface Query {
 export function searchQueries(req: SearchRequest): { page: Query; count: Query } {
   const p = new Params();
   const where = whereSql(req, p);
-  const count = { text: `SELECT count(*)::int AS n FROM resource r WHERE ${where}`, values: p.values.slice() };
+  const prepare = pickDriver(req.clauses) !== undefined;
+  const count = { text: `SELECT count(*)::int AS n FROM resource r WHERE ${where}`, values: p.values.slice(), prepare };
   const orderBy = orderBySql(req.sort, p);
   // a deep page continues after its cursor's row, in the default order (created, id)
   const after = req.cursor ? ` AND (r.created, r.id) > (${p.add(req.cursor.created)}::timestamptz, ${p.add(req.cursor.id)})` : '';
   const page = {
     text: `SELECT r.content, r.created::text AS created, r.id FROM resource r WHERE ${where}${after} ORDER BY ${orderBy} LIMIT $${p.values.length + 1} OFFSET $${p.values.length + 2}`,
     values: [...p.values, req.count + 1, req.offset],
+    prepare,
   };
   return { page, count };
 }
@@ -62,7 +69,7 @@ export async function runSearch(sql: Sql, req: SearchRequest, baseUrl: string, o
     return { resourceType: 'Bundle', type: 'searchset', total, link: [{ relation: 'self', url: selfUrl(baseUrl, req) }] };
   }
 
-  const rows = req.count === 0 ? [] : await sql.query<PageRow>(queries.page.text, queries.page.values);
+  const rows = req.count === 0 ? [] : await sql.query<PageRow>(queries.page.text, queries.page.values, { prepare: queries.page.prepare });
   const hasNext = rows.length > req.count;
   const matches = rows.slice(0, req.count).map((r) => open(r.content));
 
@@ -96,7 +103,7 @@ export async function runSearch(sql: Sql, req: SearchRequest, baseUrl: string, o
 }
 
 async function count(sql: Sql, query: Query): Promise<number> {
-  const rows = await sql.query<{ n: number }>(query.text, query.values);
+  const rows = await sql.query<{ n: number }>(query.text, query.values, { prepare: query.prepare });
   return Number(rows[0].n);
 }
 

@@ -10,26 +10,38 @@ import { clip, KEY_LENGTH, normalizeText } from './indexer.ts';
 import { parseReference } from './references.ts';
 import { badRequest, OperationOutcomeError } from '@medplum/core';
 
+/**
+ * The values of one statement and its table aliases. The text built with one Params depends only on the shape
+ * of the search (its parameters, modifiers, prefixes and the number of values), never on the values: those are
+ * only `$n` parameters, and aliases are numbered within the statement. So the same shape gives byte-identical
+ * text, which PostgreSQL can keep as a prepared statement (server/db/database.ts).
+ */
 export class Params {
   readonly values: unknown[] = [];
+  private aliases = 0;
   add(v: unknown): string {
     this.values.push(v);
     return `$${this.values.length}`;
   }
-}
-
-let aliasCounter = 0;
-function alias(prefix: string): string {
-  aliasCounter = (aliasCounter + 1) % 1_000_000;
-  return `${prefix}${aliasCounter}`;
+  /** A table alias not used before in this statement. */
+  alias(prefix: string): string {
+    return `${prefix}${++this.aliases}`;
+  }
 }
 
 /**
  * SQL condition (over owner columns `typeCol`/`idCol`) for one clause. `typeIn`: an array expression the owner's
  * type is also within, when `typeCol` is a column (a chain over several target types), so that the lookup
  * indexes, which start with the type, can be used.
+ *
+ * `probe`: the clause is checked for each candidate owner of a driven search (whereSql), so each of its EXISTS
+ * is a planning fence (OFFSET 0): it stays a sub-plan run per candidate, by the owner index. Without the fence
+ * the planner may join it instead, and a generic plan (a prepared statement's, which knows no values and so
+ * takes every value for a rare one) can then read a common value's whole lookup for each candidate (seen: a
+ * LOINC code's 1,041 rows read again for each of a patient's 15 Observations).
  */
-export function clauseSql(clause: Clause, typeCol: string, idCol: string, p: Params, typeIn?: string): string {
+export function clauseSql(clause: Clause, typeCol: string, idCol: string, p: Params, typeIn?: string, probe = false): string {
+  const fence = probe ? ' OFFSET 0' : '';
   switch (clause.kind) {
     case 'id': {
       const cond = `${idCol} = ANY(${p.add(clause.values.map(unescape))}::text[])`;
@@ -40,48 +52,51 @@ export function clauseSql(clause: Clause, typeCol: string, idCol: string, p: Par
       if (typeCol === 'r.type') {
         return `(${clause.values.map((v) => dateCondition(v, 'r.last_updated', 'r.last_updated', p)).join(' OR ')})`;
       }
-      const r = alias('lu');
+      const r = p.alias('lu');
       const conds = clause.values.map((v) => dateCondition(v, `${r}.last_updated`, `${r}.last_updated`, p));
-      return `EXISTS (SELECT 1 FROM resource ${r} WHERE ${r}.type = ${typeCol} AND ${r}.id = ${idCol} AND (${conds.join(' OR ')}))`;
+      return `EXISTS (SELECT 1 FROM resource ${r} WHERE ${r}.type = ${typeCol} AND ${r}.id = ${idCol} AND (${conds.join(' OR ')})${fence})`;
     }
     case 'chain': {
-      const c = alias('c');
-      return `EXISTS (SELECT 1 FROM idx_reference ${c} WHERE ${c}.type = ${typeCol} AND ${c}.id = ${idCol} AND ${chainSql(clause, c, p)})`;
+      const c = p.alias('c');
+      return `EXISTS (SELECT 1 FROM idx_reference ${c} WHERE ${c}.type = ${typeCol} AND ${c}.id = ${idCol} AND ${chainSql(clause, c, p, probe)}${fence})`;
     }
     case 'has': {
-      const h = alias('h');
-      const inner = clauseSql(clause.inner, `${h}.type`, `${h}.id`, p);
+      const h = p.alias('h');
+      const inner = clauseSql(clause.inner, `${h}.type`, `${h}.id`, p, undefined, probe);
       return `EXISTS (SELECT 1 FROM idx_reference ${h} WHERE ${h}.target_id = ${idCol} AND ${h}.param = ${p.add(
         clause.refParam.code
-      )} AND ${h}.type = ${p.add(clause.sourceType)} AND ${h}.target_type = ${typeCol} AND ${inner})`;
+      )} AND ${h}.type = ${p.add(clause.sourceType)} AND ${h}.target_type = ${typeCol} AND ${inner}${fence})`;
     }
     case 'param':
-      return paramSql(clause, typeCol, idCol, p, typeIn);
+      return paramSql(clause, typeCol, idCol, p, typeIn, fence);
   }
 }
 
-/** A chain's conditions over its reference row `c`: the parameter, the target types, the inner clause on the target. */
-function chainSql(clause: Extract<Clause, { kind: 'chain' }>, c: string, p: Params): string {
+/**
+ * A chain's conditions over its reference row `c`: the parameter, the target types, the inner clause on the
+ * target (a probe of each target when the chain itself is probed: see clauseSql).
+ */
+function chainSql(clause: Extract<Clause, { kind: 'chain' }>, c: string, p: Params, probe = false): string {
   const types = `${p.add(clause.targetTypes)}::text[]`;
   const inner =
     clause.targetTypes.length === 1
-      ? clauseSql(clause.inner, p.add(clause.targetTypes[0]), `${c}.target_id`, p)
-      : clauseSql(clause.inner, `${c}.target_type`, `${c}.target_id`, p, types);
+      ? clauseSql(clause.inner, p.add(clause.targetTypes[0]), `${c}.target_id`, p, undefined, probe)
+      : clauseSql(clause.inner, `${c}.target_type`, `${c}.target_id`, p, types, probe);
   return `${c}.param = ${p.add(clause.param.code)} AND ${c}.target_type = ANY(${types}) AND ${inner}`;
 }
 
-function paramSql(clause: Extract<Clause, { kind: 'param' }>, typeCol: string, idCol: string, p: Params, typeIn?: string): string {
+function paramSql(clause: Extract<Clause, { kind: 'param' }>, typeCol: string, idCol: string, p: Params, typeIn: string | undefined, fence: string): string {
   const { param, modifier, values } = clause;
   const table = tableOf(param);
-  const i = alias('i');
+  const i = p.alias('i');
   const within = typeIn ? ` AND ${i}.type = ANY(${typeIn})` : '';
   const owner = `${i}.id = ${idCol} AND ${i}.type = ${typeCol}${within} AND ${i}.param = ${p.add(param.code)}`;
   if (modifier === 'missing') {
-    const exists = `EXISTS (SELECT 1 FROM idx_${table} ${i} WHERE ${owner})`;
+    const exists = `EXISTS (SELECT 1 FROM idx_${table} ${i} WHERE ${owner}${fence})`;
     return values[0] === 'true' ? `NOT ${exists}` : exists;
   }
   const conds = values.map((v) => valueSql(param.type, modifier, v, i, p));
-  const any = `EXISTS (SELECT 1 FROM idx_${table} ${i} WHERE ${owner} AND (${conds.join(' OR ')}))`;
+  const any = `EXISTS (SELECT 1 FROM idx_${table} ${i} WHERE ${owner} AND (${conds.join(' OR ')})${fence})`;
   return modifier === 'not' ? `NOT ${any}` : any;
 }
 
@@ -263,10 +278,10 @@ export function whereSql(req: SearchRequest, p: Params): string {
   const driver = pickDriver(req.clauses);
   let rest = req.clauses;
   if (driver) {
-    const d = alias('d');
+    const d = p.alias('d');
     const probed = req.clauses.filter((c) => c !== driver && c.kind !== 'lastUpdated');
     const { select, where } = driverSql(driver, type, d, p);
-    const probes = probed.map((c) => ` AND ${clauseSql(c, type, `${d}.${select}`, p)}`).join('');
+    const probes = probed.map((c) => ` AND ${clauseSql(c, type, `${d}.${select}`, p, undefined, true)}`).join('');
     conds.push(`r.id IN (SELECT ${d}.${select} FROM idx_reference ${d} WHERE ${where}${probes} OFFSET 0)`);
     rest = req.clauses.filter((c) => c.kind === 'lastUpdated');
   }

@@ -38,7 +38,7 @@ export const badgeSettingsOperation: Operation = {
     const given = input.list('status');
     const statuses = given.length > 0 ? given.flatMap((p) => (p.valueCode ?? p.valueString ?? '').split(',').map((s) => s.trim())) : undefined;
     try {
-      return answer(await writeBadgeSettings(sql, { enabled, statuses }, ctx.principal.id));
+      return answer(await writeBadgeSettings(ctx.repo.db, { enabled, statuses }, ctx.principal.id, sql));
     } catch (e) {
       if (e instanceof BadgeSettingsError) {
         const where = e.param === 'enabled' ? input.expr('enabled') : input.expr('status');

@@ -9,7 +9,7 @@ import type { Operation } from '../../fhir/operations/registry.ts';
 import { loadDefinition } from '../../fhir/operations/registry.ts';
 import { RecognitionInput } from './params.ts';
 import { mappingParameter, resultParts, parameters, outcomeParameter, originPart } from './answers.ts';
-import { askPartners, orderPatient, orderedItems } from '../partner.ts';
+import { askPartners, checkParties, orderPatient, orderedItems } from '../partner.ts';
 
 let duplicateDefinition: OperationDefinition | undefined;
 
@@ -28,8 +28,13 @@ export const duplicateCheckOperation: Operation = {
     // the partner platforms are asked in parallel with the local search, for the catalogue items ordered
     const patient = orderPatient(orders);
     const codes = orderedItems(orders);
-    const partners = patient && codes.length > 0 ? askPartners({ kind: 'duplicate-check', repo: ctx.repo, principal: ctx.principal, patient, requester, codes, categories: [] }) : Promise.resolve(undefined);
-    const result = await input.guard(() => duplicateCheck({ repo: ctx.repo, principal: ctx.principal }, { orders, requester }));
+    // (once the local check found the patient and the requester: neither is read twice)
+    const { parties, found, failed } = checkParties();
+    const partners = patient && codes.length > 0 ? askPartners({ kind: 'duplicate-check', repo: ctx.repo, principal: ctx.principal, patient, requester, codes, categories: [], parties }) : Promise.resolve(undefined);
+    const result = await input.guard(() => duplicateCheck({ repo: ctx.repo, principal: ctx.principal, found }, { orders, requester })).catch((err: unknown) => {
+      failed();
+      throw err;
+    });
     const federated = await partners;
     const parameter: ParametersParameter[] = result.items.map((item) => {
       const remote = (federated?.results ?? []).filter((r) => r.itemCode === item.code.code);

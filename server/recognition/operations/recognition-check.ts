@@ -9,7 +9,7 @@ import type { Operation } from '../../fhir/operations/registry.ts';
 import { loadDefinition } from '../../fhir/operations/registry.ts';
 import { RecognitionInput } from './params.ts';
 import { resultParts, parameters, withPartners } from './answers.ts';
-import { askPartners } from '../partner.ts';
+import { askPartners, checkParties } from '../partner.ts';
 
 let checkDefinition: OperationDefinition | undefined;
 
@@ -37,8 +37,13 @@ export const recognitionCheckOperation: Operation = {
     const categories = input.tokens('category');
     const codes = input.tokens('code');
     // the partner platforms are asked in parallel with the local search (server/recognition/partner.ts)
-    const partners = askPartners({ kind: 'recognition-check', repo: ctx.repo, principal: ctx.principal, patient: selector, requester, codes, categories });
-    const result = await input.guard(() => recognitionCheck({ repo: ctx.repo, principal: ctx.principal }, { patient: selector, requester, categories, codes }));
+    // (they are asked once the local check found the patient and the requester: neither is read twice)
+    const { parties, found, failed } = checkParties();
+    const partners = askPartners({ kind: 'recognition-check', repo: ctx.repo, principal: ctx.principal, patient: selector, requester, codes, categories, parties });
+    const result = await input.guard(() => recognitionCheck({ repo: ctx.repo, principal: ctx.principal, found }, { patient: selector, requester, categories, codes })).catch((err: unknown) => {
+      failed();
+      throw err;
+    });
     const federated = await partners;
     const local = result.results.map((r) => ({ name: 'result', part: resultParts(r) }));
     const merged = withPartners(local, federated);
