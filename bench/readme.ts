@@ -37,6 +37,7 @@ const LABELS: Record<string, string> = {
   create: 'create `POST Observation`',
   read: 'read `GET Observation/[id]`',
   search: 'search `Observation?subject=…&code=…&date=ge…`',
+  'search-sorted': 'search `…&date=ge…&_sort=-date`',
   transaction: 'transaction (1 DiagnosticReport + 15 Observations)',
 };
 
@@ -91,7 +92,7 @@ export function renderSection(all: Record<string, Run>): string {
       })
       .join(' | ')} |`
   );
-  for (const scenario of ['create', 'read', 'search', 'transaction']) {
+  for (const scenario of ['create', 'read', 'search', 'search-sorted', 'transaction']) {
     if (!stores.some((s) => runs[s].scenarios[scenario])) continue;
     const cells = stores.map((s) => {
       const r = runs[s].scenarios[scenario];
@@ -115,7 +116,7 @@ export function renderSection(all: Record<string, Run>): string {
     lines.push('CPU time per request, in ms (server process / PostgreSQL processes of the benchmark database; PGlite runs inside the server):', '');
     lines.push(`| | ${cpuStores.map(name).join(' | ')} |`);
     lines.push(`|---|${cpuStores.map(() => '---').join('|')}|`);
-    for (const scenario of ['create', 'read', 'search', 'transaction']) {
+    for (const scenario of ['create', 'read', 'search', 'search-sorted', 'transaction']) {
       if (!cpuStores.some((s) => runs[s].scenarios[scenario])) continue;
       const cells = cpuStores.map((s) => {
         const c = runs[s].scenarios[scenario]?.cpu;

@@ -52,7 +52,7 @@ const { values: args } = parseArgs({
     duration: { type: 'string', default: '20' },
     warmup: { type: 'string', default: '3' },
     concurrency: { type: 'string', default: '16' },
-    scenarios: { type: 'string', default: 'create,read,search,transaction' },
+    scenarios: { type: 'string', default: 'create,read,search,search-sorted,transaction' },
     'max-requests': { type: 'string', default: '1000000' },
     seed: { type: 'string', default: '20240601' },
     servers: { type: 'string', default: '1' },
@@ -130,7 +130,7 @@ const options = {
   monitoringRuns: int('monitoring-runs', args['monitoring-runs'], 1, 10_000),
 };
 for (const s of options.stores) if (s !== 'pglite' && s !== 'postgres') throw new Error(`--store must be pglite, postgres or both, not '${s}'`);
-const STANDARD = ['create', 'read', 'search', 'transaction'];
+const STANDARD = ['create', 'read', 'search', 'search-sorted', 'transaction'];
 const RECOGNITION = ['recognition-check', 'cds-order-sign'];
 const SCENARIOS = [...STANDARD, ...RECOGNITION, ...TERMINOLOGY, ...PROVENANCE, ...WEBAPP, ...MONITORING];
 for (const s of options.scenarios) if (!SCENARIOS.includes(s)) throw new Error(`Unknown scenario '${s}' (${SCENARIOS.join(', ')})`);
@@ -375,7 +375,8 @@ function scenarioRequests(name: string, fixture: Fixture, window: ReturnType<typ
       if (ids.length === 0) throw new Error('The read scenario needs preloaded Observations (--scale > 0)');
       return () => ({ method: 'GET', path: `/fhir/Observation/${rng.pick(ids)}` });
     }
-    case 'search': {
+    case 'search':
+    case 'search-sorted': {
       const targets = fixture.searchTargets.items;
       if (targets.length === 0) throw new Error('The search scenario needs preloaded reports (--scale > 0)');
       return () => {
@@ -383,7 +384,7 @@ function scenarioRequests(name: string, fixture: Fixture, window: ReturnType<typ
         const code = rng.pick(t.codes);
         // from up to half a year before the result: most searches find it (and sometimes a few more)
         const since = new Date(Date.parse(t.effective) - rng.int(0, 180) * 86_400_000).toISOString().slice(0, 10);
-        const query = `subject=Patient/${t.patientId}&code=${encodeURIComponent(`http://loinc.org|${code}`)}&date=ge${since}`;
+        const query = `subject=Patient/${t.patientId}&code=${encodeURIComponent(`http://loinc.org|${code}`)}&date=ge${since}${name === 'search-sorted' ? '&_sort=-date' : ''}`;
         return { method: 'GET', path: `/fhir/Observation?${query}` };
       };
     }
@@ -449,7 +450,7 @@ async function benchStore(store: Store, machine: Record<string, unknown>) {
     }
     const scenarios: Record<string, LoadResult & { cpu: ReturnType<typeof cpuUse>; resourcesPerSecond?: number }> = {};
     for (const name of options.scenarios.filter((n) => STANDARD.includes(n))) {
-      if (name === 'search' && !server.databaseUrl) {
+      if (name.startsWith('search') && !server.databaseUrl) {
         // PGlite: let the server's statistics round (every 30 s) see the preloaded tables first
         const wait = 35_000 - (performance.now() - preloaded);
         if (wait > 0) {
