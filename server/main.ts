@@ -49,10 +49,29 @@ async function serve(): Promise<void> {
 
 function supervise(count: number): void {
   let stopping = false;
+  const stopAll = (code: number) => {
+    stopping = true;
+    const workers = Object.values(cluster.workers ?? {}).filter((w) => w && !w.isDead());
+    let left = workers.length;
+    if (left === 0) process.exit(code);
+    for (const w of workers) {
+      w?.once('exit', () => --left === 0 && process.exit(code));
+      w?.process.kill('SIGTERM');
+    }
+  };
   const fork = (index: number) => {
     const worker = cluster.fork({ HUREN_WORKER_INDEX: String(index) });
+    let served = false;
+    worker.once('listening', () => (served = true));
     worker.on('exit', (code, signal) => {
       if (stopping) return;
+      // a worker that never served could not start (its configuration, its key files, its database): another
+      // would fail the same way, once a second, for ever — stop, so the service manager sees the failure
+      if (!served) {
+        process.stderr.write(`worker ${index} (pid ${worker.process.pid}) exited (${signal ?? code}) before it could serve; not starting another (its error is above)\n`);
+        stopAll(1);
+        return;
+      }
       process.stderr.write(`worker ${index} (pid ${worker.process.pid}) exited (${signal ?? code}); starting another\n`);
       setTimeout(() => fork(index), 1000);
     });
@@ -64,15 +83,7 @@ function supervise(count: number): void {
   });
   for (const signal of ['SIGINT', 'SIGTERM'] as const) {
     process.on(signal, () => {
-      if (stopping) return;
-      stopping = true;
-      const workers = Object.values(cluster.workers ?? {});
-      let left = workers.length;
-      if (left === 0) process.exit(0);
-      for (const w of workers) {
-        w?.once('exit', () => --left === 0 && process.exit(0));
-        w?.process.kill('SIGTERM');
-      }
+      if (!stopping) stopAll(0);
     });
   }
 }

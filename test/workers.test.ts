@@ -104,6 +104,44 @@ if (storeKind() === 'postgres') {
       rmSync(dataDir, { recursive: true, force: true });
     }
   });
+
+  test('a worker that cannot start is not started again for ever: the primary stops with the error', async (t) => {
+    // a database that does not exist: every worker would fail the same way at start-up
+    const dataDir = mkdtempSync(join(tmpdir(), 'huren-workers-'));
+    const primary = spawn(process.execPath, ['--import=tsx', 'server/main.ts'], {
+      env: {
+        ...process.env,
+        PORT: String(await freePort()),
+        HOST: '127.0.0.1',
+        HUREN_DATA_DIR: dataDir,
+        DATABASE_URL: Object.assign(new URL(ADMIN_DB_URL), { pathname: `/huren_missing_${randomBytes(4).toString('hex')}` }).toString(),
+        HUREN_BOOTSTRAP_TOKEN: randomBytes(16).toString('hex'),
+        HUREN_WORKERS: '2',
+        ...evm,
+        HUREN_EVM_KEY: platform.privateKey,
+        HUREN_EVM_CHAIN_ID: String(CHAIN_ID),
+        LOG_LEVEL: 'error',
+      },
+      stdio: ['ignore', 'ignore', 'pipe'],
+    });
+    let stderr = '';
+    primary.stderr!.on('data', (c: Buffer) => (stderr += c.toString()));
+    try {
+      const code = await new Promise<number | null | 'running'>((resolve) => {
+        primary.once('exit', (c) => resolve(c));
+        setTimeout(() => resolve('running'), 90_000);
+      });
+      t.is(code, 1, `the primary exits with an error instead of forking workers once a second: ${stderr.slice(-600)}`);
+      t.is(stderr.match(/before it could serve/g)?.length, 1, stderr.slice(-600));
+      t.false(/; starting another/.test(stderr), 'no second attempt');
+    } finally {
+      if (primary.exitCode === null) {
+        primary.kill('SIGTERM');
+        await new Promise((r) => primary.once('exit', r));
+      }
+      rmSync(dataDir, { recursive: true, force: true });
+    }
+  });
 } else {
   console.log('workers: the multi-process test runs on the PostgreSQL store (HUREN_TEST_DB=postgres); PGlite is single-process');
 }
