@@ -114,10 +114,18 @@ export async function start(config: Config, options: StartOptions = {}): Promise
     // the platform's own records (recognition records) are validated under test only (AVA sets NODE_ENV=test)
     assertOwnRecords: process.env.NODE_ENV === 'test',
   });
+  const inited: typeof modules = [];
   try {
-    for (const m of modules) await m.init?.();
+    for (const m of modules) {
+      await m.init?.();
+      inited.push(m);
+    }
   } catch (err) {
-    // e.g. key files that are not this database's (server/key-check.ts): refuse to start, leave nothing open
+    // e.g. key files that are not this database's (server/key-check.ts): refuse to start, leave nothing open —
+    // the modules already initialised (their listeners), the settings listener, the engine, the database
+    for (const m of inited.reverse()) await m.stop?.().catch(() => undefined);
+    uninstallEngine(db);
+    await stopSharedSettings(db).catch(() => undefined);
     await db.close().catch(() => undefined);
     throw err;
   }
