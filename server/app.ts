@@ -84,6 +84,23 @@ export interface StartOptions {
   logStream?: NodeJS.WritableStream;
 }
 
+/**
+ * Stops `modules` (the last first), the engine, the shared-settings listener and the database: at close, and
+ * after a failed start for what it had started (`tolerate`: a step that fails does not stop the others).
+ */
+async function release(db: Database, modules: readonly HurenModule[], tolerate = false): Promise<void> {
+  const step = (f: () => unknown) =>
+    Promise.resolve()
+      .then(f)
+      .catch((e: unknown) => {
+        if (!tolerate) throw e;
+      });
+  for (const m of [...modules].reverse()) await step(() => m.stop?.());
+  await step(() => uninstallEngine(db));
+  await step(() => stopSharedSettings(db));
+  await step(() => db.close());
+}
+
 export async function start(config: Config, options: StartOptions = {}): Promise<Huren> {
   checkConfig(config);
   const logger = createLogger(config.logLevel, options.logStream);
@@ -123,10 +140,7 @@ export async function start(config: Config, options: StartOptions = {}): Promise
   } catch (err) {
     // e.g. key files that are not this database's (server/key-check.ts): refuse to start, leave nothing open —
     // the modules already initialised (their listeners), the settings listener, the engine, the database
-    for (const m of inited.reverse()) await m.stop?.().catch(() => undefined);
-    uninstallEngine(db);
-    await stopSharedSettings(db).catch(() => undefined);
-    await db.close().catch(() => undefined);
+    await release(db, inited, true);
     throw err;
   }
   const scheduler = new Scheduler(db, logger);
@@ -176,10 +190,7 @@ export async function start(config: Config, options: StartOptions = {}): Promise
       });
       await scheduler.stop();
       await jobs.stop();
-      for (const m of [...modules].reverse()) await m.stop?.();
-      uninstallEngine(db);
-      await stopSharedSettings(db);
-      await db.close();
+      await release(db, modules);
     },
   };
 }

@@ -48,7 +48,6 @@ export function privacyKeyFile(dataDir: string, env: NodeJS.ProcessEnv = process
 export class PrivacyKeys {
   private file!: KeyFile;
   private readonly derived = new Map<string, Derived>();
-  private readonly checks: Record<string, string> = {};
 
   constructor(private readonly path: string) {
     this.load();
@@ -62,11 +61,9 @@ export class PrivacyKeys {
     const f = JSON.parse(readFileSync(this.path, 'utf8')) as KeyFile;
     if (f?.version !== 1 || typeof f.keys !== 'object' || !f.keys[f.current]) throw new Error(`${this.path} is not a privacy key file`);
     this.derived.clear();
-    for (const kid of Object.keys(this.checks)) delete this.checks[kid];
     for (const [kid, hex] of Object.entries(f.keys)) {
       if (!KID.test(kid) || !/^[0-9a-f]{64}$/.test(hex)) throw new Error(`${this.path}: key '${kid.slice(0, 16)}' is not a 32-byte hex key`);
       const master = Buffer.from(hex, 'hex');
-      this.checks[kid] = keyCheckValue(master, 'privacy');
       const derive = (purpose: string) => createHmac('sm3', master).update(`huren-privacy-${purpose}`).digest();
       this.derived.set(kid, { enc: createSecretKey(derive('enc').subarray(0, 16)), mac: createSecretKey(derive('mac')), blind: createSecretKey(derive('blind')) });
     }
@@ -84,7 +81,7 @@ export class PrivacyKeys {
 
   /** The check value of each key (server/key-check.ts): what the database compares at start-up, not the keys. */
   checkValues(): Record<string, string> {
-    return { ...this.checks };
+    return Object.fromEntries(Object.entries(this.file.keys).map(([kid, hex]) => [kid, keyCheckValue(Buffer.from(hex, 'hex'), 'privacy')]));
   }
 
   /** Adds a new key and makes it current; returns its id. What older keys sealed still opens. */

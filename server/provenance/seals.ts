@@ -96,10 +96,12 @@ export const MEMBERS_TEXT_AGG_SQL = `string_agg(${MEMBER_TEXT_SQL}, ',' ORDER BY
  * MEMBERS_TEXT_AGG_SQL): the same bytes are sealed, without parsing the members and writing them again.
  */
 export function checkVersionText(keys: RecordKeys, r: Omit<VersionSealInput, 'members'>, membersJson: string): SealCheck {
-  const head = JSON.stringify([r.report_id, Number(r.version), r.original_id, r.raw_digest, r.alg, r.fingerprint]);
-  const derived = r.derived_from !== null && r.derived_from !== undefined ? `,${JSON.stringify([Number(r.derived_from), r.revision_reason ?? null]).slice(1, -1)}` : '';
-  return keys.checkText(r.seal, VERSION_SEAL, `${head.slice(0, -1)},${membersJson}${derived}]`);
+  // versionFields with a stand-in for the members, then their text in its place: the first occurrence is the
+  // members' (the fields before them are ids and digests, which cannot hold the control characters)
+  const text = JSON.stringify(versionFields({ ...r, members: MEMBERS_STAND_IN as unknown as unknown[] })).replace(JSON.stringify(MEMBERS_STAND_IN), () => membersJson);
+  return keys.checkText(r.seal, VERSION_SEAL, text);
 }
+const MEMBERS_STAND_IN = '\u0001members\u0001';
 
 /** The reason for a version whose seal does not hold, or undefined. */
 export async function versionSealProblem(sql: Sql, keys: RecordKeys, reportId: string, version: number): Promise<string | undefined> {

@@ -15,7 +15,7 @@
 import { createHash } from 'node:crypto';
 import type { MeasureReport, MeasureReportGroup } from '@medplum/fhirtypes';
 import type { Sql } from '../db/database.ts';
-import { dayFigures } from '../db/day-figures.ts';
+import { addDays, dayFigures } from '../db/day-figures.ts';
 import type { Repository } from '../fhir/repository.ts';
 import { CANONICAL_BASE } from '../terminology/canonical.ts';
 
@@ -74,10 +74,8 @@ export function today(now: Date = new Date()): string {
   return new Date(now.getTime() + 8 * 3600_000).toISOString().slice(0, 10);
 }
 
-/** `day` plus `n` days. */
-export function addDays(day: string, n: number): string {
-  return new Date(Date.parse(`${day}T00:00:00Z`) + n * 86_400_000).toISOString().slice(0, 10);
-}
+/** `day` plus `n` days (the day arithmetic of server/db/day-figures.ts). */
+export { addDays };
 
 /** Checks and completes a range: from/to default to today (Asia/Shanghai); at most MAX_RANGE_DAYS days. */
 export function statisticsRange(input: { from?: string; to?: string; institution?: string }, now: Date = new Date()): StatisticsRange {
