@@ -5,7 +5,7 @@
  *   and conditional references resolved and rewritten; plain creates written with one statement per table.
  *   A failing entry rolls everything back and the error names it (`Bundle.entry[i]`).
  */
-import { randomUUID } from 'node:crypto';
+import { newResourceId } from './ids.ts';
 import { OperationOutcomeError } from '@medplum/core';
 import type { Bundle, BundleEntry, OperationOutcome, Resource } from '@medplum/fhirtypes';
 import { asFhirError, badRequest, FhirError, statusOf } from './errors.ts';
@@ -108,9 +108,9 @@ async function transaction(ctx: FhirContext, submitted: BundleEntry[], prefer: P
             const ids = await repo.conditionalMatch(type, entry.request!.ifNoneExist, 'request.ifNoneExist');
             if (ids.length > 1) throw new FhirError(412, conflictOutcome(`ifNoneExist matched ${ids.length} resources`, 'request.ifNoneExist'));
             if (ids.length === 1) matched.set(i, ids[0]);
-            id = ids[0] ?? randomUUID();
+            id = ids[0] ?? newResourceId();
           } else {
-            id = randomUUID();
+            id = newResourceId();
           }
           if (!matched.has(i)) plainCreates.push(i);
           entry.resource = { ...entry.resource!, id };
@@ -119,7 +119,7 @@ async function transaction(ctx: FhirContext, submitted: BundleEntry[], prefer: P
           const [type, query] = url.split('?', 2);
           const ids = await repo.conditionalMatch(type, query, 'request.url');
           if (ids.length > 1) throw new FhirError(412, conflictOutcome(`Conditional update matched ${ids.length} resources`, 'request.url'));
-          const id = ids[0] ?? entry.resource!.id ?? randomUUID();
+          const id = ids[0] ?? entry.resource!.id ?? newResourceId();
           entry.resource = { ...entry.resource!, id };
           entry.request = { ...entry.request!, url: `${type}/${id}` };
           refMap.set(entry.fullUrl, `${type}/${id}`);

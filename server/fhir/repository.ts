@@ -2,7 +2,7 @@
  * FHIR semantics over the store: versioned create/read/update/patch/delete, conditional forms, history,
  * search. Every write is validated, then written with its index rows in one transaction.
  */
-import { randomUUID } from 'node:crypto';
+import { newResourceId } from './ids.ts';
 import type { Bundle, OperationOutcomeIssue, Resource } from '@medplum/fhirtypes';
 import canonicalize from 'canonicalize';
 import fastJsonPatch from 'fast-json-patch';
@@ -183,14 +183,14 @@ export class Repository {
   /** Creates many new resources with one statement per table (ids already assigned, already valid). */
   async createMany(resources: Resource[]): Promise<Resource[]> {
     const now = new Date().toISOString();
-    const stored = resources.map((r) => withoutResponseTags(this.db, r)).map((r) => stamp(r, r.id ?? randomUUID(), 1, now));
+    const stored = resources.map((r) => withoutResponseTags(this.db, r)).map((r) => stamp(r, r.id ?? newResourceId(), 1, now));
     await this.transaction((repo) => repo.write(stored.map((resource) => ({ resource, method: 'POST', isNew: true }))));
     return stored;
   }
 
   private async insertNew(resource: Resource, id: string | undefined, warnings: OperationOutcomeIssue[], guard?: WriteGuard): Promise<WriteResult> {
     await guard?.({ method: 'POST', type: resource.resourceType, next: resource }, this);
-    const stored = stamp(resource, id ?? randomUUID(), 1, new Date().toISOString());
+    const stored = stamp(resource, id ?? newResourceId(), 1, new Date().toISOString());
     await this.write([{ resource: stored, method: 'POST', isNew: true }]);
     return { resource: stored, status: 201, warnings };
   }
