@@ -19,6 +19,8 @@ const INDEXED: ReadonlySet<string> = new Set(['token', 'string', 'date', 'number
 /** A search parameter as the server uses it for one resource type. */
 export interface ParamDef {
   code: string;
+  /** The resource type this definition is for. */
+  resourceType: string;
   type: IndexedType;
   /** Target resource types of a reference parameter. */
   targets: string[];
@@ -92,7 +94,7 @@ export function searchParams(resourceType: string): Map<string, ParamDef> {
   for (const [code, sp] of Object.entries(all)) {
     if (code === '_id' || code === '_lastUpdated' || !INDEXED.has(sp.type as string) || !sp.expression) continue;
     const details = getSearchParameterDetails(resourceType, sp);
-    map.set(code, { code, type: sp.type as IndexedType, targets: sp.target ?? [], definition: sp, details });
+    map.set(code, { code, resourceType, type: sp.type as IndexedType, targets: sp.target ?? [], definition: sp, details });
   }
   paramCache.set(resourceType, map);
   return map;

@@ -8,7 +8,7 @@ import type { Sql } from '../../db/database.ts';
 import { isSummaryElement } from '../definitions.ts';
 import type { IncludeSpec, SearchRequest } from './parse.ts';
 import { encodeCursor } from './parse.ts';
-import { orderBySql, Params, pickDriver, whereSql } from './sql.ts';
+import { orderBySql, paramIs, Params, pickDriver, whereSql } from './sql.ts';
 import { limits, tooCostly } from '../limits.ts';
 
 interface Row {
@@ -148,21 +148,24 @@ async function includeOne(sql: Sql, spec: IncludeSpec, from: Resource[]): Promis
 export function includeQuery(spec: IncludeSpec, sources: readonly { type: string; id: string }[]): Query {
   const types = sources.map((r) => r.type);
   const ids = sources.map((r) => r.id);
+  const p = new Params();
+  p.add(ids);
+  p.add(types);
   if (!spec.reverse) {
     return {
       text: `SELECT DISTINCT ON (t.type, t.id) t.content FROM idx_reference i
        JOIN resource t ON t.type = i.target_type AND t.id = i.target_id AND NOT t.deleted
-       WHERE (i.id, i.type) IN (SELECT * FROM unnest($1::text[], $2::text[])) AND i.param = $3
-       ${spec.targetType ? 'AND i.target_type = $4' : ''} LIMIT 1000`,
-      values: spec.targetType ? [ids, types, spec.param.code, spec.targetType] : [ids, types, spec.param.code],
+       WHERE (i.id, i.type) IN (SELECT * FROM unnest($1::text[], $2::text[])) AND ${paramIs('i', spec.param, p)}
+       ${spec.targetType ? `AND i.target_type = ${p.add(spec.targetType)}` : ''} LIMIT 1000`,
+      values: p.values,
     };
   }
   return {
     text: `SELECT DISTINCT ON (s.type, s.id) s.content FROM idx_reference i
      JOIN resource s ON s.type = i.type AND s.id = i.id AND NOT s.deleted
-     WHERE (i.target_id, i.target_type) IN (SELECT * FROM unnest($1::text[], $2::text[])) AND i.param = $3 AND i.type = $4
-     ${spec.targetType ? 'AND i.target_type = $5' : ''} LIMIT 1000`,
-    values: spec.targetType ? [ids, types, spec.param.code, spec.sourceType, spec.targetType] : [ids, types, spec.param.code, spec.sourceType],
+     WHERE (i.target_id, i.target_type) IN (SELECT * FROM unnest($1::text[], $2::text[])) AND ${paramIs('i', spec.param, p)} AND i.type = ${p.add(spec.sourceType)}
+     ${spec.targetType ? `AND i.target_type = ${p.add(spec.targetType)}` : ''} LIMIT 1000`,
+    values: p.values,
   };
 }
 

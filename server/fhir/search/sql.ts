@@ -2,7 +2,8 @@
  * Builds the SQL of a search from a SearchRequest: one EXISTS sub-query per clause against the index table
  * of the parameter's type, keyed by the owner (type, id). Chains and `_has` nest the same builder.
  */
-import { tableOf } from './indexer.ts';
+import type { ParamDef } from '../definitions.ts';
+import { storageOf, tableOf, type ParamStorage } from './indexer.ts';
 import type { Clause, SearchRequest, SortKey } from './parse.ts';
 import { splitPipe, splitPrefix, unescape, type Prefix } from './parse.ts';
 import { dateRange, numberRange, toSqlTimestamp } from './ranges.ts';
@@ -40,7 +41,7 @@ export class Params {
  * takes every value for a rare one) can then read a common value's whole lookup for each candidate (seen: a
  * LOINC code's 1,041 rows read again for each of a patient's 15 Observations).
  */
-export function clauseSql(clause: Clause, typeCol: string, idCol: string, p: Params, typeIn?: string, probe = false): string {
+export function clauseSql(clause: Clause, typeCol: string, idCol: string, p: Params, typeIn?: string, probe = false, types?: readonly string[]): string {
   const fence = probe ? ' OFFSET 0' : '';
   switch (clause.kind) {
     case 'id': {
@@ -63,12 +64,12 @@ export function clauseSql(clause: Clause, typeCol: string, idCol: string, p: Par
     case 'has': {
       const h = p.alias('h');
       const inner = clauseSql(clause.inner, `${h}.type`, `${h}.id`, p, undefined, probe);
-      return `EXISTS (SELECT 1 FROM idx_reference ${h} WHERE ${h}.target_id = ${idCol} AND ${h}.param = ${p.add(
-        clause.refParam.code
-      )} AND ${h}.type = ${p.add(clause.sourceType)} AND ${h}.target_type = ${typeCol} AND ${inner}${fence})`;
+      return `EXISTS (SELECT 1 FROM idx_reference ${h} WHERE ${h}.target_id = ${idCol} AND ${paramIs(h, clause.refParam, p)} AND ${h}.type = ${p.add(
+        clause.sourceType
+      )} AND ${h}.target_type = ${typeCol} AND ${inner}${fence})`;
     }
     case 'param':
-      return paramSql(clause, typeCol, idCol, p, typeIn, fence);
+      return paramSql(clause, typeCol, idCol, p, typeIn, fence, types);
   }
 }
 
@@ -81,16 +82,16 @@ function chainSql(clause: Extract<Clause, { kind: 'chain' }>, c: string, p: Para
   const inner =
     clause.targetTypes.length === 1
       ? clauseSql(clause.inner, p.add(clause.targetTypes[0]), `${c}.target_id`, p, undefined, probe)
-      : clauseSql(clause.inner, `${c}.target_type`, `${c}.target_id`, p, types, probe);
-  return `${c}.param = ${p.add(clause.param.code)} AND ${c}.target_type = ANY(${types}) AND ${inner}`;
+      : clauseSql(clause.inner, `${c}.target_type`, `${c}.target_id`, p, types, probe, clause.targetTypes);
+  return `${paramIs(c, clause.param, p)} AND ${c}.target_type = ANY(${types}) AND ${inner}`;
 }
 
-function paramSql(clause: Extract<Clause, { kind: 'param' }>, typeCol: string, idCol: string, p: Params, typeIn: string | undefined, fence: string): string {
+function paramSql(clause: Extract<Clause, { kind: 'param' }>, typeCol: string, idCol: string, p: Params, typeIn: string | undefined, fence: string, types?: readonly string[]): string {
   const { param, modifier, values } = clause;
   const table = tableOf(param);
   const i = p.alias('i');
   const within = typeIn ? ` AND ${i}.type = ANY(${typeIn})` : '';
-  const owner = `${i}.id = ${idCol} AND ${i}.type = ${typeCol}${within} AND ${i}.param = ${p.add(param.code)}`;
+  const owner = `${i}.id = ${idCol} AND ${i}.type = ${typeCol}${within} AND ${paramIs(i, param, p, types)}`;
   if (modifier === 'missing') {
     const exists = `EXISTS (SELECT 1 FROM idx_${table} ${i} WHERE ${owner}${fence})`;
     return values[0] === 'true' ? `NOT ${exists}` : exists;
@@ -242,6 +243,28 @@ function likeEscape(s: string): string {
   return s.replace(/[\\%_]/g, (c) => `\\${c}`);
 }
 
+/**
+ * The condition on the `param` column of index rows `i` for parameter `param` — its own code, or the codes (and
+ * target type) of the parameters its rows are kept under (indexer.ts `storageOf`). `types`: the owner types
+ * when the owner may be of several (a chain over several targets); one condition per way of keeping them.
+ */
+export function paramIs(i: string, param: ParamDef, p: Params, types?: readonly string[]): string {
+  const one = (s: ParamStorage) =>
+    (s.codes.length === 1 ? `${i}.param = ${p.add(s.codes[0])}` : `${i}.param = ANY(${p.add(s.codes)}::text[])`) +
+    (s.targetType ? ` AND ${i}.target_type = ${p.add(s.targetType)}` : '');
+  if (!types || types.length <= 1) return one(storageOf(types?.[0] ?? param.resourceType, param.code));
+  const ways = new Map<string, { storage: ParamStorage; types: string[] }>();
+  for (const t of types) {
+    const storage = storageOf(t, param.code);
+    const key = JSON.stringify(storage);
+    const way = ways.get(key) ?? { storage, types: [] };
+    way.types.push(t);
+    ways.set(key, way);
+  }
+  if (ways.size === 1) return one([...ways.values()][0].storage);
+  return `(${[...ways.values()].map((w) => `(${i}.type = ANY(${p.add(w.types)}::text[]) AND ${one(w.storage)})`).join(' OR ')})`;
+}
+
 /** ORDER BY expressions for the sort keys, ending with a stable tie-break. */
 export function orderBySql(sort: SortKey[], p: Params): string {
   const keys = sort.map((k) => {
@@ -254,7 +277,7 @@ export function orderBySql(sort: SortKey[], p: Params): string {
       table
     ];
     const agg = k.descending ? 'max' : 'min';
-    return `(SELECT ${agg}(s.${col}) FROM idx_${table} s WHERE s.id = r.id AND s.type = r.type AND s.param = ${p.add(param.code)}) ${dir} NULLS LAST`;
+    return `(SELECT ${agg}(s.${col}) FROM idx_${table} s WHERE s.id = r.id AND s.type = r.type AND ${paramIs('s', param, p)}) ${dir} NULLS LAST`;
   });
   keys.push('r.created ASC', 'r.id ASC');
   return keys.join(', ');
@@ -336,7 +359,7 @@ function driverSql(c: DriverClause, type: string, d: string, p: Params): { selec
   switch (c.kind) {
     case 'param': {
       const conds = c.values.map((v) => referenceSql(c.modifier, v, d, p));
-      return { select: 'id', where: `${d}.type = ${type} AND ${d}.param = ${p.add(c.param.code)} AND (${conds.join(' OR ')})` };
+      return { select: 'id', where: `${d}.type = ${type} AND ${paramIs(d, c.param, p)} AND (${conds.join(' OR ')})` };
     }
     case 'chain':
       return { select: 'id', where: `${d}.type = ${type} AND ${chainSql(c, d, p)}` };
@@ -344,7 +367,7 @@ function driverSql(c: DriverClause, type: string, d: string, p: Params): { selec
       const inner = clauseSql(c.inner, `${d}.type`, `${d}.id`, p);
       return {
         select: 'target_id',
-        where: `${d}.type = ${p.add(c.sourceType)} AND ${d}.param = ${p.add(c.refParam.code)} AND ${d}.target_type = ${type} AND ${inner}`,
+        where: `${d}.type = ${p.add(c.sourceType)} AND ${paramIs(d, c.refParam, p)} AND ${d}.target_type = ${type} AND ${inner}`,
       };
     }
   }

