@@ -11,21 +11,33 @@
  * transaction's write statement: about a third less PostgreSQL CPU (see issue 17's notes). An id reveals when
  * it was made, as `meta.lastUpdated` of its first version already does.
  */
-import { randomBytes } from 'node:crypto';
+import { randomFillSync } from 'node:crypto';
 
 let lastMs = 0;
 let sequence = 0;
+/** Random bytes drawn 4 KiB at a time (one system call per 256 ids rather than two per id). */
+const pool = Buffer.alloc(4096);
+let used = pool.length;
+
+function random(n: number): Buffer {
+  if (used + n > pool.length) {
+    randomFillSync(pool);
+    used = 0;
+  }
+  used += n;
+  return pool.subarray(used - n, used);
+}
 
 /** A new UUIDv7, lowercase, in the 8-4-4-4-12 form. */
 export function newResourceId(now: number = Date.now()): string {
   if (now > lastMs) {
     lastMs = now;
-    sequence = randomBytes(2).readUInt16BE(0) & 0x7ff; // start low in the 12 bits: room to count up
+    sequence = random(2).readUInt16BE(0) & 0x7ff; // start low in the 12 bits: room to count up
   } else if (++sequence > 0xfff) {
     lastMs++; // more than the sequence holds in one millisecond (or the clock went back): borrow the next one
     sequence = 0;
   }
-  const b = randomBytes(16);
+  const b = Buffer.from(random(16)); // a copy: the pool is refilled in place
   b.writeUIntBE(lastMs, 0, 6);
   b[6] = 0x70 | (sequence >> 8);
   b[7] = sequence & 0xff;

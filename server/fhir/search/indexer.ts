@@ -195,10 +195,13 @@ function dateValue(tv: TypedValue): { low: number; high: number } | undefined {
 
 function dedupe(rows: IndexRows): void {
   for (const table of INDEX_TABLES) {
+    const list = rows[table] as (string | null)[][];
+    if (list.length < 2) continue;
     const seen = new Set<string>();
-    const list = rows[table] as unknown[][];
+    // the owner (type, id) is the same in every row: the key is the parameter and the values (null apart from '')
     rows[table] = list.filter((r) => {
-      const key = JSON.stringify(r);
+      let key = r[2] as string;
+      for (let i = 3; i < r.length; i++) key += r[i] === null ? '\u0000\u0001' : `\u0000${r[i]}`;
       if (seen.has(key)) return false;
       seen.add(key);
       return true;
