@@ -59,6 +59,30 @@ test('an upload moves the live stream through the database notification (one ser
   }
 });
 
+test('an institution first without a district, then given one: the stream follows the change', async (t) => {
+  const s = await startTestServer();
+  try {
+    const key = '1003';
+    const created = await transaction(s, [
+      { fullUrl: 'urn:uuid:8d3f7c1e-5a2b-4c6d-9e0f-1a2b3c4d5e70', resource: organization(`stream-${key}`, '未分区测试医院', undefined, []), request: { method: 'POST', url: 'Organization' } },
+    ]);
+    const orgId = /Organization\/([^/]+)/.exec(created.entry[0].response.location)![1];
+    const report = async (n: string) => {
+      const patient = await (await s.fhir('Patient', { method: 'POST', json: { resourceType: 'Patient', identifier: [{ system: 'urn:oid:2.16.156.10011.1.3', value: `44010419900101${n}` }] } })).json();
+      await transaction(s, reportEntries(`Patient/${patient.id}`, { key: `stream-${n}`, org: `stream-${key}`, code: { system: 'https://fhir.huren.gz.cn/CodeSystem/recognition-catalogue', code: 'L-065DC84A', display: '钾' }, issued: new Date().toISOString() }));
+    };
+    await report('1004'); // counted for no district: remembered as such
+    const org = await (await s.fhir(`Organization/${orgId}`)).json();
+    const put = await s.fhir(`Organization/${orgId}`, { method: 'PUT', json: { ...organization(`stream-${key}`, '未分区测试医院', DISTRICT, []), id: orgId, meta: undefined, ...(org.active === undefined ? {} : { active: org.active }) } });
+    t.is(put.status, 200);
+    const e = await firstCounters(s, () => report('1005'));
+    t.is(e.district, DISTRICT);
+    t.is(e.counts.reports, 1);
+  } finally {
+    await s.close();
+  }
+});
+
 if (storeKind() === 'postgres') {
   test('an upload through one server process moves the stream a browser holds on another', async (t) => {
     const a = await startTestServer();

@@ -82,6 +82,9 @@ export class MonitoringFacts {
         const d = districtOfOrganization(content);
         if (d) this.districts.set(`Organization/${r.id}`, d);
       }
+      // an institution without a district (or not stored) is remembered as such too, until it is written again
+      // (record(): forget) — otherwise every upload of a hospital without one would look it up again
+      for (const m of missing) if (!this.districts.has(m)) this.districts.set(m, 'unknown');
     }
     return new Map(institutions.map((i) => [i, this.districts.get(i) ?? 'unknown']));
   }
@@ -189,11 +192,10 @@ export class MonitoringFacts {
 
   private async record(sql: Sql, writes: TxWrites): Promise<void> {
     for (const { resource, method } of writes.versions) {
+      if (resource.resourceType === 'Organization') this.forget(`Organization/${resource.id}`); // also a deletion
       if (method === 'DELETE' || this.recorded.has(resource)) continue;
       if (resource.resourceType === 'DetectedIssue') {
         await this.recordIssue(sql, resource as DetectedIssue);
-      } else if (resource.resourceType === 'Organization') {
-        this.forget(`Organization/${resource.id}`);
       }
     }
   }
