@@ -18,6 +18,8 @@ interface Scenario {
     serverCpuMsPerRequest?: number;
     postgresCpuMsPerRequest?: number;
   };
+  /** The server processes' resident memory after the scenario (runs since 2026-12-07). */
+  memory?: { rssMB: number; peakMB: number };
 }
 
 interface Run {
@@ -102,6 +104,11 @@ export function renderSection(all: Record<string, Run>): string {
       return `${r.requestsPerSecond}/s${extra}, ${r.latencyMs.p50} / ${r.latencyMs.p99} ms${errs}`;
     });
     lines.push(`| ${LABELS[scenario]} | ${cells.join(' | ')} |`);
+  }
+  if (stores.some((s) => Object.values(runs[s].scenarios).some((r) => r.memory))) {
+    const peak = (s: string) => Math.max(...Object.values(runs[s].scenarios).map((r) => r.memory?.peakMB ?? Number.NaN).filter((x) => !Number.isNaN(x)));
+    const last = (s: string) => Object.values(runs[s].scenarios).at(-1)?.memory?.rssMB;
+    lines.push(`| server resident memory at the end / peak, MB | ${stores.map((s) => (Number.isFinite(peak(s)) ? `${last(s)} / ${peak(s)}` : '—')).join(' | ')} |`);
   }
   lines.push(`| clients, measured seconds per scenario | ${stores.map((s) => `${runs[s].options.concurrency}, ${runs[s].options.durationSeconds} s`).join(' | ')} |`);
   if (stores.some((s) => (runs[s].options.serverProcesses ?? 1) > 1)) {
@@ -271,6 +278,7 @@ interface SuiteRun {
   machine: { loadAverageAtStart?: number[] };
   load?: Record<string, any>;
   scenarios: Record<string, any>;
+  database?: { databaseMB?: number };
 }
 
 const n = (x: number | undefined) => (x === undefined ? '—' : x.toLocaleString('en'));
@@ -318,6 +326,15 @@ function recognitionSection(runs: SuiteRun[]): string[] {
       }),
     ]);
   }
+  rows.push([
+    'server resident memory at the end / peak, MB; database size, bytes per report',
+    ...runs.map((r) => {
+      const m = Object.values(r.scenarios).map((x) => x.memory).filter(Boolean) as { rssMB: number; peakMB: number }[];
+      const mem = m.length ? `${m.at(-1)!.rssMB} / ${Math.max(...m.map((x) => x.peakMB))}` : '—';
+      const db = r.database?.databaseMB;
+      return `${mem}; ${db ? `${n(Math.round(db))} MB, ${n(Math.round((db * 2 ** 20) / (r.data.reports || 1)))} B/report` : '—'}`;
+    }),
+  ]);
   rows.push(['measured seconds (warm-up)', ...runs.map((r) => `${r.options.durationSeconds} s (${r.options.warmupSeconds} s)`)]);
   rows.push(['load average at start', ...runs.map((r) => String(r.machine.loadAverageAtStart?.[0] ?? '—'))]);
   rows.push(['run', ...runs.map(when)]);

@@ -40,7 +40,7 @@ import {
   singleObservation,
   type ReportRefs,
 } from './data.ts';
-import { adminQuery, PostgresCpu, REPO_ROOT, startServer, type RunningServer, type Store } from './server.ts';
+import { adminQuery, PostgresCpu, REPO_ROOT, startServer, type ProcessMemory, type RunningServer, type Store } from './server.ts';
 import { updateReadme } from './readme.ts';
 
 const { values: args } = parseArgs({
@@ -158,6 +158,12 @@ let postgresCpu: PostgresCpu | undefined;
 
 function postgresCpuSeconds(): number {
   return postgresCpu ? postgresCpu.seconds() : 0;
+}
+
+/** The server processes' resident memory after a scenario: summed over the processes now, and the largest peak. */
+function serverMemory(servers: RunningServer[]): ProcessMemory {
+  const m = servers.map((s) => s.memory());
+  return { rssMB: round(m.reduce((sum, x) => sum + x.rssMB, 0), 1), peakMB: Math.max(...m.map((x) => x.peakMB)) };
 }
 
 function cpuSnapshot(servers: RunningServer[]): CpuSnapshot {
@@ -448,7 +454,7 @@ async function benchStore(store: Store, machine: Record<string, unknown>) {
       analyzeSeconds = round((performance.now() - t) / 1000, 1);
       log(`${store}: ANALYZE after the preload took ${analyzeSeconds} s`);
     }
-    const scenarios: Record<string, LoadResult & { cpu: ReturnType<typeof cpuUse>; resourcesPerSecond?: number }> = {};
+    const scenarios: Record<string, LoadResult & { cpu: ReturnType<typeof cpuUse>; memory: ProcessMemory; resourcesPerSecond?: number }> = {};
     for (const name of options.scenarios.filter((n) => STANDARD.includes(n))) {
       if (name.startsWith('search') && !server.databaseUrl) {
         // PGlite: let the server's statistics round (every 30 s) see the preloaded tables first
@@ -468,6 +474,7 @@ async function benchStore(store: Store, machine: Record<string, unknown>) {
         ...result,
         ...(name === 'transaction' ? { resourcesPerSecond: round(result.requestsPerSecond * (OBS_PER_REPORT + 1), 1) } : {}),
         cpu,
+        memory: serverMemory(servers),
       };
       log(
         `  ${name}: ${result.requestsPerSecond} req/s, p50 ${result.latencyMs.p50} ms, p99 ${result.latencyMs.p99} ms, ${result.errors} errors` +
@@ -575,14 +582,14 @@ async function benchRecognition(store: Store, machine: Record<string, unknown>) 
     }
     if (servers.length > 1) log(`${store}: ${servers.length} server processes on database ${server.databaseName}`);
     const sender: Sender = servers.length === 1 ? client : new RoundRobin([client, ...servers.slice(1).map((s) => new FhirClient(s.baseUrl, s.token, 1024))]);
-    const scenarios: Record<string, OpenLoopResult & { cpu: ReturnType<typeof cpuUse> }> = {};
+    const scenarios: Record<string, OpenLoopResult & { cpu: ReturnType<typeof cpuUse>; memory: ProcessMemory }> = {};
     for (const name of options.scenarios.filter((n) => RECOGNITION.includes(n))) for (const rate of options.rates) {
       log(`${store}: ${name} — open loop at ${rate} requests/s, ${options.warmup} s warm-up, ${options.duration} s measured`);
       const next = recognitionRequests(name, fixture, rng);
       const before = cpuSnapshot(servers);
       const result = await runOpenLoop(sender, { rate, seconds: options.duration, warmupSeconds: options.warmup }, next);
       const cpu = cpuUse(before, cpuSnapshot(servers), result.requests + result.warmupRequests);
-      scenarios[options.rates.length > 1 ? `${name}@${rate}` : name] = { ...result, cpu };
+      scenarios[options.rates.length > 1 ? `${name}@${rate}` : name] = { ...result, cpu, memory: serverMemory(servers) };
       log(
         `  ${name}: ${result.requestsPerSecond}/s achieved of ${rate}/s, p50 ${result.latencyMs.p50} ms, p95 ${result.latencyMs.p95} ms, p99 ${result.latencyMs.p99} ms, ` +
           `${result.errors} errors, at most ${result.maxInFlight} in flight (server ${cpu.serverCpuMsPerRequest} ms CPU/req` +

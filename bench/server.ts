@@ -41,6 +41,8 @@ export interface RunningServer {
   engineVersion?: string;
   /** CPU seconds (user + system) used so far by the server process. */
   cpuSeconds(): number;
+  /** The server process's resident memory now and at its peak (VmRSS, VmHWM), in MB. */
+  memory(): ProcessMemory;
   stop(): Promise<void>;
 }
 
@@ -77,6 +79,22 @@ function dbUrl(name: string): string {
 }
 
 /** user+system CPU seconds of a process, from /proc (Linux); NaN elsewhere. */
+export interface ProcessMemory {
+  rssMB: number;
+  peakMB: number;
+}
+
+/** Resident memory of a process from /proc (NaN when it is gone). */
+export function processMemory(pid: number): ProcessMemory {
+  try {
+    const status = readFileSync(`/proc/${pid}/status`, 'utf8');
+    const kb = (field: string) => Number(new RegExp(`^${field}:\\s+(\\d+) kB`, 'm').exec(status)?.[1] ?? Number.NaN);
+    return { rssMB: Math.round(kb('VmRSS') / 102.4) / 10, peakMB: Math.round(kb('VmHWM') / 102.4) / 10 };
+  } catch {
+    return { rssMB: Number.NaN, peakMB: Number.NaN };
+  }
+}
+
 export function processCpuSeconds(pid: number): number {
   try {
     const stat = readFileSync(`/proc/${pid}/stat`, 'utf8');
@@ -185,6 +203,7 @@ export async function startServer(options: ServerOptions): Promise<RunningServer
     dataDir,
     engineVersion,
     cpuSeconds: () => processCpuSeconds(pid),
+    memory: () => processMemory(pid),
     async stop() {
       if (!exited) {
         child.kill('SIGTERM');
