@@ -55,7 +55,8 @@ export function renderSection(all: Record<string, Run>): string {
   const name = (k: string) => {
     const r = runs[k];
     const processes = (r.options.serverProcesses ?? 1) > 1 ? `, ${r.options.serverProcesses} server processes` : '';
-    return `${r.store === 'postgres' ? 'PostgreSQL' : 'PGlite'}, ${r.data.observations.toLocaleString('en')} Obs.${processes}`;
+    const reused = (r.preload as { reused?: boolean }).reused ? ', kept database' : '';
+    return `${r.store === 'postgres' ? 'PostgreSQL' : 'PGlite'}, ${r.data.observations.toLocaleString('en')} Obs.${processes}${reused}`;
   };
   const lines: string[] = [];
   lines.push('## Benchmark', '');
@@ -90,6 +91,7 @@ export function renderSection(all: Record<string, Run>): string {
     `| preload (transactions of 16) | ${stores
       .map((s) => {
         const r = runs[s].preload.reports;
+        if ((runs[s].preload as { reused?: boolean }).reused) return `reused (a kept database)`;
         return `${r.transactionsPerSecond} tx/s (${Math.round(r.resourcesPerSecond).toLocaleString('en')} resources/s)`;
       })
       .join(' | ')} |`

@@ -15,6 +15,8 @@
  *                                     screen's first load in Chromium, PostgreSQL only)
  *                    [--servers 1]   (PostgreSQL only: N server processes on the same database, clients spread
  *                                     over them — an experiment on using both cores, not the default)
+ *                    [--keep-db] then [--database <name>]   (PostgreSQL: measure again on a kept database, without
+ *                                     its preload: e.g. the searches at a million Observations)
  *   monitoring (PostgreSQL): --scenarios monitoring-full,monitoring-incremental,monitoring-dashboard
  *                    [--monitoring-institutions 300] [--monitoring-reports 1000000] [--monitoring-days 30] [--monitoring-runs 20]
  */
@@ -400,6 +402,43 @@ function scenarioRequests(name: string, fixture: Fixture, window: ReturnType<typ
   throw new Error(`unknown scenario ${name}`);
 }
 
+/**
+ * The fixture of a kept database (`--keep-db`, then `--database <name>`): its institutions, patients, a sample
+ * of Observation ids to read and of results to search for (a patient, the LOINC codes of one effective
+ * instant), read from the search index. The preload figures are those of the run that made it (not repeated).
+ */
+async function storedFixture(databaseUrl: string, rng: Rng): Promise<Awaited<ReturnType<typeof preload>>> {
+  const fixture: Fixture = { orgs: [], patients: [], observationIds: new Reservoir<string>(200_000, rng), searchTargets: new Reservoir<SearchTarget>(50_000, rng) };
+  const orgs = await adminQuery<{ id: string; code: string | null; name: string | null }>(
+    `SELECT r.id, (SELECT t.code FROM idx_token t WHERE t.type = 'Organization' AND t.id = r.id AND t.param = 'identifier' LIMIT 1) AS code, r.content->>'name' AS name
+       FROM resource r WHERE r.type = 'Organization' AND NOT r.deleted`,
+    databaseUrl
+  );
+  for (const o of orgs) fixture.orgs.push({ id: o.id, code: o.code ?? '', name: o.name ?? '' });
+  const patients = await adminQuery<{ id: string; gender: string }>(`SELECT id, code AS gender FROM idx_token WHERE type = 'Patient' AND param = 'gender'`, databaseUrl);
+  for (const p of patients) fixture.patients.push({ id: p.id, gender: p.gender === 'female' ? 'female' : 'male' });
+  const ids = await adminQuery<{ id: string }>(`SELECT id FROM resource WHERE type = 'Observation' AND NOT deleted ORDER BY random() LIMIT 200000`, databaseUrl);
+  for (const { id } of ids) fixture.observationIds.add(id);
+  const targets = await adminQuery<{ patient: string; effective: Date; codes: string[] }>(
+    `SELECT s.target_id AS patient, d.low AS effective, array_agg(DISTINCT c.code) AS codes
+       FROM (SELECT id FROM resource WHERE type = 'Observation' AND NOT deleted ORDER BY random() LIMIT 50000) o
+       JOIN idx_reference s ON s.type = 'Observation' AND s.id = o.id AND s.param = 'subject' AND s.target_type = 'Patient'
+       JOIN idx_date d ON d.type = 'Observation' AND d.id = o.id AND d.param = 'date'
+       JOIN idx_token c ON c.type = 'Observation' AND c.id = o.id AND c.param = 'code' AND c.system = 'http://loinc.org'
+      GROUP BY 1, 2`,
+    databaseUrl
+  );
+  for (const t of targets) fixture.searchTargets.add({ patientId: t.patient, effective: new Date(t.effective).toISOString(), codes: t.codes });
+  const [{ n }] = await adminQuery<{ n: number }>(`SELECT count(*)::int AS n FROM resource WHERE type = 'Observation' AND NOT deleted`, databaseUrl);
+  const [{ r }] = await adminQuery<{ r: number }>(`SELECT count(*)::int AS r FROM resource WHERE type = 'DiagnosticReport' AND NOT deleted`, databaseUrl);
+  const none = { transactions: 0, resources: 0, seconds: 0, transactionsPerSecond: 0, resourcesPerSecond: 0 };
+  return {
+    fixture,
+    window: defaultWindow(),
+    summary: { organizations: fixture.orgs.length, patients: { ...none, resources: fixture.patients.length }, reports: { ...none, transactions: r, observations: n }, reused: true },
+  } as unknown as Awaited<ReturnType<typeof preload>>;
+}
+
 async function databaseFigures(server: RunningServer) {
   if (!server.databaseUrl) return undefined;
   const rows = await adminQuery<{ relname: string; rows: number; bytes: string }>(
@@ -418,11 +457,13 @@ async function databaseFigures(server: RunningServer) {
 async function benchStore(store: Store, machine: Record<string, unknown>) {
   const rng = new Rng(options.seed);
   const profileDir = options.profile ? join(RESULTS_DIR, `tmp-profile-${store}-${Date.now()}`) : undefined;
-  log(`${store}: starting the server${profileDir ? ` (CPU profile in ${profileDir})` : ''}`);
+  if (store !== 'postgres' && options.database) throw new Error('--database reuses a kept PostgreSQL database: use it with --store postgres');
+  log(`${store}: starting the server${options.database ? ` on the kept database ${options.database}` : ''}${profileDir ? ` (CPU profile in ${profileDir})` : ''}`);
   const server = await startServer({
     store,
     nodeFlags: profileDir ? ['--cpu-prof', `--cpu-prof-dir=${profileDir}`] : [],
-    keepDatabase: options.keepDb,
+    keepDatabase: options.keepDb || !!options.database,
+    databaseName: options.database,
   });
   const servers = [server];
   try {
@@ -441,8 +482,15 @@ async function benchStore(store: Store, machine: Record<string, unknown>) {
   postgresCpu = server.databaseName ? new PostgresCpu(server.databaseName) : undefined;
   postgresCpu?.begin();
   try {
-    log(`${store}: preloading ${options.organizations} organizations, ${options.patients} patients, ${Math.ceil(options.scale / OBS_PER_REPORT)} reports (${options.scale} observations)`);
-    const { fixture, window, summary } = await preload(servers, client, rng);
+    let loaded: Awaited<ReturnType<typeof preload>>;
+    if (options.database) {
+      loaded = await storedFixture(server.databaseUrl as string, rng);
+      log(`${store}: reusing ${options.database}: ${loaded.summary.reports.observations} Observations, ${loaded.fixture.patients.length} patients`);
+    } else {
+      log(`${store}: preloading ${options.organizations} organizations, ${options.patients} patients, ${Math.ceil(options.scale / OBS_PER_REPORT)} reports (${options.scale} observations)`);
+      loaded = await preload(servers, client, rng);
+    }
+    const { fixture, window, summary } = loaded;
     const preloaded = performance.now();
     // Planner statistics: the server analyses grown tables every 30 s when nothing else does (PGlite has no
     // autovacuum, and this machine's PostgreSQL runs with autovacuum off). On PostgreSQL the benchmark
@@ -516,7 +564,7 @@ async function benchStore(store: Store, machine: Record<string, unknown>) {
     postgresCpu?.stop();
     postgresCpu = undefined;
     client.close();
-    log(`${store}: stopping the server${options.keepDb && server.databaseName ? ` (keeping database ${server.databaseName})` : ''}`);
+    log(`${store}: stopping the server${(options.keepDb || options.database) && server.databaseName ? ` (keeping database ${server.databaseName})` : ''}`);
     // the first server created the database and drops it: stop it last
     for (const s of [...servers].reverse()) await s.stop();
   }
@@ -896,7 +944,7 @@ async function main() {
     latest.updated = result.timestamp;
     const key =
       suite === 'standard'
-        ? `${store}@${options.scale}${result.options.serverProcesses > 1 ? `x${result.options.serverProcesses}` : ''}`
+        ? `${store}@${options.database ? `${Math.round((result.data?.observations ?? 0) / 10_000) * 10_000}-kept` : options.scale}${result.options.serverProcesses > 1 ? `x${result.options.serverProcesses}` : ''}`
         : `${suite}:${store}@${result.data?.reports ?? ''}${options.database ? `-${options.database}` : ''}`;
     latest.runs = { ...latest.runs, [key]: { ...result, file: file.slice(REPO_ROOT.length) } };
     writeFileSync(latestPath, `${JSON.stringify(latest, null, 2)}\n`);
