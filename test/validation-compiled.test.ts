@@ -287,7 +287,16 @@ function handMade(): [string, unknown][] {
     'narrative missing div': { ...patient, text: { status: 'generated' } },
     'Parameters with a resource': { resourceType: 'Parameters', parameter: [{ name: 'r', resource: { ...obs, status: 'bad' } }, { name: 'v', valueString: 'a', part: [{ name: 'p' }] }] },
   };
-  return Object.entries(cases).map(([k, v]) => [k, JSON.parse(JSON.stringify(v)) as unknown]);
+  const out: [string, unknown][] = Object.entries(cases).map(([k, v]) => [k, JSON.parse(JSON.stringify(v)) as unknown]);
+  // own keys named like Object.prototype's, as JSON.parse makes them
+  const json = JSON.stringify(obs).slice(0, -1);
+  for (const extra of ['"__proto__":null', '"__proto__":{"a":null}', '"constructor":[null]', '"code":{"__proto__":{"x":1},"text":"t"}', '"_status":{"__proto__":{"id":"a"}}']) {
+    out.push([`own key ${extra}`, JSON.parse(`${json},${extra}}`)]);
+  }
+  for (const type of ['constructor', 'toString', '__proto__', 'hasOwnProperty', 'Element', 'Quantity', 'string']) {
+    out.push([`contained resourceType ${type}`, { ...obs, contained: [{ resourceType: type, id: 'a' }] }]);
+  }
+  return out;
 }
 
 test('systematically broken resources: same issues as @medplum/core', (t) => {

@@ -233,6 +233,7 @@ function propertyValue(obj: Json, prop: Prop, path: string): Tv | Tv[] | undefin
   return toTyped(resultValue, resultType, path);
 }
 
+/** medplum's isPrimitiveType; `in`, as medplum has it (a contained resourceType `constructor` counts as primitive). */
 function isPrimitiveType(code: string): boolean {
   return code === 'undefined' || code in fhirTypeToJsType;
 }
@@ -524,25 +525,28 @@ function isResourceValue(value: unknown): boolean {
   return !!value && typeof value === 'object' && 'resourceType' in value;
 }
 
+/** medplum's checkObjectForNull (paths built only where an issue or a nested object needs them). */
 function checkObjectForNull(obj: Json, path: string, issues: OperationOutcomeIssue[]): void {
+  // Object.entries, not obj[key]: an own `__proto__` key (JSON.parse makes one) must be read as the value it holds
   for (const [key, value] of Object.entries(obj)) {
-    const propertyPath = `${path}.${key}`;
-    const partnerKey = key.startsWith('_') ? key.slice(1) : `_${key}`;
     if (value === null) {
-      issues.push(createStructureIssue(propertyPath, 'Invalid null value'));
+      issues.push(createStructureIssue(`${path}.${key}`, 'Invalid null value'));
     } else if (Array.isArray(value)) {
+      const propertyPath = `${path}.${key}`;
       for (let i = 0; i < value.length; i++) {
-        if (value[i] === undefined) {
+        const item: unknown = value[i];
+        if (item === undefined) {
           issues.push(createStructureIssue(`${propertyPath}[${i}]`, 'Invalid undefined value'));
-        } else if (value[i] === null && !(obj[partnerKey] as unknown[] | undefined)?.[i]) {
-          issues.push(createStructureIssue(`${propertyPath}[${i}]`, 'Invalid null value'));
-        } else if (value[i] && typeof value[i] === 'object') {
+        } else if (item === null) {
+          const partnerKey = key.startsWith('_') ? key.slice(1) : `_${key}`;
+          if (!(obj[partnerKey] as unknown[] | undefined)?.[i]) issues.push(createStructureIssue(`${propertyPath}[${i}]`, 'Invalid null value'));
+        } else if (typeof item === 'object') {
           // (a string's characters or a number's nothing cannot hold a null)
-          checkObjectForNull(value[i], `${propertyPath}[${i}]`, issues);
+          checkObjectForNull(item as Json, `${propertyPath}[${i}]`, issues);
         }
       }
     } else if (typeof value === 'object') {
-      checkObjectForNull(value as Json, propertyPath, issues);
+      checkObjectForNull(value as Json, `${path}.${key}`, issues);
     }
   }
 }
