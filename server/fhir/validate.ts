@@ -1,12 +1,14 @@
 /**
  * Validation of every write: structure, cardinality, primitive formats and invariants against the R4
- * StructureDefinitions (via @medplum/core), plus the server's own checks (validation/: required terminology
+ * StructureDefinitions (validation/compiled.ts: @medplum/core's validateResource rules, compiled once per
+ * type; medplum's own validator is the reference its test compares against), plus the server's own checks (validation/: required terminology
  * bindings, inner resource ids, extensions, narrative safety, Bundle and other resource rules). Errors become
  * a 400 OperationOutcome whose issues carry FHIRPath expressions. See docs/validation.md.
  */
-import { getAllDataTypes, OperationOutcomeError, validateResource } from '@medplum/core';
+import { getAllDataTypes, OperationOutcomeError } from '@medplum/core';
 import type { OperationOutcome, OperationOutcomeIssue, Resource } from '@medplum/fhirtypes';
 import { isSupportedResourceType, loadDefinitions } from './definitions.ts';
+import { validateStructure } from './validation/compiled.ts';
 import { loadCoreExtensions } from './validation/extensions.ts';
 import { Issues } from './validation/issues.ts';
 import { loadRuleData } from './validation/rules.ts';
@@ -61,7 +63,7 @@ export function checkResource(resource: unknown, path?: string): OperationOutcom
     }
     let issues: OperationOutcomeIssue[];
     try {
-      issues = validateResource(resource as Resource);
+      issues = validateStructure(resource as Resource);
     } catch (err) {
       if (err instanceof OperationOutcomeError) issues = err.outcome.issue ?? [];
       else issues = [error('processing', `Validation failed: ${(err as Error).message}`, type)];
