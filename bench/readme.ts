@@ -29,7 +29,7 @@ interface Run {
   file?: string;
   options: { concurrency: number; durationSeconds: number; scale: number; serverProcesses?: number };
   data: { organizations: number; patients: number; reports: number; observations: number };
-  machine: { os: string; cpuModel: string; cpuCount: number; totalMemoryGB: number; node: string; postgres?: string; loadAverageAtStart?: number[] };
+  machine: { os: string; cpuModel: string; cpuCount: number; totalMemoryGB: number; node: string; postgres?: string; postgresSettings?: Record<string, string>; loadAverageAtStart?: number[] };
   preload: { reports: { transactionsPerSecond: number; resourcesPerSecond: number; latencyMs: { p50: number; p99: number } } };
   scenarios: Record<string, Scenario>;
   note?: string;
@@ -79,7 +79,9 @@ export function renderSection(all: Record<string, Run>): string {
   const m = any.machine;
   lines.push(
     `Latest figures (server, database and load generator on the same machine: ${m.cpuCount} × ${m.cpuModel},`,
-    `${m.totalMemoryGB} GB RAM, ${m.os}, Node ${m.node}${m.postgres ? `, ${m.postgres.split(' on ')[0]}` : ''}).`,
+    `${m.totalMemoryGB} GB RAM, ${m.os}, Node ${m.node}${m.postgres ? `, ${m.postgres.split(' on ')[0]}` : ''}${
+      m.postgresSettings ? ` with shared_buffers ${m.postgresSettings.shared_buffers}, autovacuum ${m.postgresSettings.autovacuum}` : ''
+    }).`,
     'Requests/s with p50 / p99 latency in ms; errors are non-2xx answers. The machine is shared (other test',
     'suites run on it): the load average when each run started is in the table, and figures are noisy.',
     ''

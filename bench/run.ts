@@ -894,8 +894,14 @@ async function benchMonitoring(store: Store, machine: Record<string, unknown>) {
 async function machineInfo(): Promise<Record<string, unknown>> {
   const cpus = os.cpus();
   let postgres: string | undefined;
+  let postgresSettings: Record<string, string> | undefined;
   if (options.stores.includes('postgres')) {
     postgres = (await adminQuery<{ version: string }>('SELECT version()').catch(() => []))[0]?.version;
+    // the settings a reader needs to compare runs (the PostgreSQL server is the machine's, not the project's)
+    const rows = await adminQuery<{ name: string; setting: string; unit: string | null }>(
+      `SELECT name, setting, unit FROM pg_settings WHERE name IN ('shared_buffers', 'autovacuum', 'synchronous_commit', 'max_wal_size', 'work_mem')`
+    ).catch(() => []);
+    postgresSettings = Object.fromEntries(rows.map((r) => [r.name, r.unit === '8kB' ? `${(Number(r.setting) * 8) / 1024} MB` : `${r.setting}${r.unit ?? ''}`]));
   }
   let os_ = `${os.type()} ${os.release()}`;
   try {
@@ -912,6 +918,7 @@ async function machineInfo(): Promise<Record<string, unknown>> {
     totalMemoryGB: round(os.totalmem() / 2 ** 30, 1),
     node: process.version,
     ...(postgres ? { postgres } : {}),
+    ...(postgresSettings ? { postgresSettings } : {}),
     loadAverageAtStart: os.loadavg().map((l) => round(l, 2)),
   };
 }
