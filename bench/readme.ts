@@ -80,7 +80,7 @@ export function renderSection(all: Record<string, Run>): string {
   lines.push(
     `Latest figures (server, database and load generator on the same machine: ${m.cpuCount} × ${m.cpuModel},`,
     `${m.totalMemoryGB} GB RAM, ${m.os}, Node ${m.node}${m.postgres ? `, ${m.postgres.split(' on ')[0]}` : ''}${
-      m.postgresSettings ? ` with shared_buffers ${m.postgresSettings.shared_buffers}, autovacuum ${m.postgresSettings.autovacuum}` : ''
+      m.postgresSettings ? ` with shared_buffers ${m.postgresSettings.shared_buffers}, autovacuum ${m.postgresSettings.autovacuum}, reached by ${m.postgresSettings.connection ?? 'tcp'}` : ''
     }).`,
     'Requests/s with p50 / p99 latency in ms; errors are non-2xx answers. The machine is shared (other test',
     'suites run on it): the load average when each run started is in the table, and figures are noisy.',

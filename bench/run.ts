@@ -42,7 +42,7 @@ import {
   singleObservation,
   type ReportRefs,
 } from './data.ts';
-import { adminQuery, PostgresCpu, REPO_ROOT, startServer, type ProcessMemory, type RunningServer, type Store } from './server.ts';
+import { adminQuery, PG_CONNECTION, PostgresCpu, REPO_ROOT, startServer, type ProcessMemory, type RunningServer, type Store } from './server.ts';
 import { updateReadme } from './readme.ts';
 
 const { values: args } = parseArgs({
@@ -918,7 +918,7 @@ async function machineInfo(): Promise<Record<string, unknown>> {
     totalMemoryGB: round(os.totalmem() / 2 ** 30, 1),
     node: process.version,
     ...(postgres ? { postgres } : {}),
-    ...(postgresSettings ? { postgresSettings } : {}),
+    ...(postgresSettings ? { postgresSettings: { ...postgresSettings, connection: PG_CONNECTION } } : {}),
     loadAverageAtStart: os.loadavg().map((l) => round(l, 2)),
   };
 }
