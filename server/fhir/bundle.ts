@@ -83,8 +83,9 @@ async function transaction(ctx: FhirContext, submitted: BundleEntry[], prefer: P
   const order = submitted.map((_, i) => i).sort((a, b) => ORDER[submitted[a].request!.method!] - ORDER[submitted[b].request!.method!] || a - b);
   let results: FhirResponse[] = [];
   await ctx.repo.transaction(async (repo) => {
-    // entries are rewritten below; work on a copy so that a re-run transaction starts from the submission
-    const entries = structuredClone(submitted);
+    // entries are rewritten below; work on copies so that a re-run transaction starts from the submission: each
+    // entry and its request (rewritten in place) are copied here, each resource by rewrite() (step 2)
+    const entries: BundleEntry[] = submitted.map((e) => ({ ...e, ...(e.request ? { request: { ...e.request } } : {}) }));
     results = new Array(entries.length);
     const tctx: FhirContext = { ...ctx, repo };
     // the submission as received, for the write observers (e.g. to keep it as the original)
@@ -227,29 +228,66 @@ function conflictOutcome(text: string, expression: string): OperationOutcome {
 }
 
 /** Walks a resource and rewrites `reference` strings found in `refMap` or written as conditional references. */
-async function rewrite(value: unknown, refMap: Map<string, string>, resolve: (ref: string, path: string) => Promise<string>, path = ''): Promise<unknown> {
-  if (Array.isArray(value)) {
-    const out = [];
-    for (const [k, v] of value.entries()) out.push(await rewrite(v, refMap, resolve, `${path}[${k}]`));
-    return out;
-  }
-  if (value && typeof value === 'object') {
-    const out: Record<string, unknown> = {};
-    for (const [k, v] of Object.entries(value)) {
-      const p = path ? `${path}.${k}` : k;
-      if (k === 'reference' && typeof v === 'string') {
-        if (refMap.has(v)) out[k] = refMap.get(v);
-        else if (/^[A-Z][A-Za-z]+\?/.test(v)) out[k] = await resolve(v, p);
-        else if (/^urn:(uuid|oid):/.test(v)) throw badRequest(`Reference '${v.slice(0, 80)}' names no entry of the transaction (no entry has this fullUrl)`, `resource.${p}`);
-        else out[k] = v;
-      } else {
-        out[k] = await rewrite(v, refMap, resolve, p);
+/**
+ * A copy of `value` with its references to other entries (`urn:uuid:…`, fullUrls) and its conditional references
+ * (`Type?search`, resolved by `resolve`) replaced. One synchronous pass finds what needs the database, in
+ * document order (a reference naming no entry stops it there, as it would have in order); the conditional ones
+ * are resolved; then one synchronous copy. Paths are only spelled out for an error or a resolution.
+ */
+async function rewrite(value: unknown, refMap: Map<string, string>, resolve: (ref: string, path: string) => Promise<string>): Promise<unknown> {
+  const resolved = new Map<string, string>();
+  const path: (string | number)[] = [];
+  const spell = () => path.reduce<string>((p, k) => (typeof k === 'number' ? `${p}[${k}]` : p ? `${p}.${k}` : k), '');
+  const todo: { ref: string; path: string }[] = [];
+  const scan = (v: unknown): void => {
+    if (Array.isArray(v)) {
+      for (let i = 0; i < v.length; i++) {
+        path.push(i);
+        scan(v[i]);
+        path.pop();
+      }
+    } else if (v && typeof v === 'object') {
+      for (const k of Object.keys(v)) {
+        const x = (v as Record<string, unknown>)[k];
+        path.push(k);
+        if (k === 'reference' && typeof x === 'string') {
+          if (refMap.has(x)) {
+            // an entry's new identity
+          } else if (CONDITIONAL_REF.test(x)) {
+            todo.push({ ref: x, path: spell() });
+          } else if (URN_REF.test(x)) {
+            // checked here only after the conditional references before it resolved (below): keep the order
+            todo.push({ ref: x, path: spell() });
+          }
+        } else {
+          scan(x);
+        }
+        path.pop();
       }
     }
-    return out;
+  };
+  scan(value);
+  for (const { ref, path: at } of todo) {
+    if (URN_REF.test(ref)) throw badRequest(`Reference '${ref.slice(0, 80)}' names no entry of the transaction (no entry has this fullUrl)`, `resource.${at}`);
+    if (!resolved.has(ref)) resolved.set(ref, await resolve(ref, at));
   }
-  return value;
+  const copy = (v: unknown): unknown => {
+    if (Array.isArray(v)) return v.map(copy);
+    if (v && typeof v === 'object') {
+      const out: Record<string, unknown> = {};
+      for (const k of Object.keys(v)) {
+        const x = (v as Record<string, unknown>)[k];
+        out[k] = k === 'reference' && typeof x === 'string' ? (refMap.get(x) ?? resolved.get(x) ?? x) : copy(x);
+      }
+      return out;
+    }
+    return v;
+  };
+  return copy(value);
 }
+
+const CONDITIONAL_REF = /^[A-Z][A-Za-z]+\?/;
+const URN_REF = /^urn:(uuid|oid):/;
 
 function toRequest(entry: BundleEntry, prefer: Prefer): FhirRequest {
   const url = entry.request!.url!;
