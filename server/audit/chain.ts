@@ -34,6 +34,7 @@ function canonicalJson(content: unknown): string {
 /** Appends the AuditEvents of every write transaction to the chain; refuses their update or deletion. */
 export function chainObserver(keys: AuditKeys): WriteObserver {
   return {
+    onlyAlongside: (versions) => !versions.some((v) => v.resource.resourceType === 'AuditEvent'),
     async beforeCommit(sql, writes) {
       const events = writes.versions.filter((v) => v.resource.resourceType === 'AuditEvent');
       if (events.length === 0) return;

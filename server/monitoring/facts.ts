@@ -144,6 +144,7 @@ export class MonitoringFacts {
 
   readonly observer: WriteObserver = {
     alongside: (versions) => this.alongside(versions),
+    onlyAlongside: (versions) => versions.every((v) => onlyAlongside(v)),
     beforeCommit: (sql, writes) => this.record(sql, writes),
     afterCommit: (writes) => this.announce(writes),
   };
@@ -354,6 +355,17 @@ function recordRow(issue: DetectedIssue): unknown[] | undefined {
   const institution = orgId(issue.extension?.find((e) => e.url === EXT.requestingInstitution)?.valueReference?.reference);
   if (!kind || !institution) return undefined;
   return [issue.id, institution, kind, validTime(issue.identifiedDateTime) ?? issue.meta?.lastUpdated ?? new Date().toISOString(), issue.implicated?.length ?? 0];
+}
+
+/**
+ * Whether `alongside` keeps all that is kept for a version (`record` would do nothing for it): every version but a
+ * recognition record that is not new or carries decisions (read from the store) and an Organization (a district
+ * forgotten).
+ */
+function onlyAlongside({ resource, method, isNew }: NewVersion): boolean {
+  if (method === 'DELETE') return true;
+  if (resource.resourceType === 'DetectedIssue') return isNew && !hasDecisions(resource as DetectedIssue);
+  return resource.resourceType !== 'Organization';
 }
 
 /** Whether a recognition record carries a doctor's decision (recorded in monitoring_decision). */
