@@ -14,6 +14,7 @@ import { statusOf } from '../server/fhir/errors.ts';
 import { Repository } from '../server/fhir/repository.ts';
 import { recordDigest } from '../server/provenance/intake.ts';
 import { reminder } from '../server/recognition/records.ts';
+import { recognitionCheck } from '../server/recognition/service.ts';
 import { statementsOf } from './helpers/statements.ts';
 import { startTestServer, type TestServer } from './helpers/server.ts';
 import {
@@ -539,4 +540,15 @@ test.serial('a recognition record is ONE statement with its outbox and monitorin
   t.deepEqual(await db.query('SELECT digest FROM anchor_outbox WHERE key = $1', [key]), [{ digest: recordDigest(value.resource) }]);
   t.deepEqual(await db.query('SELECT implicated FROM monitoring_record WHERE id = $1', [id]), [{ implicated: 0 }]);
   t.is(((await (await s.fhir(`DetectedIssue/${id}`)).json()) as DetectedIssue).detail, '一条语句');
+});
+
+test.serial('$recognition-check costs two statements: the facts (reports with their hash statuses, the patient, the requester) and the record', async (t) => {
+  const db = s.huren.db;
+  const check = () => recognitionCheck({ repo: new Repository(db) }, { patient: { id: d.patient }, requester: { reference: `Organization/${d.org['req-gz']}` } });
+  await check(); // the process's caches (approved local codes, the institutions' districts) filled once
+  const { value, statements } = await statementsOf(db, check);
+  t.true(value.results.length > 0);
+  t.is(statements.length, 2, statements.map((x) => x.slice(0, 60)).join(' / '));
+  t.regex(statements[0]!, /^WITH rep AS MATERIALIZED .*FROM report_version rv/, 'the hash statuses are read with the reports');
+  t.regex(statements[1]!, /^WITH p AS MATERIALIZED .*INSERT INTO resource /, 'the record, written alone');
 });

@@ -11,7 +11,7 @@ import { openStored } from '../fhir/engine.ts';
 import { parseReference } from '../fhir/search/references.ts';
 import { RecognitionError } from './errors.ts';
 import { performerId, resultIds, type LoadedReport } from './facts.ts';
-import { MAX_REPORTS, type PatientSelector } from './model.ts';
+import { currentHashStatusColumn, HASH_STATUSES, MAX_REPORTS, type HashStatus, type PatientSelector } from './model.ts';
 import { requesterOf, resolvePatients, resolveRequester, type ResolvedRequester } from './patients.ts';
 
 /**
@@ -20,11 +20,14 @@ import { requesterOf, resolvePatients, resolveRequester, type ResolvedRequester 
  * reports through the `subject` reference index, their results and performers through the reports' own
  * reference index rows (`result` → Observation, `performer` → Organization). Rows come back tagged (0 report,
  * 1 Observation, 2 Organization) with the reports in order. It used to be three round trips (a search, then
- * the Observations and the Organizations) — on loopback the round trips, not the rows, were the cost.
+ * the Observations and the Organizations) — on loopback the round trips, not the rows, were the cost. Each
+ * report row also carries the hash status of its version (`hashStatusColumn`, model.ts: the chain
+ * provenance's), which was a statement of its own.
  */
-export const FACTS_SQL = prepared(`
+export function factsSql(statusColumn = currentHashStatusColumn()): string {
+  return prepared(`
 WITH rep AS MATERIALIZED (
-  SELECT r.id, r.content,
+  SELECT r.id, r.content, ${statusColumn} AS hash_status,
          row_number() OVER (ORDER BY (SELECT max(s.high) FROM idx_date s WHERE s.id = r.id AND s.type = r.type AND s.param = 'issued') DESC NULLS LAST,
                                      r.created, r.id) AS n
     FROM resource r
@@ -35,16 +38,17 @@ WITH rep AS MATERIALIZED (
 refs AS MATERIALIZED (
   SELECT DISTINCT x.param, x.target_id FROM idx_reference x JOIN rep ON x.id = rep.id AND x.type = 'DiagnosticReport'
    WHERE (x.param = 'result' AND x.target_type = 'Observation') OR (x.param = 'performer' AND x.target_type = 'Organization'))
-SELECT 0 AS k, rep.n, rep.content FROM rep
+SELECT 0 AS k, rep.n, rep.content, rep.hash_status::text AS hash_status FROM rep
 UNION ALL
-SELECT CASE WHEN o.type = 'Observation' THEN 1 ELSE 2 END, 0, o.content
+SELECT CASE WHEN o.type = 'Observation' THEN 1 ELSE 2 END, 0, o.content, NULL
   FROM refs JOIN resource o ON o.id = refs.target_id AND o.type = CASE WHEN refs.param = 'result' THEN 'Observation' ELSE 'Organization' END
  WHERE NOT o.deleted
 UNION ALL
-SELECT 3, 0, p.content FROM resource p WHERE $3::boolean AND p.type = 'Patient' AND p.id = ANY($1::text[]) AND NOT p.deleted
+SELECT 3, 0, p.content, NULL FROM resource p WHERE $3::boolean AND p.type = 'Patient' AND p.id = ANY($1::text[]) AND NOT p.deleted
 UNION ALL
-SELECT 4, 0, g.content FROM resource g WHERE g.type = 'Organization' AND g.id = $4::text AND NOT g.deleted
+SELECT 4, 0, g.content, NULL FROM resource g WHERE g.type = 'Organization' AND g.id = $4::text AND NOT g.deleted
 ORDER BY 1, 2`);
+}
 
 interface Facts {
   reports: LoadedReport[];
@@ -55,15 +59,20 @@ interface Facts {
 }
 
 export async function queryFacts(repo: Repository, patientIds: string[], options: { withPatients?: boolean; requesterId?: string } = {}): Promise<Facts> {
-  const rows = await repo.connection.query<{ k: number; content: Resource }>(FACTS_SQL, [patientIds, MAX_REPORTS, options.withPatients === true, options.requesterId ?? null]);
+  const rows = await repo.connection.query<{ k: number; content: Resource; hash_status: string | null }>(factsSql(), [patientIds, MAX_REPORTS, options.withPatients === true, options.requesterId ?? null]);
   const reports: DiagnosticReport[] = [];
+  const statuses = new Map<DiagnosticReport, HashStatus>();
   const obs = new Map<string, Observation>();
   const orgs = new Map<string, Organization>();
   const patients: Patient[] = [];
   let requester: Organization | undefined;
-  for (const { k, content } of rows) {
+  for (const { k, content, hash_status } of rows) {
     const kind = Number(k);
-    if (kind === 0) reports.push(openStored(repo.db, content as DiagnosticReport));
+    if (kind === 0) {
+      const report = openStored(repo.db, content as DiagnosticReport);
+      reports.push(report);
+      statuses.set(report, HASH_STATUSES.includes(hash_status as HashStatus) ? (hash_status as HashStatus) : 'unanchored');
+    }
     else if (kind === 1) obs.set(content.id as string, openStored(repo.db, content as Observation));
     else if (kind === 2) orgs.set(content.id as string, content as Organization);
     else if (kind === 3) patients.push(openStored(repo.db, content as Patient));
@@ -75,6 +84,7 @@ export async function queryFacts(repo: Repository, patientIds: string[], options
     requester,
     reports: reports.map((report) => ({
       report,
+      hashStatus: statuses.get(report) as HashStatus,
       observations: resultIds(report).map((id) => obs.get(id)).filter((o): o is Observation => !!o),
       performer: orgs.get(performerId(report) ?? ''),
       localCodes: local.get(performerId(report) ?? ''),

@@ -15,6 +15,7 @@ import { CATALOGUE_SYSTEM } from '../terminology/canonical.ts';
 import { parseReference } from '../fhir/search/references.ts';
 import { CatalogueView, type CatalogueEntry } from './catalogue.ts';
 import { evaluate, type Institution, type Qualification, type Verdict } from './rules.ts';
+import type { HashStatus } from './model.ts';
 
 export const INTERPRETATION_SYSTEM = 'http://terminology.hl7.org/CodeSystem/v3-ObservationInterpretation';
 const V2_ABNORMAL_FLAGS = 'http://terminology.hl7.org/CodeSystem/v2-0078';
@@ -169,6 +170,8 @@ export interface LoadedReport {
   performer?: Organization;
   /** The performing institution's approved dictionary entries (its local codes). */
   localCodes?: ApprovedMappings;
+  /** The hash status of the report's version, read with it (absent: `unanchored`). */
+  hashStatus?: HashStatus;
 }
 
 /** One (report, item) judged for a requester. */
@@ -182,6 +185,8 @@ export interface Candidate {
   abnormalCount: number;
   /** The approved dictionary entry through which a local code stands for the item. */
   mapping?: ApprovedMapping;
+  /** The report version's hash status (absent: `unanchored`). */
+  hashStatus?: HashStatus;
 }
 
 export interface Requester {
@@ -203,7 +208,17 @@ export function candidatesOf(reports: LoadedReport[], catalogue: CatalogueView, 
         requester,
         now
       );
-      out.push({ report, item, performer, observations, verdict, hrMark, abnormalCount: observations.filter(isAbnormal).length, ...(mapping ? { mapping } : {}) });
+      out.push({
+        report,
+        item,
+        performer,
+        observations,
+        verdict,
+        hrMark,
+        abnormalCount: observations.filter(isAbnormal).length,
+        ...(mapping ? { mapping } : {}),
+        ...(loaded.hashStatus ? { hashStatus: loaded.hashStatus } : {}),
+      });
     }
   }
   return out;
