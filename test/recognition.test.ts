@@ -14,7 +14,7 @@ import { statusOf } from '../server/fhir/errors.ts';
 import { Repository } from '../server/fhir/repository.ts';
 import { recordDigest } from '../server/provenance/intake.ts';
 import { reminder } from '../server/recognition/records.ts';
-import { recognitionCheck } from '../server/recognition/service.ts';
+import { factsSql, recognitionCheck } from '../server/recognition/service.ts';
 import { statementsOf } from './helpers/statements.ts';
 import { startTestServer, type TestServer } from './helpers/server.ts';
 import {
@@ -551,4 +551,25 @@ test.serial('$recognition-check costs two statements: the facts (reports with th
   t.is(statements.length, 2, statements.map((x) => x.slice(0, 60)).join(' / '));
   t.regex(statements[0]!, /^WITH rep AS MATERIALIZED .*FROM report_version rv/, 'the hash statuses are read with the reports');
   t.regex(statements[1]!, /^WITH p AS MATERIALIZED .*INSERT INTO resource /, 'the record, written alone');
+});
+
+test.serial('an institution changed between two checks is judged as it is now; the facts statement sends an institution this process holds only as its id and version', async (t) => {
+  const db = s.huren.db;
+  const check = async () => (await recognitionCheck({ repo: new Repository(db) }, { patient: { id: d.patient }, requester: { reference: `Organization/${d.org['req-gz']}` } })).results.map((r) => r.report.reference);
+  const fresh = `DiagnosticReport/${d.report.fresh}`;
+  t.true((await check()).includes(fresh));
+  const city: any = await (await s.fhir(`Organization/${d.org.city}`)).json();
+  const rows = await db.query<{ k: number; id: string; content: unknown }>(factsSql({ single: true, withPatients: false }), [d.patient, null, [`${city.id}/${city.meta.versionId}`]]);
+  const institutions = rows.filter((r) => Number(r.k) === 2);
+  t.true(institutions.some((r) => r.id === city.id && r.content === null), 'a known version: no content');
+  t.true(institutions.some((r) => r.id !== city.id && r.content !== null), 'the others: their content');
+
+  // the city hospital loses its QC qualifications (a new version): its fresh report no longer counts ...
+  const { meta: _meta, ...content } = city;
+  const bare = { ...content, extension: city.extension.filter((e: any) => e.url !== 'https://fhir.huren.gz.cn/StructureDefinition/qc-qualification') };
+  t.is((await s.fhir(`Organization/${city.id}`, { method: 'PUT', json: bare })).status, 200);
+  t.false((await check()).includes(fresh), 'judged by its new version');
+  // ... and regains them
+  t.is((await s.fhir(`Organization/${city.id}`, { method: 'PUT', json: content })).status, 200);
+  t.true((await check()).includes(fresh));
 });

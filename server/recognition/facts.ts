@@ -44,9 +44,17 @@ export function districtOf(org: Organization): string | undefined {
 /** The rules' view of an institution. An Organization without a district has no city (covers nothing). */
 export function institutionOf(org: Organization | undefined, id = org?.id ?? ''): Institution {
   if (!org) return { id, city: '', qualifications: [] };
+  // an institution held across checks (facts-query.ts) is read once; a fresh object is read for itself
+  const seen = institutions.get(org);
+  if (seen && seen.id === (org.id ?? id)) return seen;
   const district = districtOf(org);
-  return { id: org.id ?? id, city: district ? cityOfDistrict(district) : '', qualifications: qualificationsOf(org) };
+  const institution: Institution = { id: org.id ?? id, city: district ? cityOfDistrict(district) : '', qualifications: qualificationsOf(org) };
+  if (Object.isFrozen(org)) institutions.set(org, institution);
+  return institution;
 }
+
+/** The rules' view of the frozen (unchanging) Organizations, by object. */
+const institutions = new WeakMap<Organization, Institution>();
 
 export function qualificationsOf(org: Organization): Qualification[] {
   const out: Qualification[] = [];
