@@ -63,7 +63,7 @@ const CALL_WINDOW_MS = 100;
 const INSERT_CALLS_SQL = prepared(`INSERT INTO monitoring_event (institution, kind, operation, at, status)
   SELECT e->>0, 'call', e->>1, (e->>2)::timestamptz, (e->>3)::int FROM jsonb_array_elements($1::jsonb) AS e`);
 /** How long live counts are summed before they are published (one NOTIFY per window). */
-const LIVE_WINDOW_MS = 20;
+const LIVE_WINDOW_MS = 100;
 
 /** Facts recorded, the bus of live events, and the institution → district lookup. */
 export class MonitoringFacts {
