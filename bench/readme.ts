@@ -198,7 +198,7 @@ const FINDINGS = [
   '  VM each round trip costs the server ~0.3 ms of CPU (`writev`/socket reads alone were ~20 % of the',
   '  profile), more than the rules themselves (`candidatesOf` ~2 %); validating the DetectedIssue before it',
   '  is written is ~14 % of the server\'s CPU. The reports with their Observations and performers now come in',
-  '  one statement through the reference index (`FACTS_SQL` in server/recognition/facts-query.ts: 3 round trips →',
+  '  one statement through the reference index (`factsSql()` in server/recognition/facts-query.ts: 3 round trips →',
   '  1; ~0.5 ms in PostgreSQL at a million reports), and the primary-key reads, the report statuses and the',
   '  outbox insert are prepared statements (first rerun); then, when the patient and the requester are named',
   '  by id (the usual call), they come back from the same statement (second rerun): 11 round trips → 6. At a',

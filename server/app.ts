@@ -323,6 +323,8 @@ export function createApp(
         throw tooCostly(422, `The answer would exceed ${limits().maxAnswerBytes} bytes; ask for fewer resources`);
       }
       ctx.body = text;
+      // the answer as it was before it was serialised, for the edge middleware (the audit trail): not parsed back
+      ctx.state.answer = res.body;
     }
   });
 
@@ -379,6 +381,7 @@ function errors(logger: Logger): Koa.Middleware {
       if (status === 503 && !ctx.response.get('Retry-After')) ctx.set('Retry-After', String(RETRY_AFTER_SECONDS));
       ctx.type = 'application/fhir+json; charset=utf-8';
       ctx.body = JSON.stringify(body);
+      ctx.state.answer = body;
     }
   };
 }

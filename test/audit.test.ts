@@ -129,6 +129,7 @@ test.serial('every kind of request has its AuditEvent with the right outcome, wh
   t.is(sub(one('create')), 'create');
   t.is(one('create').action, 'C');
   t.is(one('create').entity?.[0].what?.reference, `Patient/${patientId}`, 'the created resource, from the Location');
+  t.is(one('create').entity?.[0].role?.code, '1', 'a Patient: the answer is the patient it is about (the answer as it was before it was serialised)');
   t.is(sub(one('read')), 'read');
   t.is(one('read').action, 'R');
   t.is(patientOf(one('read')), `Patient/${patientId}`);

@@ -7,6 +7,10 @@
  */
 import test from 'ava';
 import { startTestServer, type TestServer } from './helpers/server.ts';
+import { statementsOf } from './helpers/statements.ts';
+import { Repository } from '../server/fhir/repository.ts';
+import { callService } from '../server/cds/hooks.ts';
+import { findService } from '../server/cds/services.ts';
 import { charLength, duplicateOrderCard, encounterCard, md, MAX_SUMMARY, uuidV5 } from '../server/cds/cards.ts';
 import { countOf, idOf, ITEM, NATIONAL, NATIONAL_ID, ORG_ID, CATALOGUE, seedScenario, transaction, requesterOf, type Seeded } from './helpers/recognition-data.ts';
 
@@ -281,6 +285,22 @@ test.serial('feedback accepted records "recognised"; the same feedback twice rec
   const other = await post('/recognition-reminder/feedback', feedback(pvCard.uuid, 'overridden', { overrideReason: { reason: { system: REASON, code: '08' }, userComment: '外院结果与临床表现不符。' } }));
   t.is(other.status, 200, JSON.stringify(other.body));
   t.is((await recordOf(pvCard.uuid)).mitigation[1].action.coding[1].code, '08');
+});
+
+test.serial('order-sign with the patient prefetched costs three statements: the patient by identifier, the facts (hash statuses included), the record with its cards', async (t) => {
+  const service = findService('duplicate-order-sign');
+  if (!service) throw new Error('no duplicate-order-sign service');
+  const env = { repo: new Repository(s.huren.db), publicBase: root() };
+  const body = orderSign(d.patient, { prefetch: { patient: ehrPatient(d.patient) }, extension: requesterExt() });
+  await callService(env, service, body); // the process's caches (approved local codes, the institutions' districts) filled once
+  const before = await countOf(s, 'DetectedIssue');
+  const { value, statements } = await statementsOf(s.huren.db, () => callService(env, service, { ...body, hookInstance: crypto.randomUUID() }));
+  t.true(value.cards.length > 0);
+  t.is(statements.length, 3, statements.map((x) => x.slice(0, 60)).join(' / '));
+  t.regex(statements[0]!, /FROM resource r .*idx_token/, 'the patient, by the national ID');
+  t.regex(statements[1]!, /^WITH rep AS MATERIALIZED .*FROM report_version rv/, 'the hash statuses are read with the reports');
+  t.regex(statements[2]!, /^WITH p AS MATERIALIZED .*INSERT INTO resource .*INSERT INTO anchor_outbox/, 'the record, written alone with its outbox row');
+  t.is(await countOf(s, 'DetectedIssue'), before + 1);
 });
 
 test.serial('order-select checks only the selected orders; an order partly covered gets a card without a delete action', async (t) => {

@@ -110,6 +110,13 @@ test.serial('on, consistent: a consistent report shows the badge in read, vread,
   const fresh = params(check, 'result').find((r: any) => part(r, 'report').valueReference.reference === `DiagnosticReport/${id.consistent}`);
   t.is(part(fresh, 'hashStatus').valueCode, 'consistent');
   t.deepEqual(part(fresh, 'badge').valueCoding, { system: HASH_BADGE_SYSTEM, code: 'consistent', display: '哈希一致' });
+  // each result's status is its version's, read in the statement that reads the reports (facts-query.ts)
+  const statusOf = (key: string) => params(check, 'result').find((r: any) => part(r, 'report').valueReference.reference === `DiagnosticReport/${id[key]}`);
+  for (const k of ['inconsistent', 'pending', 'unanchored']) {
+    const result = statusOf(k);
+    if (result) t.is(part(result, 'hashStatus').valueCode, k, k);
+  }
+  t.true(['inconsistent', 'pending', 'unanchored'].some((k) => statusOf(k) !== undefined), 'another status than consistent among the results');
 });
 
 test.serial('a client sending back what it read stores no badge and makes no new version', async (t) => {

@@ -9,12 +9,15 @@
  * - the facts of real uploads and calls (a 4xx call counted too), and the live event stream.
  */
 import test from 'ava';
+import type Koa from 'koa';
 import { exportJWK, generateKeyPair } from 'jose';
 import { backendToken } from './helpers/backend-token.ts';
 import { insertReports } from './helpers/monitoring-facts.ts';
 import { startTestServer, type TestServer } from './helpers/server.ts';
 import { ORG_ID, organization, reportEntries, transaction, idOf } from './helpers/recognition-data.ts';
 import { flagId } from '../server/monitoring/evaluate.ts';
+import { MonitoringFacts } from '../server/monitoring/facts.ts';
+import { statementsOf } from './helpers/statements.ts';
 
 // the test drives the clock: no scheduled evaluation may interfere
 process.env.HUREN_MONITORING_CRON = 'off';
@@ -363,10 +366,40 @@ test.serial('a real upload and calls are recorded as facts (a failed call too), 
   t.is(failed.status, 404);
   const ok = await s.fhir(`Patient/${patient.id}/$recognition-check?requester=${org.other}`);
   t.is(ok.status, 200);
-  const calls = await s.huren.db.query<{ status: number; operation: string }>(`SELECT status, operation FROM monitoring_event WHERE institution = $1 AND kind = 'call' ORDER BY id`, [org.other]);
+  // the calls of ~100 ms are written together, in one statement, after their answers (facts.ts flushCalls)
+  const recorded = () => s.huren.db.query<{ status: number; operation: string }>(`SELECT status, operation FROM monitoring_event WHERE institution = $1 AND kind = 'call' ORDER BY at, id`, [org.other]);
+  let calls = await recorded();
+  for (let i = 0; i < 100 && calls.length < 2; i++) {
+    await new Promise((r) => setTimeout(r, 50));
+    calls = await recorded();
+  }
   t.deepEqual(calls.map((c) => [c.operation, c.status]), [['$recognition-check', 404], ['$recognition-check', 200]]);
   const records = await s.huren.db.query<{ n: number }>(`SELECT count(*)::int AS n FROM monitoring_record WHERE institution = $1`, [org.other]);
   t.is(records[0].n, 1, 'the successful check wrote its recognition record');
   t.is((await fetch(`${s.huren.url}/api/monitoring/events?district=abc`, { headers: { authorization: `Bearer ${s.token}` } })).status, 400);
   t.is((await fetch(`${s.huren.url}/api/monitoring/overview`)).status, 401);
+});
+
+test.serial('answered calls are written together: the calls of a window in ONE statement, each with its status and time', async (t) => {
+  const facts = new MonitoringFacts(s.huren.db);
+  const recorder = facts.callRecorder();
+  const institution = org.other as string;
+  const call = (status: number) => {
+    const ctx = { method: 'GET', path: '/fhir/Patient/x/$recognition-check', query: { requester: institution }, state: {}, status } as unknown as Koa.Context;
+    return recorder(ctx, async () => undefined);
+  };
+  const since = new Date().toISOString();
+  const { statements } = await statementsOf(s.huren.db, async () => {
+    for (const status of [200, 404, 200]) await call(status);
+    await facts.flushCalls();
+  });
+  t.is(statements.length, 1, statements.map((x) => x.slice(0, 60)).join(' / '));
+  t.regex(statements[0]!, /^INSERT INTO monitoring_event /);
+  const rows = await s.huren.db.query<{ status: number; operation: string; at: string }>(
+    `SELECT status, operation, at FROM monitoring_event WHERE institution = $1 AND kind = 'call' AND at >= $2 ORDER BY id`,
+    [institution, since]
+  );
+  t.deepEqual(rows.map((r) => [r.operation, r.status]), [['$recognition-check', 200], ['$recognition-check', 404], ['$recognition-check', 200]]);
+  t.true(rows.every((r) => new Date(r.at).getTime() >= Date.parse(since) && new Date(r.at).getTime() <= Date.now()), 'each at the time it answered');
+  await facts.stop();
 });

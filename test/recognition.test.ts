@@ -14,6 +14,8 @@ import { statusOf } from '../server/fhir/errors.ts';
 import { Repository } from '../server/fhir/repository.ts';
 import { recordDigest } from '../server/provenance/intake.ts';
 import { reminder } from '../server/recognition/records.ts';
+import { factsSql, recognitionCheck } from '../server/recognition/service.ts';
+import { statementsOf } from './helpers/statements.ts';
 import { startTestServer, type TestServer } from './helpers/server.ts';
 import {
   CATALOGUE,
@@ -516,4 +518,58 @@ test.serial("the platform's own records are validated under test, and their outb
   t.deepEqual(await db.query('SELECT 1 FROM anchor_outbox WHERE key = $1', [`DetectedIssue/${id}/_history/1`]), []);
   t.deepEqual(await db.query('SELECT 1 FROM monitoring_record WHERE id = $1', [id]), []);
   t.deepEqual(await db.query("SELECT 1 FROM resource WHERE type = 'DetectedIssue' AND id = $1", [id]), []);
+});
+
+test.serial('a recognition record is ONE statement with its outbox and monitoring rows (no BEGIN, no COMMIT); a failing one leaves none of them', async (t) => {
+  const db = s.huren.db;
+  const repo = new Repository(db);
+  const record = (implicated: DetectedIssue['implicated'] = []): DetectedIssue =>
+    reminder({ kind: 'encounter-reminder', patient: { reference: `Patient/${d.patient}` }, requester: { reference: `Organization/${d.org['req-gz']}` }, implicated: implicated ?? [], detail: '一条语句', now: new Date() });
+  await repo.create(record(), { own: true }); // the requester's district known to the live stream (cached once)
+  const { value, statements } = await statementsOf(db, () => repo.create(record(), { own: true }));
+  t.is(statements.length, 1, statements.map((x) => x.slice(0, 60)).join(' / '));
+  t.regex(statements[0]!, /INSERT INTO resource .*INSERT INTO anchor_outbox .*INSERT INTO monitoring_record/);
+  const id = value.resource.id as string;
+  const key = `DetectedIssue/${id}/_history/1`;
+  t.is((await db.query('SELECT 1 FROM anchor_outbox WHERE key = $1', [key])).length, 1);
+
+  // the same id and version again (another content): resource_history refuses version 1 twice, and the whole
+  // statement fails — neither the new outbox row (another digest) nor the monitoring row's change is kept
+  const again = record([{ reference: `DiagnosticReport/${d.report.fresh}` }]);
+  await t.throwsAsync(repo.create({ ...again, detail: '另一条' }, { id, own: true }));
+  t.deepEqual(await db.query('SELECT digest FROM anchor_outbox WHERE key = $1', [key]), [{ digest: recordDigest(value.resource) }]);
+  t.deepEqual(await db.query('SELECT implicated FROM monitoring_record WHERE id = $1', [id]), [{ implicated: 0 }]);
+  t.is(((await (await s.fhir(`DetectedIssue/${id}`)).json()) as DetectedIssue).detail, '一条语句');
+});
+
+test.serial('$recognition-check costs two statements: the facts (reports with their hash statuses, the patient, the requester) and the record', async (t) => {
+  const db = s.huren.db;
+  const check = () => recognitionCheck({ repo: new Repository(db) }, { patient: { id: d.patient }, requester: { reference: `Organization/${d.org['req-gz']}` } });
+  await check(); // the process's caches (approved local codes, the institutions' districts) filled once
+  const { value, statements } = await statementsOf(db, check);
+  t.true(value.results.length > 0);
+  t.is(statements.length, 2, statements.map((x) => x.slice(0, 60)).join(' / '));
+  t.regex(statements[0]!, /^WITH rep AS MATERIALIZED .*FROM report_version rv/, 'the hash statuses are read with the reports');
+  t.regex(statements[1]!, /^WITH p AS MATERIALIZED .*INSERT INTO resource /, 'the record, written alone');
+});
+
+test.serial('an institution changed between two checks is judged as it is now; the facts statement sends an institution this process holds only as its id and version', async (t) => {
+  const db = s.huren.db;
+  const check = async () => (await recognitionCheck({ repo: new Repository(db) }, { patient: { id: d.patient }, requester: { reference: `Organization/${d.org['req-gz']}` } })).results.map((r) => r.report.reference);
+  const fresh = `DiagnosticReport/${d.report.fresh}`;
+  t.true((await check()).includes(fresh));
+  const city: any = await (await s.fhir(`Organization/${d.org.city}`)).json();
+  const rows = await db.query<{ k: number; id: string; content: unknown }>(factsSql({ single: true, withPatients: false }), [d.patient, null, [`${city.id}/${city.meta.versionId}`]]);
+  const institutions = rows.filter((r) => Number(r.k) === 2);
+  t.true(institutions.some((r) => r.id === city.id && r.content === null), 'a known version: no content');
+  t.true(institutions.some((r) => r.id !== city.id && r.content !== null), 'the others: their content');
+
+  // the city hospital loses its QC qualifications (a new version): its fresh report no longer counts ...
+  const { meta: _meta, ...content } = city;
+  const bare = { ...content, extension: city.extension.filter((e: any) => e.url !== 'https://fhir.huren.gz.cn/StructureDefinition/qc-qualification') };
+  t.is((await s.fhir(`Organization/${city.id}`, { method: 'PUT', json: bare })).status, 200);
+  t.false((await check()).includes(fresh), 'judged by its new version');
+  // ... and regains them
+  t.is((await s.fhir(`Organization/${city.id}`, { method: 'PUT', json: content })).status, 200);
+  t.true((await check()).includes(fresh));
 });

@@ -26,14 +26,19 @@ export function entryMac(key: Buffer, previous: string, content: unknown): strin
   return createHmac('sm3', key).update(previous).update(canonicalJson(content)).digest('hex');
 }
 
-/** The AuditEvent's canonical JSON as the database gives it back (jsonb drops nothing JSON keeps). */
+/**
+ * The AuditEvent's canonical JSON, the same for the event as written and as the database gives it back (jsonb
+ * drops nothing JSON keeps): RFC 8785 skips undefined members and calls toJSON as JSON.stringify does, so the
+ * event is not serialised and parsed back first.
+ */
 function canonicalJson(content: unknown): string {
-  return canonicalize(JSON.parse(JSON.stringify(content))) as string;
+  return canonicalize(content) as string;
 }
 
 /** Appends the AuditEvents of every write transaction to the chain; refuses their update or deletion. */
 export function chainObserver(keys: AuditKeys): WriteObserver {
   return {
+    onlyAlongside: (versions) => !versions.some((v) => v.resource.resourceType === 'AuditEvent'),
     async beforeCommit(sql, writes) {
       const events = writes.versions.filter((v) => v.resource.resourceType === 'AuditEvent');
       if (events.length === 0) return;

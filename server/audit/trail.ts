@@ -122,7 +122,11 @@ const MAX_PARSED = 256 * 1024;
 function factsOf(ctx: Koa.Context, failed: boolean): RequestFacts {
   let answer: RequestFacts['answer'];
   const body = ctx.body;
-  if (typeof body === 'string' && body.length <= MAX_PARSED && body.startsWith('{') && !body.startsWith('{"resourceType":"Bundle"')) {
+  // the answer as it was before it was serialised (app.ts, the CDS router), else parsed back from its text
+  const given = ctx.state.answer as RequestFacts['answer'] | undefined;
+  if (given && typeof given === 'object' && typeof body === 'string' && body.length <= MAX_PARSED) {
+    answer = given.resourceType === 'Bundle' ? undefined : given;
+  } else if (typeof body === 'string' && body.length <= MAX_PARSED && body.startsWith('{') && !body.startsWith('{"resourceType":"Bundle"')) {
     try {
       answer = JSON.parse(body);
     } catch {

@@ -81,4 +81,5 @@ function json(ctx: Koa.Context, body: unknown): void {
   ctx.status = 200;
   ctx.type = 'application/json; charset=utf-8';
   ctx.body = JSON.stringify(body);
+  ctx.state.answer = body; // for the audit trail: not parsed back
 }

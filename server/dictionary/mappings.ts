@@ -122,6 +122,7 @@ async function loadMappings(db: Database, organizationIds: string[]): Promise<Ma
 /** Drops a database's cached mappings after a transaction that wrote a ConceptMap commits. */
 export function mappingsObserver(db: Database): WriteObserver {
   return {
+    onlyAlongside: () => true,
     async beforeCommit() {},
     afterCommit(writes: TxWrites) {
       if (writes.versions.some((v) => v.resource.resourceType === 'ConceptMap')) invalidateMappings(db);

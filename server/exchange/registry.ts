@@ -190,11 +190,15 @@ async function storeHashes(sql: Sql, agreements: Array<{ partner: string; idKey:
   }
 }
 
+const WATCHED_TYPES: ReadonlySet<string> = new Set(['Organization', 'Endpoint', 'Patient']);
+
 /**
  * The registry's write observer: refuses FHIR writes of the partner resources (only the registry API writes
  * them), and keeps the national-ID hashes of every written Patient for every agreement.
  */
 export const registryObserver: WriteObserver = {
+  // nothing to refuse or to keep for other types
+  onlyAlongside: (versions) => versions.every((v) => !WATCHED_TYPES.has(v.resource.resourceType)),
   async beforeCommit(sql, writes) {
     if (!registryWrite.getStore()) {
       const partner = writes.versions.find((v) => (v.resource.resourceType === 'Organization' || v.resource.resourceType === 'Endpoint') && (v.resource.id ?? '').startsWith(PREFIX));

@@ -56,6 +56,12 @@ export interface WriteObserver {
    * rolls the transaction back.
    */
   alongside?(versions: readonly NewVersion[]): Companion[];
+  /**
+   * True when `alongside` keeps everything this observer keeps for these versions, so that `beforeCommit` would
+   * do nothing for them. When every observer says so, a write of one statement is made without a transaction
+   * around it (no BEGIN and COMMIT: `Repository.create`); absent means no.
+   */
+  onlyAlongside?(versions: readonly NewVersion[]): boolean;
   beforeCommit(sql: Sql, writes: TxWrites): Promise<void>;
   afterCommit?(writes: TxWrites): void;
 }
@@ -177,7 +183,27 @@ export class Repository {
         return repo.insertNew(resource, options.id, warnings, options.guard);
       });
     }
+    if (!options.guard && !this.inTransaction) {
+      const written = await this.insertAlone(resource, options.id, warnings);
+      if (written) return written;
+    }
     return this.transaction((repo) => repo.insertNew(resource, options.id, warnings, options.guard));
+  }
+
+  /**
+   * A new resource in one statement and no transaction (a single statement is atomic by itself), when every
+   * write observer keeps what it keeps for it in that statement (`onlyAlongside`): BEGIN and COMMIT are two
+   * round trips of their own. Undefined when an observer needs the transaction.
+   */
+  private async insertAlone(resource: Resource, id: string | undefined, warnings: OperationOutcomeIssue[]): Promise<WriteResult | undefined> {
+    const observers = engineOf(this.db).writeObservers;
+    const stored = stamp(resource, id ?? randomUUID(), 1, new Date().toISOString());
+    const versions: NewVersion[] = [{ resource: stored, method: 'POST', isNew: true }];
+    if (!observers.every((o) => o.onlyAlongside?.(versions) === true)) return undefined;
+    await writeVersions(this.sql, versions, this.codec, observers.flatMap((o) => o.alongside?.(versions) ?? []));
+    const writes: TxWrites = { versions };
+    for (const observer of observers) observer.afterCommit?.(writes);
+    return { resource: stored, status: 201, warnings };
   }
 
   /** Creates many new resources with one statement per table (ids already assigned, already valid). */

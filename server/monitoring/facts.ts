@@ -7,7 +7,9 @@
  *   their decisions → monitoring_record / monitoring_decision;
  * - the call recorder, an HTTP middleware around `$recognition-check`, `$duplicate-check` and the CDS Hooks
  *   services: after the answer, one monitoring_event (kind `call`) with the HTTP status — so calls that failed
- *   with a 4xx, which write nothing in the FHIR store, are counted too;
+ *   with a 4xx, which write nothing in the FHIR store, are counted too. The calls of ~100 ms are written
+ *   together, in one statement (`flushCalls`), not one statement per call: a call is in the table ~100 ms after
+ *   its answer (a crash loses at most those), and the monitors, evaluated every minute, see it at the next run;
  * - a live event bus for the Server-Sent Events stream — counts only, per district — fed by every server
  *   process on the database (NOTIFY/LISTEN), so the stream is the same whichever process a browser reaches.
  *
@@ -18,7 +20,7 @@
 import { EventEmitter } from 'node:events';
 import type Koa from 'koa';
 import type { CodeableConcept, DetectedIssue, DiagnosticReport, Organization, Resource, ServiceRequest } from '@medplum/fhirtypes';
-import type { Database, Sql } from '../db/database.ts';
+import { prepared, type Database, type Sql } from '../db/database.ts';
 import { statusOf } from '../fhir/errors.ts';
 import type { TxWrites, WriteObserver } from '../fhir/repository.ts';
 import type { Companion, NewVersion } from '../fhir/store.ts';
@@ -56,8 +58,12 @@ export function districtOfOrganization(org: Organization | undefined): string | 
 }
 
 const LIVE_CHANNEL = 'huren_live';
+/** How long answered calls are kept before they are written (one statement per window). */
+const CALL_WINDOW_MS = 100;
+const INSERT_CALLS_SQL = prepared(`INSERT INTO monitoring_event (institution, kind, operation, at, status)
+  SELECT e->>0, 'call', e->>1, (e->>2)::timestamptz, (e->>3)::int FROM jsonb_array_elements($1::jsonb) AS e`);
 /** How long live counts are summed before they are published (one NOTIFY per window). */
-const LIVE_WINDOW_MS = 20;
+const LIVE_WINDOW_MS = 100;
 
 /** Facts recorded, the bus of live events, and the institution → district lookup. */
 export class MonitoringFacts {
@@ -147,6 +153,7 @@ export class MonitoringFacts {
 
   readonly observer: WriteObserver = {
     alongside: (versions) => this.alongside(versions),
+    onlyAlongside: (versions) => versions.every((v) => onlyAlongside(v)),
     beforeCommit: (sql, writes) => this.record(sql, writes),
     afterCommit: (writes) => this.announce(writes),
   };
@@ -297,14 +304,42 @@ export class MonitoringFacts {
         // a 5xx is the platform's failure, not the institution's: not counted against it
         if (status < 500) {
           const institution = await this.callerInstitution(ctx).catch(() => undefined);
-          if (institution) {
-            await this.db
-              .query(`INSERT INTO monitoring_event (institution, kind, operation, at, status) VALUES ($1, 'call', $2, now(), $3)`, [institution, operation, status])
-              .catch(() => undefined);
-          }
+          if (institution) this.recordCall([institution, operation, new Date().toISOString(), status]);
         }
       }
     };
+  }
+
+  /** Calls answered and not written yet: [institution, operation, at, status]. */
+  private calls: unknown[][] = [];
+  private callTimer?: NodeJS.Timeout;
+  private callsWritten: Promise<void> = Promise.resolve();
+
+  private recordCall(row: unknown[]): void {
+    this.calls.push(row);
+    if (this.callTimer) return;
+    this.callTimer = setTimeout(() => {
+      this.callTimer = undefined;
+      this.flushCalls().catch(() => undefined);
+    }, CALL_WINDOW_MS);
+    this.callTimer.unref();
+  }
+
+  /** Writes the calls answered so far, in one statement (a failed write loses them, as a lost connection would). */
+  flushCalls(): Promise<void> {
+    const run = this.callsWritten.then(async () => {
+      const rows = this.calls.splice(0);
+      if (rows.length > 0) await this.db.query(INSERT_CALLS_SQL, [JSON.stringify(rows)]);
+    });
+    this.callsWritten = run.catch(() => undefined);
+    return run;
+  }
+
+  /** Writes what is pending (at stop). */
+  async stop(): Promise<void> {
+    clearTimeout(this.callTimer);
+    this.callTimer = undefined;
+    await this.flushCalls().catch(() => undefined);
   }
 
   /** The institution a call is made for: the caller's own, else a literal `requester` query parameter. */
@@ -356,6 +391,17 @@ function recordRow(issue: DetectedIssue): unknown[] | undefined {
   const institution = orgId(issue.extension?.find((e) => e.url === EXT.requestingInstitution)?.valueReference?.reference);
   if (!kind || !institution) return undefined;
   return [issue.id, institution, kind, validTime(issue.identifiedDateTime) ?? issue.meta?.lastUpdated ?? new Date().toISOString(), issue.implicated?.length ?? 0];
+}
+
+/**
+ * Whether `alongside` keeps all that is kept for a version (`record` would do nothing for it): every version but a
+ * recognition record that is not new or carries decisions (read from the store) and an Organization (a district
+ * forgotten).
+ */
+function onlyAlongside({ resource, method, isNew }: NewVersion): boolean {
+  if (method === 'DELETE') return true;
+  if (resource.resourceType === 'DetectedIssue') return isNew && !hasDecisions(resource as DetectedIssue);
+  return resource.resourceType !== 'Organization';
 }
 
 /** Whether a recognition record carries a doctor's decision (recorded in monitoring_decision). */

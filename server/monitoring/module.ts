@@ -29,6 +29,7 @@ export const monitoringModule: ModuleFactory = ({ db, logger, limits }) => {
       stopRelay = await service.facts.relay();
     },
     async stop() {
+      await service.facts.stop();
       await stopRelay?.();
     },
   };

@@ -32,7 +32,9 @@ export class MonitoringService {
     this.printer = new PdfPrinter(config.chromium);
   }
 
-  evaluate(repo: Repository, at: Date): Promise<Evaluation> {
+  /** Evaluates the monitors at `at`, with this process's answered calls written first. */
+  async evaluate(repo: Repository, at: Date): Promise<Evaluation> {
+    await this.facts.flushCalls().catch(() => undefined);
     return evaluate(repo, this.config, at);
   }
 

@@ -81,6 +81,11 @@ export class Intake implements WriteObserver {
     return rows.length > 0 ? [{ sql: ENQUEUE_ROWS_SQL, rows }] : [];
   }
 
+  /** Recognition records only (queued beside them): nothing is left for `beforeCommit`. */
+  onlyAlongside(versions: readonly NewVersion[]): boolean {
+    return versions.every((v) => v.method !== 'DELETE' && v.resource.resourceType === 'DetectedIssue');
+  }
+
   async beforeCommit(sql: Sql, writes: TxWrites): Promise<void> {
     const submission = writes.submission;
     const bundleAnchors = submission ? readBundleAnchors(submission.bundle) : [];

@@ -253,6 +253,13 @@ export async function refreshChainStatus(sql: Sql, reportId: string, version: nu
   );
 }
 
+/**
+ * The stored status of the report version in resource row `r` (NULL: no row, `unanchored`), as a scalar SQL
+ * expression: what `statusesOf` reads, for a statement that reads the reports themselves (the recognition
+ * checks' facts statement, recognition/model.ts `setHashStatusColumn`).
+ */
+export const STATUS_COLUMN = '(SELECT rv.status FROM report_version rv WHERE rv.report_id = r.id AND rv.version = r.version)';
+
 /** The stored status of report versions, for `(id, version)` pairs (a missing row is `unanchored`). */
 const STATUSES_SQL = prepared('SELECT report_id, version, status FROM report_version WHERE report_id = ANY($1::text[])');
 

@@ -15,7 +15,6 @@
 import { existsSync } from 'node:fs';
 import { join } from 'node:path';
 import client from 'prom-client';
-import type { DiagnosticReport } from '@medplum/fhirtypes';
 import type { Config } from '../config.ts';
 import type { Database, Sql } from '../db/database.ts';
 import { badRequest, gone, notFound } from '../fhir/errors.ts';
@@ -28,7 +27,7 @@ import type { Logger } from '../http/observability.ts';
 import type { LedgerPort } from '../ledger/port.ts';
 import type { Readiness } from '../module.ts';
 import { describeLedgerConfig, type LedgerConfig } from '../ledger/config.ts';
-import { setHashStatusProvider } from '../recognition/service.ts';
+import { setHashStatusColumn } from '../recognition/service.ts';
 import type { ProvenanceConfig } from './config.ts';
 import { DOTTED_RAW, ensureReportVersion, Intake, parseOriginal, undot } from './intake.ts';
 import { sm2Signatures } from './signatures.ts';
@@ -37,7 +36,7 @@ import { LazyLedger } from './lazy-ledger.ts';
 import { EvmLedger } from '../ledger/evm/adapter.ts';
 import { startReadRpc, type ReadRpcServer } from '../ledger/read-rpc.ts';
 import { Anchorer, enqueue, outboxCounts, type AnchorRunResult, type OutboxCounts } from './outbox.ts';
-import { anchorsOf, onStatusRegression, refreshChainStatus, reportVersion, statusesOf, updateAnchor, type AnchorRow, type HashStatus, type ReportVersionRow } from './records.ts';
+import { anchorsOf, onStatusRegression, refreshChainStatus, reportVersion, STATUS_COLUMN, updateAnchor, type AnchorRow, type HashStatus, type ReportVersionRow } from './records.ts';
 import { RecordKeys } from './record-keys.ts';
 import { InstitutionKeys } from './institution-keys.ts';
 import { anchorSeal, anchorSealState, sealVersion } from './seals.ts';
@@ -233,10 +232,8 @@ export class ProvenanceService {
   install(): void {
     services.set(this.db, this);
     this.stopRegressions ??= onStatusRegression((e) => this.regressed(e));
-    // stateless: reads the statuses through the caller's own connection, whichever server it belongs to
-    setHashStatusProvider(async (reports: DiagnosticReport[], repo: Repository) =>
-      statusesOf(repo.connection, reports.map((r) => ({ id: r.id as string, version: Number(r.meta?.versionId ?? 0) })))
-    );
+    // read in the statement that reads the reports, on the caller's own connection (whichever server it belongs to)
+    setHashStatusColumn(STATUS_COLUMN);
   }
 
   /** What the FHIR engine runs for chain provenance. */

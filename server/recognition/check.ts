@@ -24,7 +24,7 @@ export async function recognitionCheck(ctx: ServiceContext, input: RecognitionCh
     (c) => (!itemFilter || itemFilter.has(c.item.code)) && categoryFilter(c)
   );
   const recognisable = candidates.filter((c) => c.verdict.recognisable);
-  const results = await summaries(ctx.repo, recognisable);
+  const results = summaries(recognisable);
   const patient = { reference: `Patient/${patients[0].id}` };
   const written = await ctx.repo.create(
     reminder({ kind: 'encounter-reminder', patient, requester: requester.reference, implicated: uniqueReports(recognisable), detail: encounterDetail(recognisable), now }),

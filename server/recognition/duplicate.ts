@@ -45,7 +45,7 @@ export async function duplicateCheck(ctx: ServiceContext, input: DuplicateCheckI
 
   const allMatches = candidates.filter((c) => c.verdict.recognisable && parsed.some((p) => p.items.some((i) => i.code === c.item.code)));
   const summaryOf = new Map<Candidate, ResultSummary>();
-  (await summaries(ctx.repo, allMatches)).forEach((s, i) => summaryOf.set(allMatches[i], s));
+  summaries(allMatches).forEach((s, i) => summaryOf.set(allMatches[i], s));
 
   const items: DuplicateItem[] = [];
   for (const p of parsed) {

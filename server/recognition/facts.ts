@@ -15,6 +15,7 @@ import { CATALOGUE_SYSTEM } from '../terminology/canonical.ts';
 import { parseReference } from '../fhir/search/references.ts';
 import { CatalogueView, type CatalogueEntry } from './catalogue.ts';
 import { evaluate, type Institution, type Qualification, type Verdict } from './rules.ts';
+import type { HashStatus } from './model.ts';
 
 export const INTERPRETATION_SYSTEM = 'http://terminology.hl7.org/CodeSystem/v3-ObservationInterpretation';
 const V2_ABNORMAL_FLAGS = 'http://terminology.hl7.org/CodeSystem/v2-0078';
@@ -43,9 +44,17 @@ export function districtOf(org: Organization): string | undefined {
 /** The rules' view of an institution. An Organization without a district has no city (covers nothing). */
 export function institutionOf(org: Organization | undefined, id = org?.id ?? ''): Institution {
   if (!org) return { id, city: '', qualifications: [] };
+  // an institution held across checks (facts-query.ts) is read once; a fresh object is read for itself
+  const seen = institutions.get(org);
+  if (seen && seen.id === (org.id ?? id)) return seen;
   const district = districtOf(org);
-  return { id: org.id ?? id, city: district ? cityOfDistrict(district) : '', qualifications: qualificationsOf(org) };
+  const institution: Institution = { id: org.id ?? id, city: district ? cityOfDistrict(district) : '', qualifications: qualificationsOf(org) };
+  if (Object.isFrozen(org)) institutions.set(org, institution);
+  return institution;
 }
+
+/** The rules' view of the frozen (unchanging) Organizations, by object. */
+const institutions = new WeakMap<Organization, Institution>();
 
 export function qualificationsOf(org: Organization): Qualification[] {
   const out: Qualification[] = [];
@@ -169,6 +178,8 @@ export interface LoadedReport {
   performer?: Organization;
   /** The performing institution's approved dictionary entries (its local codes). */
   localCodes?: ApprovedMappings;
+  /** The hash status of the report's version, read with it (absent: `unanchored`). */
+  hashStatus?: HashStatus;
 }
 
 /** One (report, item) judged for a requester. */
@@ -182,6 +193,8 @@ export interface Candidate {
   abnormalCount: number;
   /** The approved dictionary entry through which a local code stands for the item. */
   mapping?: ApprovedMapping;
+  /** The report version's hash status (absent: `unanchored`). */
+  hashStatus?: HashStatus;
 }
 
 export interface Requester {
@@ -203,7 +216,17 @@ export function candidatesOf(reports: LoadedReport[], catalogue: CatalogueView, 
         requester,
         now
       );
-      out.push({ report, item, performer, observations, verdict, hrMark, abnormalCount: observations.filter(isAbnormal).length, ...(mapping ? { mapping } : {}) });
+      out.push({
+        report,
+        item,
+        performer,
+        observations,
+        verdict,
+        hrMark,
+        abnormalCount: observations.filter(isAbnormal).length,
+        ...(mapping ? { mapping } : {}),
+        ...(loaded.hashStatus ? { hashStatus: loaded.hashStatus } : {}),
+      });
     }
   }
   return out;

@@ -2,7 +2,7 @@
  * The recognition service's inputs and outputs, its context, limits, and the one pluggable part (the hash
  * status of reports, given by the chain provenance).
  */
-import type { Coding, DetectedIssue, DiagnosticReport, Patient, Reference } from '@medplum/fhirtypes';
+import type { Coding, DetectedIssue, Patient, Reference } from '@medplum/fhirtypes';
 import type { ApprovedMapping } from '../dictionary/mappings.ts';
 import type { Principal } from '../fhir/principal.ts';
 import type { Repository } from '../fhir/repository.ts';
@@ -17,19 +17,23 @@ export const MAX_COMMENT = 200;
 
 /** Hash consistency of a report with the chain (DESIGN.md §4). */
 export type HashStatus = 'consistent' | 'inconsistent' | 'pending' | 'unanchored';
-export type HashStatusProvider = (reports: DiagnosticReport[], repo: Repository) => Promise<Map<string, HashStatus>>;
+export const HASH_STATUSES: readonly HashStatus[] = ['consistent', 'inconsistent', 'pending', 'unanchored'];
 
-const unanchored: HashStatusProvider = async (reports) => new Map(reports.map((r) => [r.id as string, 'unanchored' as const]));
-let hashStatusProvider: HashStatusProvider = unanchored;
+/**
+ * Where the hash status of a report version is kept, as the chain provenance gives it: a scalar SQL expression
+ * over the resource row `r` of the report (its `id` and `version` columns) that is the version's status, or NULL
+ * for `unanchored`. The facts statement (facts-query.ts) reads it beside each report, so a check needs no
+ * statement of its own for the statuses. Default: NULL (every report is `unanchored`).
+ */
+let hashStatusColumn = 'NULL';
 
-/** Plugs in the chain provenance's verdict on each report (default: every report is `unanchored`). */
-export function setHashStatusProvider(provider: HashStatusProvider | undefined): void {
-  hashStatusProvider = provider ?? unanchored;
+/** Plugs in the chain provenance's status of each report version (see `hashStatusColumn`); undefined: none. */
+export function setHashStatusColumn(sql: string | undefined): void {
+  hashStatusColumn = sql ?? 'NULL';
 }
 
-/** The hash status of each report, from the installed provider. */
-export function hashStatusesOf(reports: DiagnosticReport[], repo: Repository): Promise<Map<string, HashStatus>> {
-  return hashStatusProvider(reports, repo);
+export function currentHashStatusColumn(): string {
+  return hashStatusColumn;
 }
 
 /**

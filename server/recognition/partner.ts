@@ -35,7 +35,7 @@ export async function partnerRecognition(repo: Repository, input: PartnerCheckIn
   const recognisable = candidatesOf(loaded, catalogue, { id: '', city: input.requesterCity }, now).filter(
     (c) => c.verdict.recognisable && (!itemFilter || itemFilter.has(c.item.code)) && categoryFilter(c)
   );
-  const list = await summaries(repo, recognisable);
+  const list = summaries(recognisable);
   return list.map((summary, i) => ({ summary, candidate: recognisable[i]! }));
 }
 

@@ -2,12 +2,11 @@
  * Filters by item and category, and the result summaries the checks answer with (with each report's hash status).
  */
 import type { Coding, DiagnosticReport, Reference } from '@medplum/fhirtypes';
-import type { Repository } from '../fhir/repository.ts';
 import { LEGACY_SYSTEM, NATIONAL_SYSTEM } from '../terminology/canonical.ts';
 import { CatalogueView, type CatalogueEntry, type Token } from './catalogue.ts';
 import { RecognitionError } from './errors.ts';
 import type { Candidate } from './facts.ts';
-import { hashStatusesOf, type HashStatus, type ResultSummary } from './model.ts';
+import type { ResultSummary } from './model.ts';
 
 export function itemCodes(catalogue: CatalogueView, tokens: Token[], param: string): Set<string> | undefined {
   if (tokens.length === 0) return undefined;
@@ -45,9 +44,8 @@ export function categoryMatcher(catalogue: CatalogueView, tokens: Token[]): (c: 
     reportCategories.some((t) => (report.category ?? []).some((cc) => (cc.coding ?? []).some((c) => c.system === t.system && c.code === t.code)));
 }
 
-export async function summaries(repo: Repository, candidates: Candidate[]): Promise<ResultSummary[]> {
-  const reports = [...new Map(candidates.map((c) => [c.report.id as string, c.report])).values()];
-  const hashes = reports.length > 0 ? await hashStatusesOf(reports, repo) : new Map<string, HashStatus>();
+/** The results as the checks answer them; each report's hash status as read with it (facts-query.ts). */
+export function summaries(candidates: Candidate[]): ResultSummary[] {
   return candidates.map((c) => ({
     report: { reference: `DiagnosticReport/${c.report.id}`, ...(c.report.code?.text ? { display: c.report.code.text } : {}) },
     item: c.item.coding,
@@ -56,7 +54,7 @@ export async function summaries(repo: Repository, candidates: Candidate[]): Prom
     ...(c.verdict.daysRemaining !== undefined ? { daysRemaining: c.verdict.daysRemaining } : {}),
     ...(c.verdict.expires ? { expires: c.verdict.expires } : {}),
     ...(c.hrMark ? { hrMark: c.hrMark } : {}),
-    hashStatus: hashes.get(c.report.id as string) ?? 'unanchored',
+    hashStatus: c.hashStatus ?? 'unanchored',
     abnormalCount: c.abnormalCount,
     ...(c.mapping ? { mapping: c.mapping } : {}),
   }));

@@ -21,4 +21,4 @@ export { duplicateCheck } from './duplicate.ts';
 export { recordDecision } from './decision.ts';
 export { patientReports, viewReport, recordAccess, type ReportItemView, type ReportView, type ReportDetail, type PatientReportsInput } from './views.ts';
 export { resolvePatients, resolveRequester, type ResolvedRequester } from './patients.ts';
-export { FACTS_SQL, loadReports } from './facts-query.ts';
+export { factsSql, loadReports } from './facts-query.ts';
