@@ -13,7 +13,7 @@
  * through `captureReminder`'s repository, which keeps it (with the id it will have) instead of writing it;
  * the hook then adds the cards and writes it. A call that fails writes nothing.
  */
-import { randomUUID } from 'node:crypto';
+import { newResourceId } from '../fhir/ids.ts';
 import type { DetectedIssue, DetectedIssueEvidence, Reference, Resource } from '@medplum/fhirtypes';
 import type { Repository, WriteResult } from '../fhir/repository.ts';
 import { parseSearch } from '../fhir/search/parse.ts';
@@ -35,7 +35,7 @@ export function captureReminder(repo: Repository): ReminderCapture {
   const create = async (resource: Resource, options: { ifNoneExist?: string; id?: string; own?: boolean } = {}): Promise<WriteResult> => {
     if (resource.resourceType !== 'DetectedIssue' || options.ifNoneExist) return repo.create(resource, options);
     if (kept) throw new Error('The recognition service created more than one reminder in one call');
-    kept = { ...(resource as DetectedIssue), id: options.id ?? randomUUID() };
+    kept = { ...(resource as DetectedIssue), id: options.id ?? newResourceId() };
     return { resource: kept, status: 201 } as WriteResult;
   };
   const view = new Proxy(repo, {

@@ -197,7 +197,7 @@ export class Repository {
    */
   private async insertAlone(resource: Resource, id: string | undefined, warnings: OperationOutcomeIssue[]): Promise<WriteResult | undefined> {
     const observers = engineOf(this.db).writeObservers;
-    const stored = stamp(resource, id ?? randomUUID(), 1, new Date().toISOString());
+    const stored = stamp(resource, id ?? newResourceId(), 1, new Date().toISOString());
     const versions: NewVersion[] = [{ resource: stored, method: 'POST', isNew: true }];
     if (!observers.every((o) => o.onlyAlongside?.(versions) === true)) return undefined;
     await writeVersions(this.sql, versions, this.codec, observers.flatMap((o) => o.alongside?.(versions) ?? []));
