@@ -468,7 +468,7 @@ async function benchStore(store: Store, machine: Record<string, unknown>) {
   const servers = [server];
   try {
     for (let i = 1; store === 'postgres' && i < options.servers; i++) {
-      servers.push(await startServer({ store, databaseName: server.databaseName, nodeFlags: profileDir ? ['--cpu-prof', `--cpu-prof-dir=${profileDir}`] : [] }));
+      servers.push(await startServer({ store, databaseName: server.databaseName, dataDir: server.dataDir, nodeFlags: profileDir ? ['--cpu-prof', `--cpu-prof-dir=${profileDir}`] : [] }));
     }
   } catch (err) {
     for (const s of servers.reverse()) await s.stop();
@@ -629,7 +629,7 @@ async function benchRecognition(store: Store, machine: Record<string, unknown>) 
     const count = (t: string) => counts.find((c) => c.type === t)?.n ?? 0;
     // --servers N: N server processes on the one database, requests spread over them (after the load)
     for (let i = 1; i < options.servers; i++) {
-      servers.push(await startServer({ store, databaseName: server.databaseName, nodeFlags: profileDir ? ['--cpu-prof', `--cpu-prof-dir=${profileDir}`] : [] }));
+      servers.push(await startServer({ store, databaseName: server.databaseName, dataDir: server.dataDir, nodeFlags: profileDir ? ['--cpu-prof', `--cpu-prof-dir=${profileDir}`] : [] }));
     }
     if (servers.length > 1) log(`${store}: ${servers.length} server processes on database ${server.databaseName}`);
     const sender: Sender = servers.length === 1 ? client : new RoundRobin([client, ...servers.slice(1).map((s) => new FhirClient(s.baseUrl, s.token, 1024))]);

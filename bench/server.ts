@@ -37,6 +37,8 @@ export interface ServerOptions {
   databaseName?: string;
   /** Extra environment of the server process (e.g. HUREN_ANCHOR_CRON). */
   env?: Record<string, string>;
+  /** The data directory of another server on the same database (its key files); left in place at stop. */
+  dataDir?: string;
 }
 
 export interface RunningServer {
@@ -138,6 +140,10 @@ export async function startServer(options: ServerOptions): Promise<RunningServer
       mkdirSync(dataDir, { recursive: true });
     }
   }
+  if (options.dataDir) {
+    rmSync(dataDir, { recursive: true, force: true });
+    dataDir = options.dataDir;
+  }
   const port = await freePort();
   const token = randomBytes(24).toString('base64url');
   const child: ChildProcess = spawn(process.execPath, [...(options.nodeFlags ?? []), '--import', 'tsx', 'server/main.ts'], {
@@ -169,7 +175,7 @@ export async function startServer(options: ServerOptions): Promise<RunningServer
   const exitPromise = new Promise<void>((resolve) => child.once('exit', () => ((exited = true), resolve())));
 
   const cleanup = async () => {
-    if (!(options.store === 'postgres' && (options.keepDatabase || options.databaseName))) rmSync(dataDir, { recursive: true, force: true });
+    if (!options.dataDir && !(options.store === 'postgres' && (options.keepDatabase || options.databaseName))) rmSync(dataDir, { recursive: true, force: true });
     if (created && !options.keepDatabase) await adminQuery(`DROP DATABASE IF EXISTS ${databaseName} WITH (FORCE)`);
   };
 
