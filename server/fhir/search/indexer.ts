@@ -247,7 +247,7 @@ function compiledParams(resourceType: string): { param: ParamDef; extract?: Extr
  * - another reference parameter restricted to one target type: Observation `patient`
  *   (`Observation.subject.where(resolve() is Patient)`) is searched as the rows of `subject` whose target type is
  *   Patient (an absolute reference to a Patient counts too, as resolving it would answer).
- * On the report transaction this is 63 of 206 index rows (each row is a heap tuple and two B-tree entries).
+ * On the bench's report transaction this is 61 of 206 index rows (each row a heap tuple and two B-tree entries).
  */
 export interface ParamStorage {
   codes: string[];
@@ -271,14 +271,8 @@ function storage(resourceType: string): Map<string, ParamStorage> {
   const branches = new Map<string, string[]>();
   for (const param of params) {
     if (!extractorOf(resourceType, param)) continue;
-    let list: string[];
-    try {
-      list = getExpressionsForResourceType(resourceType, param.definition.expression ?? '').map((atom) => atom.toString().trim());
-    } catch {
-      continue;
-    }
-    list = list.filter((b) => (/^\(?([A-Z][A-Za-z0-9]*)\./.exec(b)?.[1] ?? resourceType) === resourceType);
-    if (list.length > 0) branches.set(param.code, list);
+    const list = branchesOf(resourceType, param.definition.expression ?? '');
+    if (list && list.length > 0) branches.set(param.code, list.map((b) => b.trim()));
   }
   const single = new Map<string, ParamDef>(); // branch text -> the reference parameter whose only branch it is
   for (const param of params) {
@@ -325,18 +319,10 @@ export function extractorOf(resourceType: string, param: ParamDef): Extractor | 
 
 /** Compiles the branches of `expression` that apply to `resourceType`; undefined if any is not a simple path. */
 export function compileExpression(resourceType: string, expression: string): Extractor | undefined {
-  let branches: string[];
-  try {
-    branches = getExpressionsForResourceType(resourceType, expression).map((atom) => atom.toString());
-  } catch {
-    return undefined;
-  }
-  if (branches.length === 0) return undefined; // left to the FHIRPath engine
+  const all = allBranches(resourceType, expression);
+  if (!all || all.length === 0) return undefined; // left to the FHIRPath engine
   const compiled: Step[][] = [];
-  for (const branch of branches) {
-    // a branch rooted at another resource type (`RelatedPerson.address` offered for Person) selects nothing
-    const root = /^\(?([A-Z][A-Za-z0-9]*)\./.exec(branch)?.[1];
-    if (root && root !== resourceType) continue;
+  for (const branch of onType(resourceType, all)) {
     const ops = parseBranch(resourceType, branch);
     const steps = ops && compileOps(resourceType, ops);
     if (!steps) return undefined;
@@ -350,6 +336,26 @@ export function compileExpression(resourceType: string, expression: string): Ext
     for (const steps of compiled) for (const v of run(steps, root)) out.push(v);
     return out;
   };
+}
+
+/** The `|` branches of an expression as @medplum/core splits them for a type; undefined if it cannot. */
+function allBranches(resourceType: string, expression: string): string[] | undefined {
+  try {
+    return getExpressionsForResourceType(resourceType, expression).map((atom) => atom.toString());
+  } catch {
+    return undefined;
+  }
+}
+
+/** The branches rooted at `resourceType` (`RelatedPerson.address`, offered for Person, selects nothing there). */
+function onType(resourceType: string, branches: string[]): string[] {
+  return branches.filter((b) => (/^\(?([A-Z][A-Za-z0-9]*)\./.exec(b)?.[1] ?? resourceType) === resourceType);
+}
+
+/** The branches of a parameter's expression that apply to `resourceType` (undefined: not split). */
+function branchesOf(resourceType: string, expression: string): string[] | undefined {
+  const all = allBranches(resourceType, expression);
+  return all && onType(resourceType, all);
 }
 
 function run(steps: Step[], input: TypedValue[]): TypedValue[] {
