@@ -89,7 +89,7 @@ export class MonitoringFacts {
         if (d) this.districts.set(`Organization/${r.id}`, d);
       }
       // an institution without a district (or not stored) is remembered as such too, until it is written again
-      // (record(): forget) — otherwise every upload of a hospital without one would look it up again
+      // (announce(): forget) — otherwise every upload of a hospital without one would look it up again
       for (const m of missing) if (!this.districts.has(m)) this.districts.set(m, 'unknown');
     }
     return new Map(institutions.map((i) => [i, this.districts.get(i) ?? 'unknown']));
@@ -199,7 +199,6 @@ export class MonitoringFacts {
 
   private async record(sql: Sql, writes: TxWrites): Promise<void> {
     for (const { resource, method } of writes.versions) {
-      if (resource.resourceType === 'Organization') this.forget(`Organization/${resource.id}`); // also a deletion
       if (method === 'DELETE' || this.recorded.has(resource)) continue;
       if (resource.resourceType === 'DetectedIssue') {
         await this.recordIssue(sql, resource as DetectedIssue);
@@ -273,6 +272,8 @@ export class MonitoringFacts {
       per.set(institution, c);
     };
     for (const { resource, method, isNew } of writes.versions) {
+      // after the commit, so that a lookup racing the write cannot cache the district it had before (also a deletion)
+      if (resource.resourceType === 'Organization') this.forget(`Organization/${resource.id}`);
       if (method === 'DELETE') continue;
       const r = resource as Resource;
       if (r.resourceType === 'DiagnosticReport') add((r.performer ?? []).map((p) => orgId(p.reference)).find(Boolean), 'reports');
